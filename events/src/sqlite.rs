@@ -1,0 +1,555 @@
+//! The embedded event log: one SQLite file in WAL mode.
+//!
+//! One writer thread owns the only write connection. It takes every append waiting in its
+//! queue, checks versions, assigns sequences and hashes, inserts them in one transaction and
+//! commits with `synchronous=FULL` (the WAL is fsynced) before answering any of them: group
+//! commit, so durability costs one fsync per batch rather than per event. Readers use their
+//! own connections; subscribers are woken through a watch channel carrying the last
+//! committed position.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::audit::{Verifier, VerifyReport};
+use crate::envelope::{hash_json, micros, parse_time, Event, GENESIS_HASH};
+use crate::log::{
+    family_of, Appended, Cursor, EventLog, ExpectedVersion, Filter, LogError, NewEvent, Position,
+    RecordedEvent, Subscription,
+};
+
+/// The only partition of the SQLite log.
+pub const PARTITION: &str = "log";
+
+/// Events per writer transaction at most; bounds the latency a huge batch adds.
+const MAX_BATCH_EVENTS: usize = 20_000;
+/// Stream heads remembered by the writer before it forgets them all.
+const HEAD_CACHE_LIMIT: usize = 500_000;
+/// Events fetched per read when catching up a subscriber.
+const SUBSCRIBE_PAGE: usize = 2_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position   INTEGER PRIMARY KEY,
+    stream     TEXT    NOT NULL,
+    sequence   INTEGER NOT NULL,
+    id         TEXT    NOT NULL,
+    type       TEXT    NOT NULL,
+    source     TEXT    NOT NULL,
+    time       TEXT    NOT NULL,
+    accountsid TEXT    NOT NULL,
+    prevhash   TEXT    NOT NULL,
+    hash       TEXT    NOT NULL,
+    data       TEXT    NOT NULL,
+    UNIQUE (stream, sequence)
+);
+";
+
+const SELECT_COLUMNS: &str =
+    "position, stream, sequence, id, type, source, time, accountsid, prevhash, data";
+
+fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> LogError {
+    move |source| LogError::Sqlite { context, source }
+}
+
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+/// The SQLite event log. Cheap to share behind an `Arc`.
+pub struct SqliteLog {
+    path: PathBuf,
+    writer: Mutex<Option<std::sync::mpsc::Sender<AppendRequest>>>,
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    committed: watch::Receiver<u64>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl SqliteLog {
+    /// Opens (creating if needed) the log at `path`; `node` names this writer in `source`.
+    pub fn open(path: impl AsRef<Path>, node: &str) -> Result<SqliteLog, LogError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|source| LogError::Io {
+                    context: "creating the data dir",
+                    source,
+                })?;
+            }
+        }
+        let conn = Connection::open(&path).map_err(sql("opening the log"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("setting synchronous"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(sql("busy timeout"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(sql("creating the schema"))?;
+        let last: u64 = conn
+            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("reading the last position"))?;
+
+        let (committed_tx, committed) = watch::channel(last);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = Writer {
+            conn,
+            source: format!("dialtone://{node}"),
+            heads: HashMap::new(),
+            committed: committed_tx,
+        };
+        let handle = thread::Builder::new()
+            .name("sqlite-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| LogError::Io {
+                context: "starting the writer thread",
+                source,
+            })?;
+        Ok(SqliteLog {
+            path,
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(handle)),
+            committed,
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops the writer after it has committed everything queued so far.
+    pub fn close(&self) {
+        drop(self.writer.lock().map(|mut w| w.take()));
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    fn with_reader<T>(
+        readers: &Mutex<Vec<Connection>>,
+        path: &Path,
+        f: impl FnOnce(&Connection) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let pooled = readers.lock().ok().and_then(|mut pool| pool.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sql("opening a reader"))?;
+                conn.busy_timeout(std::time::Duration::from_secs(30))
+                    .map_err(sql("busy timeout"))?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = readers.lock() {
+            if pool.len() < 16 {
+                pool.push(conn);
+            }
+        }
+        result
+    }
+
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, LogError> + Send + 'static,
+    ) -> Result<T, LogError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || Self::with_reader(&readers, &path, f))
+            .await
+            .map_err(|_| LogError::Closed)?
+    }
+
+    /// Walks every stream in sequence order, checking that sequences are gap-free, that each
+    /// `prevhash` is the hash of the previous event and that the stored hash of each event
+    /// matches its content. `progress` is called with the number of events checked so far.
+    pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport, LogError> {
+        Self::with_reader(&self.readers, &self.path, |conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {SELECT_COLUMNS}, hash FROM events ORDER BY stream, sequence"
+                ))
+                .map_err(sql("verifying"))?;
+            let mut rows = stmt.query([]).map_err(sql("verifying"))?;
+            let mut verifier = Verifier::default();
+            while let Some(row) = rows.next().map_err(sql("verifying"))? {
+                let recorded = row_to_event(row)?;
+                let stored_hash: String = row.get(10).map_err(sql("verifying"))?;
+                if let Err(broken) = verifier.check(&recorded.event, Some(&stored_hash)) {
+                    return Ok(VerifyReport::Broken(broken));
+                }
+                if verifier.events % 10_000 == 0 {
+                    progress(verifier.events);
+                }
+            }
+            progress(verifier.events);
+            Ok(verifier.finish())
+        })
+    }
+
+    /// Number of events in the log.
+    pub async fn count(&self) -> Result<u64, LogError> {
+        self.read_blocking(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+                .map_err(sql("counting events"))
+        })
+        .await
+    }
+}
+
+impl Drop for SqliteLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn row_to_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, LogError> {
+    let position: u64 = row.get(0).map_err(sql("reading an event"))?;
+    let corrupt = |message: String| LogError::Corrupt {
+        position: position.to_string(),
+        message,
+    };
+    let id: String = row.get(3).map_err(sql("reading an event"))?;
+    let time: String = row.get(6).map_err(sql("reading an event"))?;
+    let data: String = row.get(9).map_err(sql("reading an event"))?;
+    Ok(RecordedEvent {
+        position: Position {
+            partition: PARTITION.to_owned(),
+            offset: position,
+        },
+        event: Event {
+            id: Uuid::parse_str(&id).map_err(|e| corrupt(format!("bad id {id:?}: {e}")))?,
+            event_type: row.get(4).map_err(sql("reading an event"))?,
+            source: row.get(5).map_err(sql("reading an event"))?,
+            subject: row.get(1).map_err(sql("reading an event"))?,
+            time: parse_time(&time).map_err(|e| corrupt(format!("bad time {time:?}: {e}")))?,
+            accountsid: row.get(7).map_err(sql("reading an event"))?,
+            sequence: row.get(2).map_err(sql("reading an event"))?,
+            prevhash: row.get(8).map_err(sql("reading an event"))?,
+            data: RawValue::from_string(data).map_err(|e| corrupt(format!("bad data: {e}")))?,
+        },
+    })
+}
+
+fn query_events(
+    conn: &Connection,
+    where_clause: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RecordedEvent>, LogError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {SELECT_COLUMNS} FROM events {where_clause}"
+        ))
+        .map_err(sql("preparing a read"))?;
+    let mut rows = stmt.query(params).map_err(sql("reading events"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql("reading events"))? {
+        out.push(row_to_event(row)?);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl EventLog for SqliteLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, LogError> {
+        family_of(stream)?;
+        if events.is_empty() {
+            return Err(LogError::EmptyAppend);
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        {
+            let writer = self.writer.lock().map_err(|_| LogError::Closed)?;
+            writer
+                .as_ref()
+                .ok_or(LogError::Closed)?
+                .send(request)
+                .map_err(|_| LogError::Closed)?;
+        }
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_sequence: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let stream = stream.to_owned();
+        self.read_blocking(move |conn| {
+            query_events(
+                conn,
+                "WHERE stream = ?1 AND sequence >= ?2 ORDER BY sequence",
+                params![stream, from_sequence],
+            )
+        })
+        .await
+    }
+
+    async fn read_all(&self, from: &Cursor, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        let start = from.next_offset(PARTITION);
+        self.read_blocking(move |conn| {
+            query_events(
+                conn,
+                "WHERE position >= ?1 ORDER BY position LIMIT ?2",
+                params![start, limit as i64],
+            )
+        })
+        .await
+    }
+
+    async fn subscribe(&self, from: Cursor, filter: Filter) -> Result<Subscription, LogError> {
+        let (tx, subscription) = Subscription::channel(SUBSCRIBE_PAGE);
+        let mut committed = self.committed.clone();
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::spawn(async move {
+            let mut cursor = from;
+            loop {
+                // Mark the current commit as seen before reading, so a commit that lands
+                // after the read wakes us up: no event can fall between read and wait.
+                let last_committed = *committed.borrow_and_update();
+                let start = cursor.next_offset(PARTITION);
+                let page = if start > last_committed {
+                    Ok(Vec::new())
+                } else {
+                    let (readers, path) = (readers.clone(), path.clone());
+                    tokio::task::spawn_blocking(move || {
+                        SqliteLog::with_reader(&readers, &path, |conn| {
+                            query_events(
+                                conn,
+                                "WHERE position >= ?1 ORDER BY position LIMIT ?2",
+                                params![start, SUBSCRIBE_PAGE as i64],
+                            )
+                        })
+                    })
+                    .await
+                    .unwrap_or(Err(LogError::Closed))
+                };
+                match page {
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    Ok(events) if events.is_empty() => {
+                        tokio::select! {
+                            changed = committed.changed() => if changed.is_err() { return },
+                            _ = tx.closed() => return,
+                        }
+                    }
+                    Ok(events) => {
+                        for recorded in events {
+                            cursor.advance(&recorded.position);
+                            if filter.matches(&recorded.event)
+                                && tx.send(Ok(recorded)).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(subscription)
+    }
+
+    async fn head(&self) -> Result<Cursor, LogError> {
+        let last = *self.committed.borrow();
+        let mut cursor = Cursor::start();
+        cursor.advance(&Position {
+            partition: PARTITION.to_owned(),
+            offset: last,
+        });
+        Ok(cursor)
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    source: String,
+    /// Last sequence and hash of recently written streams.
+    heads: HashMap<String, (u64, String)>,
+    committed: watch::Sender<u64>,
+}
+
+/// What the writer decided for one request of a batch.
+enum Planned {
+    Rejected(LogError),
+    Accepted(Appended),
+}
+
+impl Writer {
+    fn run(mut self, rx: std::sync::mpsc::Receiver<AppendRequest>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            let mut events = batch[0].events.len();
+            while events < MAX_BATCH_EVENTS {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        events += next.events.len();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+    }
+
+    fn head(
+        &self,
+        stream: &str,
+        pending: &HashMap<String, (u64, String)>,
+    ) -> Result<(u64, String), LogError> {
+        if let Some(head) = pending.get(stream).or_else(|| self.heads.get(stream)) {
+            return Ok(head.clone());
+        }
+        let head = self
+            .conn
+            .prepare_cached("SELECT sequence, hash FROM events WHERE stream = ?1 ORDER BY sequence DESC LIMIT 1")
+            .and_then(|mut stmt| stmt.query_row([stream], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(sql("reading a stream head"))?;
+        Ok(head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned())))
+    }
+
+    fn commit_batch(&mut self, batch: Vec<AppendRequest>) {
+        let mut pending: HashMap<String, (u64, String)> = HashMap::new();
+        let now = micros(OffsetDateTime::now_utc());
+        let result = (|| -> Result<Vec<Planned>, LogError> {
+            let tx = self
+                .conn
+                .unchecked_transaction()
+                .map_err(sql("beginning a batch"))?;
+            let mut planned = Vec::with_capacity(batch.len());
+            for request in &batch {
+                let (mut sequence, mut prevhash) = self.head(&request.stream, &pending)?;
+                if !request.expected.admits(sequence) {
+                    planned.push(Planned::Rejected(LogError::VersionConflict {
+                        stream: request.stream.clone(),
+                        expected: request.expected,
+                        actual: sequence,
+                    }));
+                    continue;
+                }
+                let first_sequence = sequence + 1;
+                let mut positions = Vec::with_capacity(request.events.len());
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO events (stream, sequence, id, type, source, time, accountsid, prevhash, hash, data)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .map_err(sql("preparing an insert"))?;
+                for new in &request.events {
+                    sequence += 1;
+                    let event = Event {
+                        id: new.id.unwrap_or_else(Uuid::now_v7),
+                        event_type: new.payload.event_type().to_owned(),
+                        source: self.source.clone(),
+                        subject: request.stream.clone(),
+                        time: new.time.map(micros).unwrap_or(now),
+                        accountsid: new.accountsid.clone(),
+                        sequence,
+                        prevhash,
+                        data: new.payload.to_raw(),
+                    };
+                    let hash = hash_json(event.to_json().as_bytes());
+                    insert
+                        .execute(params![
+                            event.subject,
+                            event.sequence,
+                            event.id.to_string(),
+                            event.event_type,
+                            event.source,
+                            crate::envelope::format_time(event.time),
+                            event.accountsid,
+                            event.prevhash,
+                            hash,
+                            event.data.get(),
+                        ])
+                        .map_err(sql("inserting an event"))?;
+                    positions.push(Position {
+                        partition: PARTITION.to_owned(),
+                        offset: tx.last_insert_rowid() as u64,
+                    });
+                    prevhash = hash;
+                }
+                pending.insert(request.stream.clone(), (sequence, prevhash.clone()));
+                planned.push(Planned::Accepted(Appended {
+                    first_sequence,
+                    last_sequence: sequence,
+                    positions,
+                }));
+            }
+            tx.commit().map_err(sql("committing a batch"))?;
+            Ok(planned)
+        })();
+
+        match result {
+            Ok(planned) => {
+                if self.heads.len() + pending.len() > HEAD_CACHE_LIMIT {
+                    self.heads.clear();
+                }
+                self.heads.extend(pending);
+                let last = planned
+                    .iter()
+                    .filter_map(|p| match p {
+                        Planned::Accepted(a) => a.positions.last().map(|p| p.offset),
+                        Planned::Rejected(_) => None,
+                    })
+                    .max();
+                if let Some(last) = last {
+                    self.committed.send_replace(last);
+                }
+                for (request, outcome) in batch.into_iter().zip(planned) {
+                    let _ = request.reply.send(match outcome {
+                        Planned::Accepted(appended) => Ok(appended),
+                        Planned::Rejected(error) => Err(error),
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "event log batch failed; nothing in it was written");
+                let message = error.to_string();
+                for request in batch {
+                    let _ = request.reply.send(Err(LogError::Io {
+                        context: "committing a batch",
+                        source: std::io::Error::other(message.clone()),
+                    }));
+                }
+            }
+        }
+    }
+}
