@@ -1,1 +1,1595 @@
-//! placeholder
+//! The clustered event log on Kafka (any broker speaking the Kafka protocol; tested against
+//! Tansu, see `infra/kafka.sh`).
+//!
+//! # Layout
+//!
+//! One topic per family: `<prefix>.calls`, `<prefix>.numbers`, `<prefix>.accounts`,
+//! `<prefix>.rates`, `<prefix>.conferences`, created on [`KafkaLog::open`] with the configured
+//! partition count (a topic that already exists keeps its own). Each event is one record:
+//!
+//! - key: the stream id (the event's `subject`);
+//! - value: the canonical structured-mode CloudEvents JSON ([`Event::to_json`]), the very
+//!   bytes whose SHA-256 the next event's `prevhash` holds, so any Kafka consumer (kcat, a
+//!   Connect sink) reads events without our code and can check the chain;
+//! - headers: `content-type: application/cloudevents+json; charset=UTF-8` (structured mode of
+//!   the CloudEvents Kafka binding) and `ce_type`, so a consumer can skip types unread.
+//!
+//! The partition is Kafka's default partitioner applied to the key (murmur2, as Java clients
+//! and librdkafka's `murmur2_random` do), computed here so that `read_stream` knows the one
+//! partition to read. Positions are `<topic>/<partition>` plus the offset; [`Cursor`] keys
+//! are the same strings.
+//!
+//! # One writer per stream
+//!
+//! Kafka cannot check a version when it accepts a record, so this process assigns each
+//! event's `sequence` and `prevhash` itself. That is correct only while **every stream has a
+//! single writing process at a time**, which Dialtone guarantees by design: a call is owned
+//! by one node for its lifetime; numbers, accounts and rates are written through the API with
+//! a version check against the projection. Two processes appending to one stream at once would
+//! fork its chain; nothing here can detect that.
+//!
+//! Within the process, appends to one stream are serialized (sharded async mutexes) so the
+//! version check and the produce are atomic; appends to different streams run concurrently
+//! and share producer batches. The version check uses an in-memory head index (stream → last
+//! sequence and hash). A stream the index does not know, or whose head does not satisfy the
+//! expected version, is looked up in the broker: the index reads the stream's partition from
+//! where it last stopped up to the current end (the first time: from the beginning), learning
+//! the heads of every stream there, and skipping records this process wrote itself. So a
+//! restarted node, or a node taking over a stream, learns its true head before appending.
+//! The index keeps at most [`KafkaConfig::head_index_limit`] heads; beyond that it forgets the
+//! least recently used half, remembering only a 64-bit fingerprint of each forgotten stream,
+//! whose next append reads its partition from the beginning.
+//!
+//! # Durability and atomicity
+//!
+//! The producer is idempotent with `acks=all`; `append` returns only when every event of the
+//! call is acknowledged. An append of several events is not a Kafka transaction (the test
+//! broker does not honour read-committed isolation anyway): the events are produced back to
+//! back to one partition and normally land in one batch, but if the producer fails part-way,
+//! some of them may be in the log. The append then fails, and the stream's head is forgotten
+//! so that the next append re-reads it from the broker. Appends run to completion in their own
+//! task, so a caller dropping the future (a timeout) cannot leave the index behind the log.
+//!
+//! # Reading
+//!
+//! `read_stream`, `read_all` and the index read with pooled consumers that assign partitions
+//! explicitly and read up to the high watermarks taken when the call starts. `subscribe`
+//! starts a consumer of its own that assigns every partition (no consumer group: groups need
+//! seconds to form, and projections keep their own offsets anyway), seeks to the cursor and
+//! forwards matching events. A record that is not an event is reported as
+//! [`LogError::Corrupt`] on the subscription, which goes on past it.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::envelope::{hash_json, micros, Event};
+use crate::log::{
+    family_of, Appended, Cursor, EventLog, ExpectedVersion, Filter, LogError, NewEvent, Position,
+    RecordedEvent, Subscription, FAMILIES,
+};
+
+/// `content-type` of every record: structured-mode CloudEvents.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
+/// Header carrying the event type, for consumers that filter without parsing.
+pub const TYPE_HEADER: &str = "ce_type";
+
+/// Shards of the per-stream append lock.
+const STREAM_LOCK_SHARDS: usize = 1024;
+/// Idle consumers kept for reads.
+const READER_POOL: usize = 8;
+/// How long a read waits for a record before checking its progress.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Events buffered per subscription.
+const SUBSCRIBE_BUFFER: usize = 2_000;
+
+/// Where and how to run the log.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Topics are `<topic_prefix>.<family>`.
+    pub topic_prefix: String,
+    /// Partitions of each topic this process creates.
+    pub partitions: i32,
+    /// Replication factor of the topics this process creates (1 for a single broker).
+    pub replication_factor: i32,
+    /// This node's id: events' `source` is `dialtone://<node>`.
+    pub node: String,
+    /// How long the producer waits to fill a batch (`linger.ms`): more throughput for a little
+    /// latency per append.
+    pub linger: Duration,
+    /// How long an append may wait for its acknowledgements (`message.timeout.ms`).
+    pub delivery_timeout: Duration,
+    /// Bound on topic creation, metadata and offset requests, and on a read making no
+    /// progress.
+    pub request_timeout: Duration,
+    /// Stream heads kept in memory before the least recently used half is forgotten.
+    pub head_index_limit: usize,
+    /// Extra librdkafka properties for every client (`security.protocol`, `sasl.*`, …);
+    /// they override this module's settings.
+    pub client_properties: Vec<(String, String)>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> KafkaConfig {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".to_owned(),
+            topic_prefix: "dialtone".to_owned(),
+            partitions: 6,
+            replication_factor: 1,
+            node: "node-1".to_owned(),
+            linger: Duration::from_millis(5),
+            delivery_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            head_index_limit: 1_000_000,
+            client_properties: Vec::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The defaults, with these brokers and node id.
+    pub fn new(brokers: impl Into<String>, node: impl Into<String>) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers.into(),
+            node: node.into(),
+            ..KafkaConfig::default()
+        }
+    }
+
+    fn client(&self, settings: &[(&str, String)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", format!("dialtone-{}", self.node));
+        for (key, value) in settings {
+            config.set(*key, value);
+        }
+        for (key, value) in &self.client_properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    fn producer_settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("acks", "all".to_owned()),
+            ("enable.idempotence", "true".to_owned()),
+            ("linger.ms", self.linger.as_millis().to_string()),
+            (
+                "message.timeout.ms",
+                self.delivery_timeout.as_millis().to_string(),
+            ),
+            ("batch.num.messages", "10000".to_owned()),
+            ("batch.size", "1000000".to_owned()),
+            ("queue.buffering.max.messages", "1000000".to_owned()),
+        ]
+    }
+
+    /// Settings of consumers that assign partitions explicitly and never commit. librdkafka
+    /// only consumes with a `group.id`, but no group is ever joined.
+    fn consumer_settings(&self, role: &str, fetch_wait: Duration) -> Vec<(&'static str, String)> {
+        vec![
+            ("group.id", format!("dialtone-{}-{role}", self.node)),
+            ("enable.auto.commit", "false".to_owned()),
+            ("enable.auto.offset.store", "false".to_owned()),
+            ("auto.offset.reset", "earliest".to_owned()),
+            ("isolation.level", "read_uncommitted".to_owned()),
+            ("enable.partition.eof", "false".to_owned()),
+            ("fetch.wait.max.ms", fetch_wait.as_millis().to_string()),
+        ]
+    }
+}
+
+fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> LogError {
+    move |error| LogError::Kafka {
+        context,
+        message: error.to_string(),
+    }
+}
+
+/// Kafka's `murmur2` hash (`org.apache.kafka.common.utils.Utils.murmur2`).
+fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        for (i, byte) in tail.iter().enumerate().rev() {
+            h ^= u32::from(*byte) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// The partition Kafka's default partitioner picks for `key` among `partitions`.
+pub fn default_partition(key: &[u8], partitions: i32) -> i32 {
+    if partitions <= 1 {
+        return 0;
+    }
+    ((murmur2(key) & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+/// One family topic.
+#[derive(Debug, Clone)]
+struct Topic {
+    name: String,
+    partitions: i32,
+}
+
+/// A partition: index into the topics (family order) and partition number.
+type PartitionKey = (usize, i32);
+
+fn partition_name(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+/// A 64-bit fingerprint of a stream id, remembered for forgotten heads.
+fn fingerprint(stream: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    stream.hash(&mut hasher);
+    hasher.finish()
+}
+
+// ---------------------------------------------------------------------------------------
+// The head index: pure bookkeeping, fed with what was produced and what was read.
+
+/// The last event of a stream, as far as this process knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StreamHead {
+    sequence: u64,
+    hash: String,
+    /// Offset of the stream's first event, when seen: where `read_stream` starts.
+    first_offset: Option<i64>,
+    /// Logical time of the last use, for eviction.
+    used: u64,
+}
+
+/// What a read of a partition taught about one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Observed {
+    sequence: u64,
+    hash: String,
+    first_offset: Option<i64>,
+}
+
+impl Observed {
+    fn merge(&mut self, other: Observed) {
+        if other.sequence > self.sequence {
+            self.sequence = other.sequence;
+            self.hash = other.hash;
+        }
+        self.first_offset = match (self.first_offset, other.first_offset) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+#[derive(Debug, Default)]
+struct PartitionProgress {
+    /// Every record below this offset has been read into the index (or was ours).
+    scanned_to: i64,
+    /// Offsets at or above `scanned_to` that this process produced: known without reading.
+    own: BTreeSet<i64>,
+}
+
+/// A read the index needs before it can answer for a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ScanPlan {
+    offsets: Range<i64>,
+    /// Reading from the beginning because the stream's head was forgotten.
+    full: bool,
+}
+
+/// The answer after a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ScanOutcome {
+    /// The stream's head: (0, genesis) for a stream with no event.
+    Head(u64, String),
+    /// The stream was forgotten while the read ran: read again.
+    Retry,
+}
+
+/// Heads of streams, and how far each partition has been read to learn them.
+///
+/// Invariant: for every partition, every stream with an event below `scanned_to` is either in
+/// `heads` with its latest sequence there, or in `forgotten`.
+#[derive(Debug)]
+struct HeadIndex {
+    heads: HashMap<String, StreamHead>,
+    partitions: HashMap<PartitionKey, PartitionProgress>,
+    forgotten: HashSet<u64>,
+    clock: u64,
+    limit: usize,
+}
+
+impl HeadIndex {
+    fn new(limit: usize) -> HeadIndex {
+        HeadIndex {
+            heads: HashMap::new(),
+            partitions: HashMap::new(),
+            forgotten: HashSet::new(),
+            clock: 0,
+            limit: limit.max(2),
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// The known head of `stream`, if any.
+    fn lookup(&mut self, stream: &str) -> Option<(u64, String)> {
+        let now = self.tick();
+        let head = self.heads.get_mut(stream)?;
+        head.used = now;
+        Some((head.sequence, head.hash.clone()))
+    }
+
+    fn first_offset(&self, stream: &str) -> Option<i64> {
+        self.heads.get(stream).and_then(|h| h.first_offset)
+    }
+
+    /// What to read of `partition` (whose end is `high_watermark`) to learn `stream`'s head.
+    fn plan_scan(&mut self, partition: PartitionKey, stream: &str, high_watermark: i64) -> ScanPlan {
+        let progress = self.partitions.entry(partition).or_default();
+        // Records this process produced right after the read prefix need no reading.
+        while progress.own.first() == Some(&progress.scanned_to) {
+            progress.own.pop_first();
+            progress.scanned_to += 1;
+        }
+        let full = self.forgotten.contains(&fingerprint(stream));
+        let start = if full { 0 } else { progress.scanned_to };
+        ScanPlan {
+            offsets: start..high_watermark.max(start),
+            full,
+        }
+    }
+
+    /// Takes in what reading `plan` found, and answers for `stream`.
+    fn finish_scan(
+        &mut self,
+        partition: PartitionKey,
+        stream: &str,
+        plan: &ScanPlan,
+        observed: HashMap<String, Observed>,
+    ) -> ScanOutcome {
+        let now = self.tick();
+        let progress = self.partitions.entry(partition).or_default();
+        if plan.offsets.end > progress.scanned_to {
+            progress.scanned_to = plan.offsets.end;
+            let kept = progress.own.split_off(&progress.scanned_to);
+            progress.own = kept;
+        }
+        let target = fingerprint(stream);
+        if plan.full {
+            self.forgotten.remove(&target);
+        }
+        for (name, seen) in observed {
+            // A forgotten stream stays forgotten (its earlier events were not all read now)
+            // unless it is the one this full read was for.
+            if name != stream && self.forgotten.contains(&fingerprint(&name)) {
+                continue;
+            }
+            self.learn(name, seen, now);
+        }
+        if let Some(head) = self.heads.get_mut(stream) {
+            head.used = now;
+            return ScanOutcome::Head(head.sequence, head.hash.clone());
+        }
+        if self.forgotten.contains(&target) {
+            return ScanOutcome::Retry;
+        }
+        ScanOutcome::Head(0, crate::envelope::GENESIS_HASH.to_owned())
+    }
+
+    fn learn(&mut self, stream: String, seen: Observed, now: u64) {
+        match self.heads.get_mut(&stream) {
+            Some(head) => {
+                if seen.sequence > head.sequence {
+                    head.sequence = seen.sequence;
+                    head.hash = seen.hash;
+                }
+                if head.first_offset.is_none() {
+                    head.first_offset = seen.first_offset;
+                }
+                head.used = now;
+            }
+            None => {
+                self.heads.insert(
+                    stream,
+                    StreamHead {
+                        sequence: seen.sequence,
+                        hash: seen.hash,
+                        first_offset: seen.first_offset,
+                        used: now,
+                    },
+                );
+            }
+        }
+        self.evict_if_full();
+    }
+
+    /// Records a successful append of `offsets` to `stream`.
+    fn appended(
+        &mut self,
+        partition: PartitionKey,
+        stream: &str,
+        head: Observed,
+        offsets: &[i64],
+    ) {
+        self.add_own(partition, offsets);
+        self.forgotten.remove(&fingerprint(stream));
+        let now = self.tick();
+        self.learn(stream.to_owned(), head, now);
+    }
+
+    /// After an append that may have written part of its events: the head is unknown until
+    /// the partition is read again.
+    fn forget(&mut self, partition: PartitionKey, stream: &str, delivered: &[i64]) {
+        self.add_own(partition, delivered);
+        self.heads.remove(stream);
+        self.forgotten.insert(fingerprint(stream));
+    }
+
+    fn add_own(&mut self, partition: PartitionKey, offsets: &[i64]) {
+        let progress = self.partitions.entry(partition).or_default();
+        progress
+            .own
+            .extend(offsets.iter().copied().filter(|o| *o >= progress.scanned_to));
+    }
+
+    /// Forgets the least recently used half of the heads when there are too many.
+    fn evict_if_full(&mut self) {
+        if self.heads.len() <= self.limit {
+            return;
+        }
+        let mut uses: Vec<u64> = self.heads.values().map(|h| h.used).collect();
+        let middle = uses.len() / 2;
+        let (_, cutoff, _) = uses.select_nth_unstable(middle);
+        let cutoff = *cutoff;
+        let forgotten = &mut self.forgotten;
+        self.heads.retain(|stream, head| {
+            let keep = head.used >= cutoff;
+            if !keep {
+                forgotten.insert(fingerprint(stream));
+            }
+            keep
+        });
+        tracing::debug!(
+            kept = self.heads.len(),
+            forgotten = self.forgotten.len(),
+            "event log head index evicted its least recently used streams"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pure helpers: building events, decoding records.
+
+/// An event ready to produce.
+#[derive(Debug)]
+struct PlannedEvent {
+    event: Event,
+    json: String,
+    hash: String,
+}
+
+/// Numbers and chains `events` after a head (`sequence`, `prevhash`).
+fn plan_events(
+    source: &str,
+    stream: &str,
+    (mut sequence, mut prevhash): (u64, String),
+    events: Vec<NewEvent>,
+    now: OffsetDateTime,
+) -> Vec<PlannedEvent> {
+    let now = micros(now);
+    events
+        .into_iter()
+        .map(|new| {
+            sequence += 1;
+            let event = Event {
+                id: new.id.unwrap_or_else(Uuid::now_v7),
+                event_type: new.payload.event_type().to_owned(),
+                source: source.to_owned(),
+                subject: stream.to_owned(),
+                time: new.time.map(micros).unwrap_or(now),
+                accountsid: new.accountsid,
+                sequence,
+                prevhash: std::mem::take(&mut prevhash),
+                data: new.payload.to_raw(),
+            };
+            let json = event.to_json();
+            let hash = hash_json(json.as_bytes());
+            prevhash = hash.clone();
+            PlannedEvent { event, json, hash }
+        })
+        .collect()
+}
+
+/// Decodes one record into an event, checking that it belongs to the stream its key names.
+fn decode_record(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<RecordedEvent, LogError> {
+    let position = Position {
+        partition: partition_name(topic, partition),
+        offset: u64::try_from(offset).unwrap_or_default(),
+    };
+    let corrupt = |message: String| LogError::Corrupt {
+        position: position.to_string(),
+        message,
+    };
+    let value = value.ok_or_else(|| corrupt("record has no value".to_owned()))?;
+    let event = Event::from_json(value).map_err(|e| corrupt(e.to_string()))?;
+    if key != Some(event.subject.as_bytes()) {
+        return Err(corrupt(format!(
+            "record key {:?} is not the event's subject {}",
+            key.map(String::from_utf8_lossy),
+            event.subject
+        )));
+    }
+    Ok(RecordedEvent { position, event })
+}
+
+fn decode_message(message: &BorrowedMessage<'_>) -> Result<RecordedEvent, LogError> {
+    decode_record(
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        message.key(),
+        message.payload(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading partitions with an assigned consumer.
+
+/// Offsets `from..to` of one partition.
+#[derive(Debug, Clone)]
+struct ReadRange {
+    partition: PartitionKey,
+    offsets: Range<i64>,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Reads `ranges` with `consumer`, calling `visit` for each record in per-partition order,
+/// until every range is read or `visit` stops.
+fn read_ranges<T>(
+    consumer: &BaseConsumer,
+    topics: &[Topic],
+    ranges: &[ReadRange],
+    patience: Duration,
+    state: &mut T,
+    visit: &mut impl FnMut(&mut T, &BorrowedMessage<'_>) -> Result<Flow, LogError>,
+) -> Result<(), LogError> {
+    let mut remaining: HashMap<PartitionKey, Range<i64>> = ranges
+        .iter()
+        .filter(|r| !r.offsets.is_empty())
+        .map(|r| (r.partition, r.offsets.clone()))
+        .collect();
+    if remaining.is_empty() {
+        return Ok(());
+    }
+    let mut assignment = TopicPartitionList::with_capacity(remaining.len());
+    for ((topic, partition), offsets) in &remaining {
+        assignment
+            .add_partition_offset(
+                &topics[*topic].name,
+                *partition,
+                Offset::Offset(offsets.start),
+            )
+            .map_err(kafka("assigning partitions to read"))?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(kafka("assigning partitions to read"))?;
+    let topic_index = |name: &str| topics.iter().position(|t| t.name == name);
+
+    let mut last_progress = Instant::now();
+    let mut last_error: Option<KafkaError> = None;
+    let result = loop {
+        if remaining.is_empty() {
+            break Ok(());
+        }
+        match consumer.poll(POLL_INTERVAL) {
+            Some(Ok(message)) => {
+                last_progress = Instant::now();
+                let Some(topic) = topic_index(message.topic()) else {
+                    continue;
+                };
+                let key = (topic, message.partition());
+                let Some(offsets) = remaining.get(&key).cloned() else {
+                    continue;
+                };
+                let offset = message.offset();
+                if offset < offsets.start {
+                    continue;
+                }
+                if offset + 1 >= offsets.end {
+                    remaining.remove(&key);
+                }
+                if offset >= offsets.end {
+                    continue;
+                }
+                match visit(state, &message) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => break Ok(()),
+                    Err(error) => break Err(error),
+                }
+            }
+            Some(Err(error)) => {
+                // librdkafka retries on its own; report only if the read stalls.
+                last_error = Some(error);
+            }
+            None => {
+                // The last records below the end may be invisible to consumers (transaction
+                // markers): a partition whose position reached its end is read.
+                if let Ok(positions) = consumer.position() {
+                    for element in positions.elements() {
+                        if let (Some(topic), Offset::Offset(position)) =
+                            (topic_index(element.topic()), element.offset())
+                        {
+                            let key = (topic, element.partition());
+                            if remaining.get(&key).is_some_and(|r| position >= r.end) {
+                                remaining.remove(&key);
+                            }
+                        }
+                    }
+                }
+                if last_progress.elapsed() > patience {
+                    break Err(LogError::Kafka {
+                        context: "reading partitions",
+                        message: format!(
+                            "no record for {patience:?} with {} partition(s) unfinished{}",
+                            remaining.len(),
+                            last_error.map(|e| format!("; last error: {e}")).unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+        }
+    };
+    consumer
+        .unassign()
+        .map_err(kafka("unassigning partitions"))?;
+    result
+}
+
+// ---------------------------------------------------------------------------------------
+// The log.
+
+struct Inner {
+    config: KafkaConfig,
+    source: String,
+    /// Family topics, in [`FAMILIES`] order.
+    topics: Vec<Topic>,
+    producer: FutureProducer,
+    /// Answers offset and metadata queries; never assigned.
+    offsets: BaseConsumer,
+    readers: Mutex<Vec<BaseConsumer>>,
+    index: Mutex<HeadIndex>,
+    stream_locks: Vec<tokio::sync::Mutex<()>>,
+    /// One per partition: index reads of a partition run one at a time.
+    scan_locks: HashMap<PartitionKey, tokio::sync::Mutex<()>>,
+    /// Dropped with the log: ends subscriptions.
+    _closed: watch::Sender<()>,
+    closed: watch::Receiver<()>,
+}
+
+/// The Kafka event log. Cheap to share behind an `Arc`.
+pub struct KafkaLog {
+    inner: Arc<Inner>,
+}
+
+impl KafkaLog {
+    /// Connects to the brokers, creates the family topics if they do not exist and waits
+    /// until their partitions are known.
+    pub async fn open(config: KafkaConfig) -> Result<KafkaLog, LogError> {
+        let invalid = |message: String| LogError::Kafka {
+            context: "checking the configuration",
+            message,
+        };
+        if config.partitions < 1 {
+            return Err(invalid(format!(
+                "partitions must be at least 1, not {}",
+                config.partitions
+            )));
+        }
+        if config.topic_prefix.is_empty()
+            || !config
+                .topic_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(invalid(format!(
+                "topic prefix {:?} must be non-empty ASCII letters, digits, '.', '_' or '-'",
+                config.topic_prefix
+            )));
+        }
+        let names: Vec<String> = FAMILIES
+            .iter()
+            .map(|family| format!("{}.{family}", config.topic_prefix))
+            .collect();
+
+        let admin: AdminClient<DefaultClientContext> = config
+            .client(&[])
+            .create()
+            .map_err(kafka("creating the admin client"))?;
+        let new_topics: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|name| {
+                NewTopic::new(
+                    name,
+                    config.partitions,
+                    TopicReplication::Fixed(config.replication_factor),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new()
+            .request_timeout(Some(config.request_timeout))
+            .operation_timeout(Some(config.request_timeout));
+        let created = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|e| LogError::Kafka {
+                context: "creating topics",
+                message: format!("{e} (brokers {})", config.brokers),
+            })?;
+        for result in created {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(LogError::Kafka {
+                        context: "creating topics",
+                        message: format!("{name}: {code} (brokers {})", config.brokers),
+                    })
+                }
+            }
+        }
+
+        let offsets: BaseConsumer = config
+            .client(&[("isolation.level", "read_uncommitted".to_owned())])
+            .create()
+            .map_err(kafka("creating the offsets client"))?;
+        let producer: FutureProducer = config
+            .client(&config.producer_settings())
+            .create()
+            .map_err(kafka("creating the producer"))?;
+
+        let (offsets, topics) = {
+            let timeout = config.request_timeout;
+            tokio::task::spawn_blocking(move || {
+                let topics = names
+                    .into_iter()
+                    .map(|name| {
+                        let partitions = wait_for_partitions(&offsets, &name, timeout)?;
+                        Ok(Topic { name, partitions })
+                    })
+                    .collect::<Result<Vec<_>, LogError>>()?;
+                Ok::<_, LogError>((offsets, topics))
+            })
+            .await
+            .map_err(|e| LogError::Kafka {
+                context: "reading topic metadata",
+                message: e.to_string(),
+            })??
+        };
+        tracing::info!(
+            brokers = %config.brokers,
+            topics = ?topics.iter().map(|t| format!("{}({})", t.name, t.partitions)).collect::<Vec<_>>(),
+            "kafka event log open"
+        );
+
+        let scan_locks = topics
+            .iter()
+            .enumerate()
+            .flat_map(|(t, topic)| {
+                (0..topic.partitions).map(move |p| ((t, p), tokio::sync::Mutex::new(())))
+            })
+            .collect();
+        let (closed_tx, closed) = watch::channel(());
+        Ok(KafkaLog {
+            inner: Arc::new(Inner {
+                source: format!("dialtone://{}", config.node),
+                index: Mutex::new(HeadIndex::new(config.head_index_limit)),
+                config,
+                topics,
+                producer,
+                offsets,
+                readers: Mutex::new(Vec::new()),
+                stream_locks: (0..STREAM_LOCK_SHARDS)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+                scan_locks,
+                _closed: closed_tx,
+                closed,
+            }),
+        })
+    }
+
+    /// The family topics, in [`FAMILIES`] order.
+    pub fn topics(&self) -> Vec<String> {
+        self.inner.topics.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// The partition (`<topic>/<n>`) holding `stream`.
+    pub fn partition_of(&self, stream: &str) -> Result<String, LogError> {
+        let (topic, partition) = self.inner.partition_key(stream)?;
+        Ok(partition_name(&self.inner.topics[topic].name, partition))
+    }
+}
+
+/// Waits until the broker reports `topic` with its partitions; returns their number.
+fn wait_for_partitions(
+    client: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, LogError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let outcome = client.fetch_metadata(Some(topic), timeout).map(|metadata| {
+            metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .filter(|t| t.error().is_none())
+                .map(|t| t.partitions().len())
+                .unwrap_or(0)
+        });
+        // Serve queued client events (errors, logs) of this never-assigned consumer.
+        let _ = client.poll(Duration::ZERO);
+        match outcome {
+            Ok(n) if n > 0 => return i32::try_from(n).map_err(|_| LogError::Kafka {
+                context: "reading topic metadata",
+                message: format!("{topic} has {n} partitions"),
+            }),
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(_) => {
+                return Err(LogError::Kafka {
+                    context: "reading topic metadata",
+                    message: format!("topic {topic} has no partitions after {timeout:?}"),
+                })
+            }
+            Err(error) => {
+                return Err(LogError::Kafka {
+                    context: "reading topic metadata",
+                    message: format!("{topic}: {error}"),
+                })
+            }
+        }
+    }
+}
+
+/// The outcome of producing one append's events.
+struct Produced {
+    /// Offsets of the delivered events, in order.
+    delivered: Vec<i64>,
+    /// The first failure, if any event was not delivered.
+    error: Option<LogError>,
+}
+
+impl Inner {
+    fn index(&self) -> MutexGuard<'_, HeadIndex> {
+        // The index is consistent between statements, so a panic elsewhere cannot leave it
+        // half-updated: keep using it.
+        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn partition_key(&self, stream: &str) -> Result<PartitionKey, LogError> {
+        let family = family_of(stream)?;
+        let topic = FAMILIES
+            .iter()
+            .position(|f| *f == family)
+            .ok_or_else(|| LogError::InvalidStream(stream.to_owned()))?;
+        let partition = default_partition(stream.as_bytes(), self.topics[topic].partitions);
+        Ok((topic, partition))
+    }
+
+    fn all_partitions(&self) -> Vec<PartitionKey> {
+        self.topics
+            .iter()
+            .enumerate()
+            .flat_map(|(t, topic)| (0..topic.partitions).map(move |p| (t, p)))
+            .collect()
+    }
+
+    fn name_of(&self, (topic, partition): PartitionKey) -> String {
+        partition_name(&self.topics[topic].name, partition)
+    }
+
+    fn stream_lock(&self, stream: &str) -> &tokio::sync::Mutex<()> {
+        let shard = (fingerprint(stream) % STREAM_LOCK_SHARDS as u64) as usize;
+        &self.stream_locks[shard]
+    }
+
+    /// The end offsets (high watermarks) of `partitions`, in one request.
+    async fn high_watermarks(
+        self: &Arc<Self>,
+        partitions: Vec<PartitionKey>,
+    ) -> Result<Vec<i64>, LogError> {
+        let inner = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut query = TopicPartitionList::with_capacity(partitions.len());
+            for &(topic, partition) in &partitions {
+                // "Offsets for time -1" is Kafka's ListOffsets for the latest offset.
+                query
+                    .add_partition_offset(&inner.topics[topic].name, partition, Offset::End)
+                    .map_err(kafka("querying end offsets"))?;
+            }
+            let answer = inner
+                .offsets
+                .offsets_for_times(query, inner.config.request_timeout)
+                .map_err(kafka("querying end offsets"));
+            let _ = inner.offsets.poll(Duration::ZERO);
+            let answer = answer?;
+            partitions
+                .iter()
+                .map(|&(topic, partition)| {
+                    let element = answer
+                        .find_partition(&inner.topics[topic].name, partition)
+                        .ok_or_else(|| LogError::Kafka {
+                            context: "querying end offsets",
+                            message: format!("no answer for {}", inner.name_of((topic, partition))),
+                        })?;
+                    element.error().map_err(kafka("querying end offsets"))?;
+                    match element.offset() {
+                        Offset::Offset(offset) => Ok(offset),
+                        other => Err(LogError::Kafka {
+                            context: "querying end offsets",
+                            message: format!(
+                                "{} answered {other:?}",
+                                inner.name_of((topic, partition))
+                            ),
+                        }),
+                    }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| LogError::Kafka {
+            context: "querying end offsets",
+            message: e.to_string(),
+        })?
+    }
+
+    fn take_reader(&self) -> Result<BaseConsumer, LogError> {
+        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        match pooled {
+            Some(reader) => Ok(reader),
+            None => self
+                .config
+                .client(&self.config.consumer_settings("reader", Duration::from_millis(100)))
+                .create()
+                .map_err(kafka("creating a reader")),
+        }
+    }
+
+    fn return_reader(&self, reader: BaseConsumer) {
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < READER_POOL {
+                pool.push(reader);
+            }
+        }
+    }
+
+    /// Reads `ranges` on a pooled consumer in a blocking thread.
+    async fn read<T, V>(
+        self: &Arc<Self>,
+        ranges: Vec<ReadRange>,
+        state: T,
+        mut visit: V,
+    ) -> Result<T, LogError>
+    where
+        T: Send + 'static,
+        V: FnMut(&mut T, &BorrowedMessage<'_>) -> Result<Flow, LogError> + Send + 'static,
+    {
+        if ranges.iter().all(|r| r.offsets.is_empty()) {
+            return Ok(state);
+        }
+        let inner = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = inner.take_reader()?;
+            let mut state = state;
+            let result = read_ranges(
+                &reader,
+                &inner.topics,
+                &ranges,
+                inner.config.request_timeout,
+                &mut state,
+                &mut visit,
+            );
+            if result.is_ok() {
+                inner.return_reader(reader);
+            }
+            result.map(|()| state)
+        })
+        .await
+        .map_err(|e| LogError::Kafka {
+            context: "reading partitions",
+            message: e.to_string(),
+        })?
+    }
+
+    /// Reads `offsets` of a partition and returns the head of every stream seen there.
+    async fn read_heads(
+        self: &Arc<Self>,
+        partition: PartitionKey,
+        offsets: Range<i64>,
+    ) -> Result<HashMap<String, Observed>, LogError> {
+        let started = Instant::now();
+        let range = ReadRange {
+            partition,
+            offsets: offsets.clone(),
+        };
+        let observed = self
+            .read(vec![range], HashMap::new(), |seen: &mut HashMap<String, Observed>, message| {
+                match decode_message(message) {
+                    Ok(recorded) => {
+                        let event = recorded.event;
+                        let offset = message.offset();
+                        let observed = Observed {
+                            sequence: event.sequence,
+                            hash: event.hash(),
+                            first_offset: (event.sequence == 1).then_some(offset),
+                        };
+                        match seen.get_mut(&event.subject) {
+                            Some(known) => known.merge(observed),
+                            None => {
+                                seen.insert(event.subject, observed);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "skipping a record that is not an event");
+                    }
+                }
+                Ok(Flow::Continue)
+            })
+            .await?;
+        tracing::debug!(
+            partition = %self.name_of(partition),
+            ?offsets,
+            streams = observed.len(),
+            elapsed = ?started.elapsed(),
+            "event log head index read a partition"
+        );
+        Ok(observed)
+    }
+
+    /// The head of `stream` to check `expected` against: from the index when it knows one that
+    /// satisfies `expected`, otherwise after reading what the index has not seen of the
+    /// stream's partition. The caller holds the stream's lock.
+    async fn resolve_head(
+        self: &Arc<Self>,
+        stream: &str,
+        partition: PartitionKey,
+        expected: ExpectedVersion,
+    ) -> Result<(u64, String), LogError> {
+        if let Some(head) = self.index().lookup(stream) {
+            if expected.admits(head.0) {
+                return Ok(head);
+            }
+        }
+        let scan_lock = self
+            .scan_locks
+            .get(&partition)
+            .ok_or_else(|| LogError::InvalidStream(stream.to_owned()))?;
+        let _scanning = scan_lock.lock().await;
+        loop {
+            let end = self.high_watermarks(vec![partition]).await?[0];
+            let plan = self.index().plan_scan(partition, stream, end);
+            let observed = if plan.offsets.is_empty() {
+                HashMap::new()
+            } else {
+                self.read_heads(partition, plan.offsets.clone()).await?
+            };
+            match self.index().finish_scan(partition, stream, &plan, observed) {
+                ScanOutcome::Head(sequence, hash) => return Ok((sequence, hash)),
+                ScanOutcome::Retry => continue,
+            }
+        }
+    }
+
+    /// Produces `planned` to `partition` in order and waits for every acknowledgement.
+    async fn produce(
+        &self,
+        partition: PartitionKey,
+        stream: &str,
+        planned: &[PlannedEvent],
+    ) -> Produced {
+        let topic = &self.topics[partition.0].name;
+        let deadline = Instant::now() + self.config.delivery_timeout;
+        let mut deliveries = Vec::with_capacity(planned.len());
+        let mut error = None;
+        'enqueue: for event in planned {
+            let headers = OwnedHeaders::new_with_capacity(2)
+                .insert(Header {
+                    key: "content-type",
+                    value: Some(CONTENT_TYPE),
+                })
+                .insert(Header {
+                    key: TYPE_HEADER,
+                    value: Some(event.event.event_type.as_str()),
+                });
+            let mut record = FutureRecord::to(topic)
+                .partition(partition.1)
+                .key(stream)
+                .payload(event.json.as_str())
+                .headers(headers);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if Instant::now() < deadline =>
+                    {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => {
+                        error = Some(LogError::Kafka {
+                            context: "producing events",
+                            message: e.to_string(),
+                        });
+                        break 'enqueue;
+                    }
+                }
+            }
+        }
+        // Wait for everything enqueued, even after a failure: when the stream's lock is
+        // released nothing of this append may still be on its way.
+        let mut delivered = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(delivery)) if delivery.partition == partition.1 && delivery.offset >= 0 => {
+                    delivered.push(delivery.offset)
+                }
+                Ok(Ok(delivery)) => {
+                    error.get_or_insert(LogError::Kafka {
+                        context: "producing events",
+                        message: format!(
+                            "delivered to partition {} offset {}, expected partition {}",
+                            delivery.partition, delivery.offset, partition.1
+                        ),
+                    });
+                }
+                Ok(Err((e, _))) => {
+                    error.get_or_insert(LogError::Kafka {
+                        context: "producing events",
+                        message: e.to_string(),
+                    });
+                }
+                Err(_) => {
+                    error.get_or_insert(LogError::Closed);
+                }
+            }
+        }
+        Produced { delivered, error }
+    }
+
+    async fn append(
+        self: &Arc<Self>,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, LogError> {
+        let partition = self.partition_key(stream)?;
+        if events.is_empty() {
+            return Err(LogError::EmptyAppend);
+        }
+        let _writing = self.stream_lock(stream).lock().await;
+        let head = self.resolve_head(stream, partition, expected).await?;
+        if !expected.admits(head.0) {
+            return Err(LogError::VersionConflict {
+                stream: stream.to_owned(),
+                expected,
+                actual: head.0,
+            });
+        }
+        let first_sequence = head.0 + 1;
+        let planned = plan_events(&self.source, stream, head, events, OffsetDateTime::now_utc());
+        let produced = self.produce(partition, stream, &planned).await;
+        if let Some(error) = produced.error {
+            self.index().forget(partition, stream, &produced.delivered);
+            tracing::warn!(stream, %error, "append failed; the stream's head will be re-read");
+            return Err(error);
+        }
+        let last = planned.last().ok_or(LogError::EmptyAppend)?;
+        let last_sequence = last.event.sequence;
+        self.index().appended(
+            partition,
+            stream,
+            Observed {
+                sequence: last_sequence,
+                hash: last.hash.clone(),
+                first_offset: (first_sequence == 1)
+                    .then(|| produced.delivered.first().copied())
+                    .flatten(),
+            },
+            &produced.delivered,
+        );
+        let name = self.name_of(partition);
+        Ok(Appended {
+            first_sequence,
+            last_sequence,
+            positions: produced
+                .delivered
+                .iter()
+                .map(|offset| Position {
+                    partition: name.clone(),
+                    offset: *offset as u64,
+                })
+                .collect(),
+        })
+    }
+}
+
+fn cursor_offset(cursor: &Cursor, name: &str) -> i64 {
+    i64::try_from(cursor.next_offset(name)).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, LogError> {
+        // Its own task: an append runs to completion (index updated, lock released) even if
+        // the caller stops waiting.
+        let inner = self.inner.clone();
+        let stream = stream.to_owned();
+        tokio::spawn(async move { inner.append(&stream, expected, events).await })
+            .await
+            .map_err(|e| LogError::Kafka {
+                context: "appending",
+                message: e.to_string(),
+            })?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_sequence: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let partition = self.inner.partition_key(stream)?;
+        let start = self.inner.index().first_offset(stream).unwrap_or(0);
+        let end = self.inner.high_watermarks(vec![partition]).await?[0];
+        let range = ReadRange {
+            partition,
+            offsets: start..end.max(start),
+        };
+        let stream = stream.to_owned();
+        self.inner
+            .read(vec![range], Vec::new(), move |events: &mut Vec<RecordedEvent>, message| {
+                if message.key() == Some(stream.as_bytes()) {
+                    let recorded = decode_message(message)?;
+                    if recorded.event.sequence >= from_sequence {
+                        events.push(recorded);
+                    }
+                }
+                Ok(Flow::Continue)
+            })
+            .await
+    }
+
+    async fn read_all(&self, from: &Cursor, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let partitions = self.inner.all_partitions();
+        let ends = self.inner.high_watermarks(partitions.clone()).await?;
+        let ranges = partitions
+            .into_iter()
+            .zip(ends)
+            .map(|(partition, end)| {
+                let start = cursor_offset(from, &self.inner.name_of(partition));
+                ReadRange {
+                    partition,
+                    offsets: start..end.max(start),
+                }
+            })
+            .collect();
+        self.inner
+            .read(ranges, Vec::new(), move |events: &mut Vec<RecordedEvent>, message| {
+                events.push(decode_message(message)?);
+                Ok(if events.len() >= limit {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                })
+            })
+            .await
+    }
+
+    async fn subscribe(&self, from: Cursor, filter: Filter) -> Result<Subscription, LogError> {
+        let inner = &self.inner;
+        let partitions = match filter.stream.as_deref().map(|s| inner.partition_key(s)) {
+            Some(Ok(partition)) => vec![partition],
+            _ => inner.all_partitions(),
+        };
+        let consumer: StreamConsumer = inner
+            .config
+            .client(&inner.config.consumer_settings("subscriber", Duration::from_millis(50)))
+            .create()
+            .map_err(kafka("creating a subscriber"))?;
+        let mut assignment = TopicPartitionList::with_capacity(partitions.len());
+        for partition in partitions {
+            assignment
+                .add_partition_offset(
+                    &inner.topics[partition.0].name,
+                    partition.1,
+                    Offset::Offset(cursor_offset(&from, &inner.name_of(partition))),
+                )
+                .map_err(kafka("assigning partitions to a subscriber"))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(kafka("assigning partitions to a subscriber"))?;
+
+        let (tx, subscription) = Subscription::channel(SUBSCRIBE_BUFFER);
+        let mut closed = inner.closed.clone();
+        tokio::spawn(async move {
+            loop {
+                let received = tokio::select! {
+                    received = consumer.recv() => received.map(|m| decode_message(&m)),
+                    _ = tx.closed() => return,
+                    _ = closed.changed() => return,
+                };
+                let item = match received {
+                    Ok(Ok(recorded)) if filter.matches(&recorded.event) => Ok(recorded),
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(corrupt)) => Err(corrupt),
+                    Err(error) => {
+                        // Transport errors: librdkafka reconnects and resumes by itself.
+                        tracing::warn!(%error, "event log subscriber error");
+                        continue;
+                    }
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(subscription)
+    }
+
+    async fn head(&self) -> Result<Cursor, LogError> {
+        let partitions = self.inner.all_partitions();
+        let ends = self.inner.high_watermarks(partitions.clone()).await?;
+        Ok(Cursor(
+            partitions
+                .into_iter()
+                .zip(ends)
+                .map(|(partition, end)| {
+                    (
+                        self.inner.name_of(partition),
+                        u64::try_from(end).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    fn backend(&self) -> &'static str {
+        "kafka"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::GENESIS_HASH;
+    use crate::payload::VerbStarted;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Vectors from Kafka's UtilsTest.testMurmur2.
+        let cases: &[(&[u8], i32)] = &[
+            (b"21", -973932308),
+            (b"foobar", -790332482),
+            (b"a-little-bit-long-string", -985981536),
+            (b"a-little-bit-longer-string", -1486304829),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (b"abc", 479470107),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(murmur2(key) as i32, *expected, "{}", String::from_utf8_lossy(key));
+        }
+        assert_eq!(default_partition(b"foobar", 1), 0);
+        for partitions in 1..20 {
+            let p = default_partition(b"CA0123", partitions);
+            assert!((0..partitions).contains(&p));
+        }
+    }
+
+    fn seen(sequence: u64, first_offset: Option<i64>) -> Observed {
+        Observed {
+            sequence,
+            hash: format!("h{sequence}"),
+            first_offset,
+        }
+    }
+
+    const P: PartitionKey = (0, 0);
+
+    #[test]
+    fn index_reads_only_what_it_did_not_write() {
+        let mut index = HeadIndex::new(100);
+        // A new stream: the partition is read from the start.
+        let plan = index.plan_scan(P, "CA1", 10);
+        assert_eq!(plan, ScanPlan { offsets: 0..10, full: false });
+        let observed = HashMap::from([("CA2".to_owned(), seen(4, Some(3)))]);
+        assert_eq!(
+            index.finish_scan(P, "CA1", &plan, observed),
+            ScanOutcome::Head(0, GENESIS_HASH.to_owned())
+        );
+        assert_eq!(index.lookup("CA2"), Some((4, "h4".to_owned())));
+        assert_eq!(index.first_offset("CA2"), Some(3));
+        // Our own appends at 10 and 11 need no reading; someone else's at 12 does.
+        index.appended(P, "CA1", seen(2, Some(10)), &[10, 11]);
+        assert_eq!(index.lookup("CA1"), Some((2, "h2".to_owned())));
+        assert_eq!(index.plan_scan(P, "CA3", 12).offsets, 12..12);
+        assert_eq!(index.plan_scan(P, "CA3", 13).offsets, 12..13);
+    }
+
+    #[test]
+    fn reads_never_move_a_head_back() {
+        let mut index = HeadIndex::new(100);
+        index.appended(P, "CA1", seen(5, Some(0)), &[0, 1, 2, 3, 4]);
+        // A read that saw only part of the stream (it began before our append).
+        let plan = ScanPlan { offsets: 0..3, full: false };
+        let observed = HashMap::from([("CA1".to_owned(), seen(3, Some(0)))]);
+        assert_eq!(
+            index.finish_scan(P, "CA9", &plan, observed),
+            ScanOutcome::Head(0, GENESIS_HASH.to_owned())
+        );
+        assert_eq!(index.lookup("CA1"), Some((5, "h5".to_owned())));
+    }
+
+    #[test]
+    fn a_forgotten_stream_is_read_from_the_beginning() {
+        let mut index = HeadIndex::new(100);
+        index.appended(P, "CA1", seen(2, Some(0)), &[0, 1]);
+        index.forget(P, "CA1", &[2]);
+        assert_eq!(index.lookup("CA1"), None);
+        let plan = index.plan_scan(P, "CA1", 5);
+        assert_eq!(plan, ScanPlan { offsets: 0..5, full: true });
+        let observed = HashMap::from([("CA1".to_owned(), seen(3, Some(0)))]);
+        assert_eq!(
+            index.finish_scan(P, "CA1", &plan, observed),
+            ScanOutcome::Head(3, "h3".to_owned())
+        );
+        // Known again: the next plan reads only what is new.
+        assert_eq!(index.plan_scan(P, "CA1", 5).offsets, 5..5);
+    }
+
+    #[test]
+    fn a_stream_forgotten_during_a_partial_read_is_read_again() {
+        let mut index = HeadIndex::new(100);
+        index.appended(P, "CA1", seen(2, None), &[0, 1]);
+        let plan = index.plan_scan(P, "CA1", 4);
+        assert!(!plan.full);
+        index.forget(P, "CA1", &[]);
+        assert_eq!(
+            index.finish_scan(P, "CA1", &plan, HashMap::new()),
+            ScanOutcome::Retry
+        );
+        assert!(index.plan_scan(P, "CA1", 4).full);
+    }
+
+    #[test]
+    fn eviction_keeps_recent_streams_and_remembers_the_others() {
+        let mut index = HeadIndex::new(4);
+        for (i, stream) in ["CA1", "CA2", "CA3", "CA4"].iter().enumerate() {
+            index.appended(P, stream, seen(1, Some(i as i64)), &[i as i64]);
+        }
+        index.lookup("CA1");
+        index.appended(P, "CA5", seen(1, Some(4)), &[4]);
+        assert!(index.heads.len() <= 4);
+        assert!(index.lookup("CA1").is_some() && index.lookup("CA5").is_some());
+        assert_eq!(index.lookup("CA2"), None);
+        assert!(index.plan_scan(P, "CA2", 5).full);
+        // A new stream still needs only the unread part.
+        assert_eq!(index.plan_scan(P, "CA9", 5).offsets, 5..5);
+        // A read does not bring back other forgotten streams.
+        let plan = index.plan_scan(P, "CA9", 6);
+        let observed = HashMap::from([("CA2".to_owned(), seen(2, None))]);
+        index.finish_scan(P, "CA9", &plan, observed);
+        assert_eq!(index.lookup("CA2"), None);
+    }
+
+    #[test]
+    fn planned_events_chain_and_decode() {
+        let account = "AC0123456789abcdef0123456789abcdef";
+        let now = OffsetDateTime::now_utc();
+        let events = (0..3)
+            .map(|i| {
+                NewEvent::new(
+                    account,
+                    VerbStarted {
+                        index: i,
+                        verb: "Say".into(),
+                    },
+                )
+            })
+            .collect();
+        let planned = plan_events(
+            "dialtone://n1",
+            "CA42",
+            (4, "ab".repeat(32)),
+            events,
+            now,
+        );
+        assert_eq!(
+            planned.iter().map(|p| p.event.sequence).collect::<Vec<_>>(),
+            vec![5, 6, 7]
+        );
+        assert_eq!(planned[0].event.prevhash, "ab".repeat(32));
+        assert_eq!(planned[1].event.prevhash, planned[0].hash);
+        assert_eq!(planned[2].event.prevhash, planned[1].hash);
+        for p in &planned {
+            assert_eq!(p.hash, p.event.hash());
+            let recorded =
+                decode_record("d.calls", 2, 7, Some(b"CA42"), Some(p.json.as_bytes())).unwrap();
+            assert_eq!(recorded.event.to_json(), p.json);
+            assert_eq!(recorded.position.to_string(), "d.calls/2@7");
+        }
+        assert!(matches!(
+            decode_record("d.calls", 2, 7, Some(b"CA43"), Some(planned[0].json.as_bytes())),
+            Err(LogError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_record("d.calls", 2, 7, Some(b"CA42"), Some(b"not json")),
+            Err(LogError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_record("d.calls", 2, 7, Some(b"CA42"), None),
+            Err(LogError::Corrupt { .. })
+        ));
+    }
+}

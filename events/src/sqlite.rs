@@ -72,6 +72,7 @@ pub struct SqliteLog {
     path: PathBuf,
     writer: Mutex<Option<std::sync::mpsc::Sender<AppendRequest>>>,
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(std::sync::mpsc::Sender<()>, thread::JoinHandle<()>)>>,
     committed: watch::Receiver<u64>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
@@ -118,10 +119,19 @@ impl SqliteLog {
                 context: "starting the writer thread",
                 source,
             })?;
+        let (stop_checkpointer, stopped) = std::sync::mpsc::channel::<()>();
+        let checkpointer = {
+            let path = path.clone();
+            thread::Builder::new()
+                .name("sqlite-log-checkpointer".into())
+                .spawn(move || run_checkpointer(&path, stopped))
+                .map_err(|source| LogError::Io { context: "starting the checkpointer thread", source })?
+        };
         Ok(SqliteLog {
             path,
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(Some((stop_checkpointer, checkpointer))),
             committed,
             readers: Arc::new(Mutex::new(Vec::new())),
         })
@@ -136,6 +146,11 @@ impl SqliteLog {
         drop(self.writer.lock().map(|mut w| w.take()));
         let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        if let Some((stop, handle)) = checkpointer {
+            drop(stop);
             let _ = handle.join();
         }
     }
@@ -219,6 +234,31 @@ impl SqliteLog {
 impl Drop for SqliteLog {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Copies committed WAL pages into the database file every few hundred milliseconds.
+fn run_checkpointer(path: &Path, stop: std::sync::mpsc::Receiver<()>) {
+    let conn = match Connection::open(path) {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::error!(%error, "cannot open the checkpoint connection; the WAL will grow");
+            return;
+        }
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+    loop {
+        match stop.recv_timeout(std::time::Duration::from_millis(250)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // Closed: one last checkpoint so a clean shutdown leaves a small WAL.
+            _ => {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                return;
+            }
+        }
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed");
+        }
     }
 }
 
@@ -485,7 +525,8 @@ impl Writer {
                         prevhash,
                         data: new.payload.to_raw(),
                     };
-                    let hash = hash_json(event.to_json().as_bytes());
+                    let json = event.to_json();
+                    let hash = hash_json(json.as_bytes());
                     insert
                         .execute(params![
                             event.subject,

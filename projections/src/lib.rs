@@ -1,1 +1,73 @@
-//! TODO
+//! Dialtone's read models: everything anyone queries is a projection of the event log.
+//!
+//! - [`projection`]: the [`Projection`] trait and [`ProjectionError`].
+//! - [`runner`]: [`ProjectionRunner`] applies events in batches and writes each projection's
+//!   checkpoint in the same SQLite transaction as its rows; [`rebuild`] replays one
+//!   projection from the start of the log.
+//! - [`db`]: the read-model database (`<data-dir>/readmodels.db`) and [`ReadModels`], a small
+//!   pool of read-only connections for queries.
+//! - read models: [`accounts`] (and the auth-token scheme), [`numbers`], [`calls`],
+//!   [`billing`] (rating, usage), [`recordings`].
+//! - [`paging`]: keyset paging shared by the list queries.
+//!
+//! The usual set of projections, as `dialtone serve` runs it:
+//!
+//! ```no_run
+//! # async fn example(log: std::sync::Arc<dyn dialtone_events::EventLog>) -> Result<(), dialtone_projections::ProjectionError> {
+//! use dialtone_projections::*;
+//! let accounts = AccountDirectory::default();
+//! let numbers = NumberDirectory::default();
+//! let db_path = std::path::Path::new("/var/lib/dialtone/readmodels.db");
+//! let runner = ProjectionRunner::start(
+//!     log.clone(),
+//!     db_path,
+//!     standard_projections(&accounts, &numbers, billing::RateTable::default()),
+//!     RunnerConfig::default(),
+//! )
+//! .await?;
+//! runner.catch_up(log.as_ref()).await?; // optional: serve only once the read models are current
+//! let read_models = ReadModels::new(db_path);
+//! let handle = runner.handle(); // clone into the API for read-your-writes
+//! # Ok(()) }
+//! ```
+
+pub mod accounts;
+pub mod billing;
+pub mod calls;
+pub mod db;
+pub mod numbers;
+pub mod paging;
+pub mod projection;
+pub mod recordings;
+pub mod runner;
+
+pub use accounts::{
+    create_account, derive_auth_token, rotate_auth_token, token_sha256, AccountDirectory,
+    AccountEntry, AccountsProjection,
+};
+pub use billing::{BillingProjection, RateTable};
+pub use calls::CallsProjection;
+pub use db::{open_read_model_db, ReadModels, READ_MODELS_FILE};
+pub use numbers::{NumberDirectory, NumberRoute, NumbersProjection};
+pub use projection::{Projection, ProjectionError};
+pub use recordings::RecordingsProjection;
+pub use runner::{
+    rebuild, Progress, ProjectionRunner, RebuildReport, RunnerConfig, RunnerHandle,
+};
+
+/// The projections `dialtone serve` runs: accounts and numbers (which keep the given
+/// in-memory directories live), calls, billing (rated with `rates` unless a published rate
+/// table is in force) and recordings.
+pub fn standard_projections(
+    accounts: &AccountDirectory,
+    numbers: &NumberDirectory,
+    rates: RateTable,
+) -> Vec<Box<dyn Projection>> {
+    vec![
+        Box::new(AccountsProjection::new(accounts.clone())),
+        Box::new(NumbersProjection::new(numbers.clone())),
+        Box::new(CallsProjection::new()),
+        Box::new(BillingProjection::new(rates)),
+        Box::new(RecordingsProjection::new()),
+    ]
+}

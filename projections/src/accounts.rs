@@ -1,0 +1,385 @@
+//! Accounts: the read model, the in-memory [`AccountDirectory`] used to authenticate
+//! requests, and the auth-token scheme of the whole system.
+//!
+//! Tokens are never stored or logged. An account's token is derived from the node secret
+//! and a public salt: `token = hex(HMAC-SHA256(secret, "dialtone-auth-token:{sid}:{salt}"))[..32]`.
+//! Events carry only the salt and `sha256(token)`, so the API verifies a presented token
+//! against the hash, and any node holding the secret can re-derive the token to sign
+//! webhooks (`X-Twilio-Signature` is keyed by the auth token).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use dialtone_events::payload::{AccountCreated, AccountTokenRotated};
+use dialtone_events::sid::AccountSid;
+use dialtone_events::{EventLog, ExpectedVersion, LogError, NewEvent, Payload, RecordedEvent};
+use hmac::{KeyInit, Mac};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use crate::projection::{decode, load_time, sql, store_time, Projection, ProjectionError};
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+/// Derives an account's auth token: the first 32 hex digits of
+/// `HMAC-SHA256(node_secret, "dialtone-auth-token:{account_sid}:{salt}")`.
+pub fn derive_auth_token(node_secret: &[u8], account_sid: &str, salt: &str) -> String {
+    // HMAC accepts keys of any length: `new_from_slice` cannot fail for it.
+    let mut mac = match HmacSha256::new_from_slice(node_secret) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(format!("dialtone-auth-token:{account_sid}:{salt}").as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut token = hex::encode(digest);
+    token.truncate(32);
+    token
+}
+
+/// Hex SHA-256 of a token: what events and the read model hold instead of the token.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A fresh random salt (32 hex digits).
+pub fn new_token_salt() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Creates an account: appends `dialtone.account.created` to a new `AC…` stream and returns
+/// the SID and the auth token (shown once; only its hash and salt are in the log).
+pub async fn create_account(
+    log: &dyn EventLog,
+    node_secret: &[u8],
+    friendly_name: &str,
+) -> Result<(AccountSid, String), LogError> {
+    let sid = AccountSid::generate();
+    let salt = new_token_salt();
+    let token = derive_auth_token(node_secret, sid.as_str(), &salt);
+    log.append(
+        sid.as_str(),
+        ExpectedVersion::NoStream,
+        vec![NewEvent::new(
+            sid.as_str(),
+            AccountCreated {
+                friendly_name: friendly_name.to_owned(),
+                token_sha256: token_sha256(&token),
+                token_salt: salt,
+            },
+        )],
+    )
+    .await?;
+    Ok((sid, token))
+}
+
+/// Gives an account a new auth token (a new salt); the old token stops working once the
+/// projection has applied the event. Returns the new token.
+pub async fn rotate_auth_token(
+    log: &dyn EventLog,
+    node_secret: &[u8],
+    account: &AccountSid,
+) -> Result<String, LogError> {
+    let salt = new_token_salt();
+    let token = derive_auth_token(node_secret, account.as_str(), &salt);
+    log.append(
+        account.as_str(),
+        ExpectedVersion::Any,
+        vec![NewEvent::new(
+            account.as_str(),
+            AccountTokenRotated {
+                token_sha256: token_sha256(&token),
+                token_salt: salt,
+            },
+        )],
+    )
+    .await?;
+    Ok(token)
+}
+
+/// An account as the directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountEntry {
+    pub sid: String,
+    pub friendly_name: String,
+    pub token_sha256: String,
+    pub token_salt: String,
+    pub date_created: OffsetDateTime,
+    pub date_updated: OffsetDateTime,
+}
+
+impl AccountEntry {
+    /// Re-derives the account's auth token (to sign webhooks).
+    pub fn auth_token(&self, node_secret: &[u8]) -> String {
+        derive_auth_token(node_secret, &self.sid, &self.token_salt)
+    }
+}
+
+/// Accounts by SID, kept live by [`AccountsProjection`]. Cheap to clone and to read from
+/// many threads.
+#[derive(Clone, Default)]
+pub struct AccountDirectory {
+    inner: Arc<RwLock<HashMap<String, Arc<AccountEntry>>>>,
+}
+
+/// Hash compared against when the account is unknown, so that the time to reject does not
+/// reveal whether an account exists.
+const NO_ACCOUNT_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+impl AccountDirectory {
+    pub fn get(&self, sid: &str) -> Option<Arc<AccountEntry>> {
+        self.inner.read().ok()?.get(sid).cloned()
+    }
+
+    /// The account if `token` is its auth token (constant-time comparison of the hashes).
+    pub fn authenticate(&self, sid: &str, token: &str) -> Option<Arc<AccountEntry>> {
+        let entry = self.get(sid);
+        let expected = entry
+            .as_ref()
+            .map(|e| e.token_sha256.as_str())
+            .unwrap_or(NO_ACCOUNT_HASH);
+        let presented = token_sha256(token);
+        let equal: bool = presented.as_bytes().ct_eq(expected.as_bytes()).into();
+        if equal {
+            entry
+        } else {
+            None
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn replace_all(&self, entries: Vec<AccountEntry>) {
+        if let Ok(mut map) = self.inner.write() {
+            *map = entries
+                .into_iter()
+                .map(|e| (e.sid.clone(), Arc::new(e)))
+                .collect();
+        }
+    }
+
+    fn upsert(&self, entries: impl IntoIterator<Item = AccountEntry>) {
+        if let Ok(mut map) = self.inner.write() {
+            for entry in entries {
+                map.insert(entry.sid.clone(), Arc::new(entry));
+            }
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (
+    sid           TEXT PRIMARY KEY,
+    friendly_name TEXT NOT NULL,
+    token_sha256  TEXT NOT NULL,
+    token_salt    TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    date_created  TEXT NOT NULL,
+    date_updated  TEXT NOT NULL
+);
+";
+
+/// Projects `dialtone.account.*` into `accounts` and the [`AccountDirectory`].
+pub struct AccountsProjection {
+    directory: AccountDirectory,
+    staged: Vec<AccountEntry>,
+}
+
+impl AccountsProjection {
+    pub fn new(directory: AccountDirectory) -> AccountsProjection {
+        AccountsProjection {
+            directory,
+            staged: Vec::new(),
+        }
+    }
+}
+
+fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(AccountEntry, String, String)> {
+    Ok((
+        AccountEntry {
+            sid: row.get(0)?,
+            friendly_name: row.get(1)?,
+            token_sha256: row.get(2)?,
+            token_salt: row.get(3)?,
+            date_created: OffsetDateTime::UNIX_EPOCH,
+            date_updated: OffsetDateTime::UNIX_EPOCH,
+        },
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn with_times(
+    (mut entry, created, updated): (AccountEntry, String, String),
+) -> Result<AccountEntry, ProjectionError> {
+    entry.date_created = load_time("accounts", &created)?;
+    entry.date_updated = load_time("accounts", &updated)?;
+    Ok(entry)
+}
+
+const SELECT: &str =
+    "SELECT sid, friendly_name, token_sha256, token_salt, date_created, date_updated FROM accounts";
+
+/// One account from the read model.
+pub fn get_account(conn: &Connection, sid: &str) -> Result<Option<AccountEntry>, ProjectionError> {
+    conn.query_row(&format!("{SELECT} WHERE sid = ?1"), [sid], row_to_entry)
+        .optional()
+        .map_err(sql("reading an account"))?
+        .map(with_times)
+        .transpose()
+}
+
+/// Every account, oldest first.
+pub fn list_accounts(conn: &Connection) -> Result<Vec<AccountEntry>, ProjectionError> {
+    let mut stmt = conn
+        .prepare(&format!("{SELECT} ORDER BY date_created, sid"))
+        .map_err(sql("listing accounts"))?;
+    let rows = stmt
+        .query_map([], row_to_entry)
+        .map_err(sql("listing accounts"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql("listing accounts"))?;
+    rows.into_iter().map(with_times).collect()
+}
+
+impl Projection for AccountsProjection {
+    fn name(&self) -> &'static str {
+        "accounts"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["accounts"]
+    }
+
+    fn init(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        tx.execute_batch(SCHEMA).map_err(sql("creating accounts"))
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        event_type.starts_with("dialtone.account.")
+    }
+
+    fn apply(
+        &mut self,
+        recorded: &RecordedEvent,
+        tx: &Transaction<'_>,
+    ) -> Result<(), ProjectionError> {
+        let event = &recorded.event;
+        let time = store_time(event.time);
+        match decode(recorded) {
+            Some(Payload::AccountCreated(created)) => {
+                tx.prepare_cached(
+                    "INSERT INTO accounts (sid, friendly_name, token_sha256, token_salt, version, date_created, date_updated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                     ON CONFLICT (sid) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        event.subject,
+                        created.friendly_name,
+                        created.token_sha256,
+                        created.token_salt,
+                        event.sequence,
+                        time
+                    ])
+                })
+                .map_err(sql("inserting an account"))?;
+            }
+            Some(Payload::AccountTokenRotated(rotated)) => {
+                tx.prepare_cached(
+                    "UPDATE accounts SET token_sha256 = ?2, token_salt = ?3, version = ?4, date_updated = ?5
+                     WHERE sid = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        event.subject,
+                        rotated.token_sha256,
+                        rotated.token_salt,
+                        event.sequence,
+                        time
+                    ])
+                })
+                .map_err(sql("rotating an account token"))?;
+            }
+            _ => return Ok(()),
+        }
+        if let Some(entry) = get_account(tx, &event.subject)? {
+            self.staged.push(entry);
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, conn: &Connection) -> Result<(), ProjectionError> {
+        self.directory.replace_all(list_accounts(conn)?);
+        Ok(())
+    }
+
+    fn after_commit(&mut self) {
+        if !self.staged.is_empty() {
+            self.directory.upsert(self.staged.drain(..));
+        }
+    }
+
+    fn after_rollback(&mut self) {
+        self.staged.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_derived_deterministically_and_differ_per_salt() {
+        let sid = "AC0123456789abcdef0123456789abcdef";
+        let a = derive_auth_token(b"secret", sid, "salt-1");
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a, derive_auth_token(b"secret", sid, "salt-1"));
+        assert_ne!(a, derive_auth_token(b"secret", sid, "salt-2"));
+        assert_ne!(a, derive_auth_token(b"other", sid, "salt-1"));
+    }
+
+    #[test]
+    fn token_derivation_matches_hmac_sha256() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let mut mac = HmacSha256::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            token_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn directory_authenticates_only_the_right_token() {
+        let dir = AccountDirectory::default();
+        let sid = "AC0123456789abcdef0123456789abcdef".to_owned();
+        dir.upsert([AccountEntry {
+            sid: sid.clone(),
+            friendly_name: "a".into(),
+            token_sha256: token_sha256("tok"),
+            token_salt: "s".into(),
+            date_created: OffsetDateTime::UNIX_EPOCH,
+            date_updated: OffsetDateTime::UNIX_EPOCH,
+        }]);
+        assert!(dir.authenticate(&sid, "tok").is_some());
+        assert!(dir.authenticate(&sid, "tok2").is_none());
+        assert!(dir.authenticate("ACnope", "tok").is_none());
+    }
+}

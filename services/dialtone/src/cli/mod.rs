@@ -1,0 +1,64 @@
+//! Command-line interface: argument definitions and dispatch to each command.
+
+mod audit;
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Dialtone: a self-hosted, event-sourced programmable-voice platform.
+#[derive(Debug, Parser)]
+#[command(name = "dialtone", version, about, long_about = None)]
+pub struct Cli {
+    /// More logging (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the integrity of the event log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Benchmarks that print their figures and the machine they ran on.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk every stream: sequences gap-free, every prevhash matching. Exits 1 when broken.
+    Verify {
+        /// Data directory of the embedded log.
+        #[arg(long, env = "DIALTONE_DATA_DIR", default_value = "./dialtone-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Durable appends from concurrent writers, each on its own streams.
+    Log(bench::LogBenchArgs),
+}
+
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Audit(AuditCommand::Verify { data_dir }) => audit::verify(&data_dir).await,
+        Command::Bench(BenchCommand::Log(args)) => bench::log(args).await,
+    }
+}
