@@ -52,17 +52,21 @@
 //!
 //! # Reading
 //!
-//! `read_stream`, `read_all` and the index read with pooled consumers that assign partitions
-//! explicitly and read up to the high watermarks taken when the call starts. `subscribe`
-//! starts a consumer of its own that assigns every partition (no consumer group: groups need
-//! seconds to form, and projections keep their own offsets anyway), seeks to the cursor and
-//! forwards matching events. A record that is not an event is reported as
+//! `read_stream`, `read_all` and the head index read with pooled consumers that assign
+//! partitions explicitly and read until the broker reports the end of each partition
+//! (librdkafka's partition EOF, taken from fetch responses), one topic at a time. They do not
+//! stop at a high watermark asked beforehand: Tansu 0.6 answers ListOffsets(latest) with the
+//! base offset of the last batch + 1, which would hide the rest of that batch. `head` uses
+//! ListOffsets only as a starting point and reads from there to the end.
+//!
+//! `subscribe` starts a consumer of its own that assigns every partition (no consumer group:
+//! groups need seconds to form, and projections keep their own offsets anyway), starts at the
+//! cursor and forwards matching events. A record that is not an event is reported as
 //! [`LogError::Corrupt`] on the subscription, which goes on past it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -94,7 +98,7 @@ pub const TYPE_HEADER: &str = "ce_type";
 const STREAM_LOCK_SHARDS: usize = 1024;
 /// Idle consumers kept for reads.
 const READER_POOL: usize = 8;
-/// How long a read waits for a record before checking its progress.
+/// Longest single wait of a read for its next record or end of partition.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Events buffered per subscription.
 const SUBSCRIBE_BUFFER: usize = 2_000;
@@ -122,6 +126,10 @@ pub struct KafkaConfig {
     pub request_timeout: Duration,
     /// Stream heads kept in memory before the least recently used half is forgotten.
     pub head_index_limit: usize,
+    /// How long a subscriber's fetch waits at the end of the log (`fetch.wait.max.ms`).
+    /// Kafka answers as soon as a record arrives; Tansu 0.6 holds the fetch this long, so
+    /// there it is also the live latency.
+    pub subscriber_fetch_wait: Duration,
     /// Extra librdkafka properties for every client (`security.protocol`, `sasl.*`, …);
     /// they override this module's settings.
     pub client_properties: Vec<(String, String)>,
@@ -139,6 +147,7 @@ impl Default for KafkaConfig {
             delivery_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             head_index_limit: 1_000_000,
+            subscriber_fetch_wait: Duration::from_millis(20),
             client_properties: Vec::new(),
         }
     }
@@ -184,16 +193,26 @@ impl KafkaConfig {
     }
 
     /// Settings of consumers that assign partitions explicitly and never commit. librdkafka
-    /// only consumes with a `group.id`, but no group is ever joined.
-    fn consumer_settings(&self, role: &str, fetch_wait: Duration) -> Vec<(&'static str, String)> {
+    /// only consumes with a `group.id`, but no group is ever joined. `fetch_wait` bounds how
+    /// long the broker holds a fetch that found nothing new: readers want the end of a
+    /// partition reported at once, subscribers fewer idle requests.
+    fn consumer_settings(
+        &self,
+        role: &str,
+        fetch_wait: Duration,
+        report_end: bool,
+    ) -> Vec<(&'static str, String)> {
         vec![
             ("group.id", format!("dialtone-{}-{role}", self.node)),
             ("enable.auto.commit", "false".to_owned()),
             ("enable.auto.offset.store", "false".to_owned()),
             ("auto.offset.reset", "earliest".to_owned()),
             ("isolation.level", "read_uncommitted".to_owned()),
-            ("enable.partition.eof", "false".to_owned()),
-            ("fetch.wait.max.ms", fetch_wait.as_millis().to_string()),
+            ("enable.partition.eof", report_end.to_string()),
+            (
+                "fetch.wait.max.ms",
+                fetch_wait.as_millis().max(1).to_string(),
+            ),
         ]
     }
 }
@@ -305,10 +324,10 @@ struct PartitionProgress {
     own: BTreeSet<i64>,
 }
 
-/// A read the index needs before it can answer for a stream.
+/// A read the index needs before it can answer for a stream: from `start` to the end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ScanPlan {
-    offsets: Range<i64>,
+    start: i64,
     /// Reading from the beginning because the stream's head was forgotten.
     full: bool,
 }
@@ -363,8 +382,8 @@ impl HeadIndex {
         self.heads.get(stream).and_then(|h| h.first_offset)
     }
 
-    /// What to read of `partition` (whose end is `high_watermark`) to learn `stream`'s head.
-    fn plan_scan(&mut self, partition: PartitionKey, stream: &str, high_watermark: i64) -> ScanPlan {
+    /// Where to start reading `partition` to the end to learn `stream`'s head.
+    fn plan_scan(&mut self, partition: PartitionKey, stream: &str) -> ScanPlan {
         let progress = self.partitions.entry(partition).or_default();
         // Records this process produced right after the read prefix need no reading.
         while progress.own.first() == Some(&progress.scanned_to) {
@@ -372,26 +391,27 @@ impl HeadIndex {
             progress.scanned_to += 1;
         }
         let full = self.forgotten.contains(&fingerprint(stream));
-        let start = if full { 0 } else { progress.scanned_to };
         ScanPlan {
-            offsets: start..high_watermark.max(start),
+            start: if full { 0 } else { progress.scanned_to },
             full,
         }
     }
 
-    /// Takes in what reading `plan` found, and answers for `stream`.
+    /// Takes in what reading `plan` up to `end` (the partition's end then) found, and answers
+    /// for `stream`.
     fn finish_scan(
         &mut self,
         partition: PartitionKey,
         stream: &str,
         plan: &ScanPlan,
+        end: i64,
         observed: HashMap<String, Observed>,
     ) -> ScanOutcome {
         let now = self.tick();
         let progress = self.partitions.entry(partition).or_default();
-        if plan.offsets.end > progress.scanned_to {
-            progress.scanned_to = plan.offsets.end;
-            let kept = progress.own.split_off(&progress.scanned_to);
+        if end > progress.scanned_to {
+            progress.scanned_to = end;
+            let kept = progress.own.split_off(&end);
             progress.own = kept;
         }
         let target = fingerprint(stream);
@@ -444,13 +464,7 @@ impl HeadIndex {
     }
 
     /// Records a successful append of `offsets` to `stream`.
-    fn appended(
-        &mut self,
-        partition: PartitionKey,
-        stream: &str,
-        head: Observed,
-        offsets: &[i64],
-    ) {
+    fn appended(&mut self, partition: PartitionKey, stream: &str, head: Observed, offsets: &[i64]) {
         self.add_own(partition, offsets);
         self.forgotten.remove(&fingerprint(stream));
         let now = self.tick();
@@ -467,9 +481,12 @@ impl HeadIndex {
 
     fn add_own(&mut self, partition: PartitionKey, offsets: &[i64]) {
         let progress = self.partitions.entry(partition).or_default();
-        progress
-            .own
-            .extend(offsets.iter().copied().filter(|o| *o >= progress.scanned_to));
+        progress.own.extend(
+            offsets
+                .iter()
+                .copied()
+                .filter(|o| *o >= progress.scanned_to),
+        );
     }
 
     /// Forgets the least recently used half of the heads when there are too many.
@@ -581,113 +598,94 @@ fn decode_message(message: &BorrowedMessage<'_>) -> Result<RecordedEvent, LogErr
 // ---------------------------------------------------------------------------------------
 // Reading partitions with an assigned consumer.
 
-/// Offsets `from..to` of one partition.
-#[derive(Debug, Clone)]
-struct ReadRange {
-    partition: PartitionKey,
-    offsets: Range<i64>,
-}
-
 enum Flow {
     Continue,
     Stop,
 }
 
-/// Reads `ranges` with `consumer`, calling `visit` for each record in per-partition order,
-/// until every range is read or `visit` stops.
-fn read_ranges<T>(
+/// Partitions of one topic to read, each from a start offset to its end.
+#[derive(Debug, Clone)]
+struct TopicRead {
+    topic: usize,
+    starts: Vec<(i32, i64)>,
+}
+
+/// Reads `read` with `consumer` up to the end of each partition, calling `visit` for each
+/// record in per-partition order. Returns the offset after the last record read in each
+/// partition (its start if none), or `None` if `visit` stopped the read.
+///
+/// The end is where the broker reports end-of-partition, not a high watermark taken before:
+/// Tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1, so a
+/// watermark would miss the rest of that batch. End-of-partition comes from the fetch
+/// responses, which are right.
+fn read_to_end<T>(
     consumer: &BaseConsumer,
-    topics: &[Topic],
-    ranges: &[ReadRange],
+    topic: &Topic,
+    starts: &[(i32, i64)],
     patience: Duration,
     state: &mut T,
     visit: &mut impl FnMut(&mut T, &BorrowedMessage<'_>) -> Result<Flow, LogError>,
-) -> Result<(), LogError> {
-    let mut remaining: HashMap<PartitionKey, Range<i64>> = ranges
-        .iter()
-        .filter(|r| !r.offsets.is_empty())
-        .map(|r| (r.partition, r.offsets.clone()))
-        .collect();
-    if remaining.is_empty() {
-        return Ok(());
+) -> Result<Option<HashMap<i32, i64>>, LogError> {
+    let mut ends: HashMap<i32, i64> = starts.iter().copied().collect();
+    if ends.is_empty() {
+        return Ok(Some(ends));
     }
-    let mut assignment = TopicPartitionList::with_capacity(remaining.len());
-    for ((topic, partition), offsets) in &remaining {
+    let mut assignment = TopicPartitionList::with_capacity(starts.len());
+    for &(partition, start) in starts {
         assignment
-            .add_partition_offset(
-                &topics[*topic].name,
-                *partition,
-                Offset::Offset(offsets.start),
-            )
+            .add_partition_offset(&topic.name, partition, Offset::Offset(start))
             .map_err(kafka("assigning partitions to read"))?;
     }
     consumer
         .assign(&assignment)
         .map_err(kafka("assigning partitions to read"))?;
-    let topic_index = |name: &str| topics.iter().position(|t| t.name == name);
 
+    let mut remaining: HashSet<i32> = ends.keys().copied().collect();
     let mut last_progress = Instant::now();
     let mut last_error: Option<KafkaError> = None;
     let result = loop {
         if remaining.is_empty() {
-            break Ok(());
+            break Ok(Some(ends));
         }
         match consumer.poll(POLL_INTERVAL) {
             Some(Ok(message)) => {
                 last_progress = Instant::now();
-                let Some(topic) = topic_index(message.topic()) else {
-                    continue;
-                };
-                let key = (topic, message.partition());
-                let Some(offsets) = remaining.get(&key).cloned() else {
-                    continue;
-                };
-                let offset = message.offset();
-                if offset < offsets.start {
+                let partition = message.partition();
+                if message.topic() != topic.name || !remaining.contains(&partition) {
                     continue;
                 }
-                if offset + 1 >= offsets.end {
-                    remaining.remove(&key);
-                }
-                if offset >= offsets.end {
-                    continue;
+                let next = message.offset() + 1;
+                if let Some(end) = ends.get_mut(&partition) {
+                    *end = (*end).max(next);
                 }
                 match visit(state, &message) {
                     Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop) => break Ok(()),
+                    Ok(Flow::Stop) => break Ok(None),
                     Err(error) => break Err(error),
                 }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                last_progress = Instant::now();
+                remaining.remove(&partition);
             }
             Some(Err(error)) => {
                 // librdkafka retries on its own; report only if the read stalls.
                 last_error = Some(error);
             }
-            None => {
-                // The last records below the end may be invisible to consumers (transaction
-                // markers): a partition whose position reached its end is read.
-                if let Ok(positions) = consumer.position() {
-                    for element in positions.elements() {
-                        if let (Some(topic), Offset::Offset(position)) =
-                            (topic_index(element.topic()), element.offset())
-                        {
-                            let key = (topic, element.partition());
-                            if remaining.get(&key).is_some_and(|r| position >= r.end) {
-                                remaining.remove(&key);
-                            }
-                        }
-                    }
-                }
-                if last_progress.elapsed() > patience {
-                    break Err(LogError::Kafka {
-                        context: "reading partitions",
-                        message: format!(
-                            "no record for {patience:?} with {} partition(s) unfinished{}",
-                            remaining.len(),
-                            last_error.map(|e| format!("; last error: {e}")).unwrap_or_default()
-                        ),
-                    });
-                }
-            }
+            None => {}
+        }
+        if last_progress.elapsed() > patience {
+            break Err(LogError::Kafka {
+                context: "reading partitions",
+                message: format!(
+                    "{}: no progress for {patience:?} with partition(s) {remaining:?} unfinished{}",
+                    topic.name,
+                    last_error
+                        .as_ref()
+                        .map(|e| format!("; last error: {e}"))
+                        .unwrap_or_default()
+                ),
+            });
         }
     };
     consumer
@@ -880,10 +878,12 @@ fn wait_for_partitions(
         // Serve queued client events (errors, logs) of this never-assigned consumer.
         let _ = client.poll(Duration::ZERO);
         match outcome {
-            Ok(n) if n > 0 => return i32::try_from(n).map_err(|_| LogError::Kafka {
-                context: "reading topic metadata",
-                message: format!("{topic} has {n} partitions"),
-            }),
+            Ok(n) if n > 0 => {
+                return i32::try_from(n).map_err(|_| LogError::Kafka {
+                    context: "reading topic metadata",
+                    message: format!("{topic} has {n} partitions"),
+                })
+            }
             Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(_) => {
                 return Err(LogError::Kafka {
@@ -913,7 +913,9 @@ impl Inner {
     fn index(&self) -> MutexGuard<'_, HeadIndex> {
         // The index is consistent between statements, so a panic elsewhere cannot leave it
         // half-updated: keep using it.
-        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn partition_key(&self, stream: &str) -> Result<PartitionKey, LogError> {
@@ -943,8 +945,9 @@ impl Inner {
         &self.stream_locks[shard]
     }
 
-    /// The end offsets (high watermarks) of `partitions`, in one request.
-    async fn high_watermarks(
+    /// The end offsets the brokers report for `partitions` (ListOffsets, one request). Only a
+    /// hint: Tansu 0.6 reports less than the true end (see [`read_to_end`]).
+    async fn end_hints(
         self: &Arc<Self>,
         partitions: Vec<PartitionKey>,
     ) -> Result<Vec<i64>, LogError> {
@@ -993,16 +996,35 @@ impl Inner {
         })?
     }
 
+    /// A pooled reader, or a new one. Blocks.
     fn take_reader(&self) -> Result<BaseConsumer, LogError> {
         let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
-        match pooled {
-            Some(reader) => Ok(reader),
-            None => self
-                .config
-                .client(&self.config.consumer_settings("reader", Duration::from_millis(100)))
-                .create()
-                .map_err(kafka("creating a reader")),
+        if let Some(reader) = pooled {
+            return Ok(reader);
         }
+        let reader: BaseConsumer = self
+            .config
+            .client(
+                &self
+                    .config
+                    .consumer_settings("reader", Duration::from_millis(1), true),
+            )
+            .create()
+            .map_err(kafka("creating a reader"))?;
+        self.learn_topics(&reader)?;
+        Ok(reader)
+    }
+
+    /// Fetches the family topics' metadata into `consumer`'s cache. Without it, the first
+    /// assignment of a topic the consumer has not seen waits about a second for librdkafka's
+    /// own metadata refresh. Blocks.
+    fn learn_topics(&self, consumer: &impl Consumer) -> Result<(), LogError> {
+        for topic in &self.topics {
+            consumer
+                .fetch_metadata(Some(&topic.name), self.config.request_timeout)
+                .map_err(kafka("reading topic metadata"))?;
+        }
+        Ok(())
     }
 
     fn return_reader(&self, reader: BaseConsumer) {
@@ -1013,36 +1035,46 @@ impl Inner {
         }
     }
 
-    /// Reads `ranges` on a pooled consumer in a blocking thread.
+    /// Reads each of `reads` to its partitions' ends, one topic after the other, on a pooled
+    /// consumer in a blocking thread. Returns the state and the ends reached per read, or
+    /// `None` for the ends if `visit` stopped.
     async fn read<T, V>(
         self: &Arc<Self>,
-        ranges: Vec<ReadRange>,
+        reads: Vec<TopicRead>,
         state: T,
         mut visit: V,
-    ) -> Result<T, LogError>
+    ) -> Result<(T, Option<Vec<HashMap<i32, i64>>>), LogError>
     where
         T: Send + 'static,
         V: FnMut(&mut T, &BorrowedMessage<'_>) -> Result<Flow, LogError> + Send + 'static,
     {
-        if ranges.iter().all(|r| r.offsets.is_empty()) {
-            return Ok(state);
-        }
         let inner = self.clone();
         tokio::task::spawn_blocking(move || {
             let reader = inner.take_reader()?;
             let mut state = state;
-            let result = read_ranges(
-                &reader,
-                &inner.topics,
-                &ranges,
-                inner.config.request_timeout,
-                &mut state,
-                &mut visit,
-            );
-            if result.is_ok() {
-                inner.return_reader(reader);
+            let mut all_ends = Vec::with_capacity(reads.len());
+            for read in &reads {
+                let topic = &inner.topics[read.topic];
+                let ends = read_to_end(
+                    &reader,
+                    topic,
+                    &read.starts,
+                    inner.config.request_timeout,
+                    &mut state,
+                    &mut visit,
+                );
+                match ends {
+                    Ok(Some(ends)) => all_ends.push(ends),
+                    Ok(None) => {
+                        inner.return_reader(reader);
+                        return Ok((state, None));
+                    }
+                    // The reader's state is unknown: drop it.
+                    Err(error) => return Err(error),
+                }
             }
-            result.map(|()| state)
+            inner.return_reader(reader);
+            Ok((state, Some(all_ends)))
         })
         .await
         .map_err(|e| LogError::Kafka {
@@ -1051,50 +1083,58 @@ impl Inner {
         })?
     }
 
-    /// Reads `offsets` of a partition and returns the head of every stream seen there.
+    /// Reads a partition from `start` to its end; returns the head of every stream seen there
+    /// and the end reached.
     async fn read_heads(
         self: &Arc<Self>,
         partition: PartitionKey,
-        offsets: Range<i64>,
-    ) -> Result<HashMap<String, Observed>, LogError> {
+        start: i64,
+    ) -> Result<(HashMap<String, Observed>, i64), LogError> {
         let started = Instant::now();
-        let range = ReadRange {
-            partition,
-            offsets: offsets.clone(),
+        let read = TopicRead {
+            topic: partition.0,
+            starts: vec![(partition.1, start)],
         };
-        let observed = self
-            .read(vec![range], HashMap::new(), |seen: &mut HashMap<String, Observed>, message| {
-                match decode_message(message) {
-                    Ok(recorded) => {
-                        let event = recorded.event;
-                        let offset = message.offset();
-                        let observed = Observed {
-                            sequence: event.sequence,
-                            hash: event.hash(),
-                            first_offset: (event.sequence == 1).then_some(offset),
-                        };
-                        match seen.get_mut(&event.subject) {
-                            Some(known) => known.merge(observed),
-                            None => {
-                                seen.insert(event.subject, observed);
+        let (observed, ends) = self
+            .read(
+                vec![read],
+                HashMap::new(),
+                |seen: &mut HashMap<String, Observed>, message| {
+                    match decode_message(message) {
+                        Ok(recorded) => {
+                            let event = recorded.event;
+                            let observed = Observed {
+                                sequence: event.sequence,
+                                hash: event.hash(),
+                                first_offset: (event.sequence == 1).then_some(message.offset()),
+                            };
+                            match seen.get_mut(&event.subject) {
+                                Some(known) => known.merge(observed),
+                                None => {
+                                    seen.insert(event.subject, observed);
+                                }
                             }
                         }
+                        Err(error) => {
+                            tracing::warn!(%error, "skipping a record that is not an event");
+                        }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "skipping a record that is not an event");
-                    }
-                }
-                Ok(Flow::Continue)
-            })
+                    Ok(Flow::Continue)
+                },
+            )
             .await?;
+        let end = ends
+            .and_then(|ends| ends.first().and_then(|e| e.get(&partition.1).copied()))
+            .unwrap_or(start);
         tracing::debug!(
             partition = %self.name_of(partition),
-            ?offsets,
+            start,
+            end,
             streams = observed.len(),
             elapsed = ?started.elapsed(),
             "event log head index read a partition"
         );
-        Ok(observed)
+        Ok((observed, end))
     }
 
     /// The head of `stream` to check `expected` against: from the index when it knows one that
@@ -1117,18 +1157,36 @@ impl Inner {
             .ok_or_else(|| LogError::InvalidStream(stream.to_owned()))?;
         let _scanning = scan_lock.lock().await;
         loop {
-            let end = self.high_watermarks(vec![partition]).await?[0];
-            let plan = self.index().plan_scan(partition, stream, end);
-            let observed = if plan.offsets.is_empty() {
-                HashMap::new()
-            } else {
-                self.read_heads(partition, plan.offsets.clone()).await?
-            };
-            match self.index().finish_scan(partition, stream, &plan, observed) {
+            let plan = self.index().plan_scan(partition, stream);
+            let (observed, end) = self.read_heads(partition, plan.start).await?;
+            match self
+                .index()
+                .finish_scan(partition, stream, &plan, end, observed)
+            {
                 ScanOutcome::Head(sequence, hash) => return Ok((sequence, hash)),
                 ScanOutcome::Retry => continue,
             }
         }
+    }
+
+    /// Reads per topic, starting each partition at `start_of(partition)`.
+    fn topic_reads(
+        &self,
+        partitions: &[PartitionKey],
+        start_of: impl Fn(PartitionKey) -> i64,
+    ) -> Vec<TopicRead> {
+        let mut reads: Vec<TopicRead> = Vec::new();
+        for &partition in partitions {
+            let start = (partition.1, start_of(partition));
+            match reads.iter_mut().find(|r| r.topic == partition.0) {
+                Some(read) => read.starts.push(start),
+                None => reads.push(TopicRead {
+                    topic: partition.0,
+                    starts: vec![start],
+                }),
+            }
+        }
+        reads
     }
 
     /// Produces `planned` to `partition` in order and waits for every acknowledgement.
@@ -1230,7 +1288,13 @@ impl Inner {
             });
         }
         let first_sequence = head.0 + 1;
-        let planned = plan_events(&self.source, stream, head, events, OffsetDateTime::now_utc());
+        let planned = plan_events(
+            &self.source,
+            stream,
+            head,
+            events,
+            OffsetDateTime::now_utc(),
+        );
         let produced = self.produce(partition, stream, &planned).await;
         if let Some(error) = produced.error {
             self.index().forget(partition, stream, &produced.delivered);
@@ -1298,52 +1362,55 @@ impl EventLog for KafkaLog {
     ) -> Result<Vec<RecordedEvent>, LogError> {
         let partition = self.inner.partition_key(stream)?;
         let start = self.inner.index().first_offset(stream).unwrap_or(0);
-        let end = self.inner.high_watermarks(vec![partition]).await?[0];
-        let range = ReadRange {
-            partition,
-            offsets: start..end.max(start),
+        let read = TopicRead {
+            topic: partition.0,
+            starts: vec![(partition.1, start)],
         };
         let stream = stream.to_owned();
-        self.inner
-            .read(vec![range], Vec::new(), move |events: &mut Vec<RecordedEvent>, message| {
-                if message.key() == Some(stream.as_bytes()) {
-                    let recorded = decode_message(message)?;
-                    if recorded.event.sequence >= from_sequence {
-                        events.push(recorded);
+        let (events, _) = self
+            .inner
+            .read(
+                vec![read],
+                Vec::new(),
+                move |events: &mut Vec<RecordedEvent>, message| {
+                    if message.key() == Some(stream.as_bytes()) {
+                        let recorded = decode_message(message)?;
+                        if recorded.event.sequence >= from_sequence {
+                            events.push(recorded);
+                        }
                     }
-                }
-                Ok(Flow::Continue)
-            })
-            .await
+                    Ok(Flow::Continue)
+                },
+            )
+            .await?;
+        Ok(events)
     }
 
     async fn read_all(&self, from: &Cursor, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let partitions = self.inner.all_partitions();
-        let ends = self.inner.high_watermarks(partitions.clone()).await?;
-        let ranges = partitions
-            .into_iter()
-            .zip(ends)
-            .map(|(partition, end)| {
-                let start = cursor_offset(from, &self.inner.name_of(partition));
-                ReadRange {
-                    partition,
-                    offsets: start..end.max(start),
-                }
-            })
-            .collect();
-        self.inner
-            .read(ranges, Vec::new(), move |events: &mut Vec<RecordedEvent>, message| {
-                events.push(decode_message(message)?);
-                Ok(if events.len() >= limit {
-                    Flow::Stop
-                } else {
-                    Flow::Continue
-                })
-            })
-            .await
+        let reads = self
+            .inner
+            .topic_reads(&self.inner.all_partitions(), |partition| {
+                cursor_offset(from, &self.inner.name_of(partition))
+            });
+        let (events, _) = self
+            .inner
+            .read(
+                reads,
+                Vec::new(),
+                move |events: &mut Vec<RecordedEvent>, message| {
+                    events.push(decode_message(message)?);
+                    Ok(if events.len() >= limit {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    })
+                },
+            )
+            .await?;
+        Ok(events)
     }
 
     async fn subscribe(&self, from: Cursor, filter: Filter) -> Result<Subscription, LogError> {
@@ -1354,7 +1421,11 @@ impl EventLog for KafkaLog {
         };
         let consumer: StreamConsumer = inner
             .config
-            .client(&inner.config.consumer_settings("subscriber", Duration::from_millis(50)))
+            .client(&inner.config.consumer_settings(
+                "subscriber",
+                inner.config.subscriber_fetch_wait,
+                false,
+            ))
             .create()
             .map_err(kafka("creating a subscriber"))?;
         let mut assignment = TopicPartitionList::with_capacity(partitions.len());
@@ -1367,9 +1438,21 @@ impl EventLog for KafkaLog {
                 )
                 .map_err(kafka("assigning partitions to a subscriber"))?;
         }
-        consumer
-            .assign(&assignment)
-            .map_err(kafka("assigning partitions to a subscriber"))?;
+        let consumer = {
+            let inner = inner.clone();
+            tokio::task::spawn_blocking(move || {
+                inner.learn_topics(&consumer)?;
+                consumer
+                    .assign(&assignment)
+                    .map_err(kafka("assigning partitions to a subscriber"))?;
+                Ok::<_, LogError>(consumer)
+            })
+            .await
+            .map_err(|e| LogError::Kafka {
+                context: "starting a subscriber",
+                message: e.to_string(),
+            })??
+        };
 
         let (tx, subscription) = Subscription::channel(SUBSCRIBE_BUFFER);
         let mut closed = inner.closed.clone();
@@ -1399,20 +1482,41 @@ impl EventLog for KafkaLog {
     }
 
     async fn head(&self) -> Result<Cursor, LogError> {
+        // The brokers' end offsets are a lower bound at worst (Tansu): read from the last
+        // record they imply to the true end, one topic per reader at once.
         let partitions = self.inner.all_partitions();
-        let ends = self.inner.high_watermarks(partitions.clone()).await?;
-        Ok(Cursor(
-            partitions
-                .into_iter()
-                .zip(ends)
-                .map(|(partition, end)| {
-                    (
-                        self.inner.name_of(partition),
-                        u64::try_from(end).unwrap_or_default(),
-                    )
-                })
-                .collect(),
-        ))
+        let hints: HashMap<PartitionKey, i64> = partitions
+            .iter()
+            .copied()
+            .zip(self.inner.end_hints(partitions.clone()).await?)
+            .collect();
+        let reads = self
+            .inner
+            .topic_reads(&partitions, |p| (hints[&p] - 1).max(0));
+        let answers = futures::future::join_all(reads.into_iter().map(|read| {
+            let topic = read.topic;
+            let inner = self.inner.clone();
+            async move {
+                let (_, ends) = inner
+                    .read(vec![read], (), |_: &mut (), _| Ok(Flow::Continue))
+                    .await?;
+                Ok::<_, LogError>((topic, ends.and_then(|mut e| e.pop()).unwrap_or_default()))
+            }
+        }))
+        .await;
+        let mut cursor = Cursor::start();
+        for answer in answers {
+            let (topic, ends) = answer?;
+            for (partition, end) in ends {
+                let key = (topic, partition);
+                let end = end.max(hints.get(&key).copied().unwrap_or(0));
+                cursor.0.insert(
+                    self.inner.name_of(key),
+                    u64::try_from(end).unwrap_or_default(),
+                );
+            }
+        }
+        Ok(cursor)
     }
 
     fn backend(&self) -> &'static str {
@@ -1434,11 +1538,19 @@ mod tests {
             (b"foobar", -790332482),
             (b"a-little-bit-long-string", -985981536),
             (b"a-little-bit-longer-string", -1486304829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
             (b"abc", 479470107),
         ];
         for (key, expected) in cases {
-            assert_eq!(murmur2(key) as i32, *expected, "{}", String::from_utf8_lossy(key));
+            assert_eq!(
+                murmur2(key) as i32,
+                *expected,
+                "{}",
+                String::from_utf8_lossy(key)
+            );
         }
         assert_eq!(default_partition(b"foobar", 1), 0);
         for partitions in 1..20 {
@@ -1461,20 +1573,33 @@ mod tests {
     fn index_reads_only_what_it_did_not_write() {
         let mut index = HeadIndex::new(100);
         // A new stream: the partition is read from the start.
-        let plan = index.plan_scan(P, "CA1", 10);
-        assert_eq!(plan, ScanPlan { offsets: 0..10, full: false });
+        let plan = index.plan_scan(P, "CA1");
+        assert_eq!(
+            plan,
+            ScanPlan {
+                start: 0,
+                full: false
+            }
+        );
         let observed = HashMap::from([("CA2".to_owned(), seen(4, Some(3)))]);
         assert_eq!(
-            index.finish_scan(P, "CA1", &plan, observed),
+            index.finish_scan(P, "CA1", &plan, 10, observed),
             ScanOutcome::Head(0, GENESIS_HASH.to_owned())
         );
         assert_eq!(index.lookup("CA2"), Some((4, "h4".to_owned())));
         assert_eq!(index.first_offset("CA2"), Some(3));
-        // Our own appends at 10 and 11 need no reading; someone else's at 12 does.
+        // Our own appends at 10 and 11 need no reading; what follows does.
         index.appended(P, "CA1", seen(2, Some(10)), &[10, 11]);
         assert_eq!(index.lookup("CA1"), Some((2, "h2".to_owned())));
-        assert_eq!(index.plan_scan(P, "CA3", 12).offsets, 12..12);
-        assert_eq!(index.plan_scan(P, "CA3", 13).offsets, 12..13);
+        assert_eq!(index.plan_scan(P, "CA3").start, 12);
+        // Someone else's record at 12 leaves our 13 to be read too.
+        index.appended(P, "CA1", seen(3, None), &[13]);
+        let plan = index.plan_scan(P, "CA3");
+        assert_eq!(plan.start, 12);
+        let observed = HashMap::from([("CA4".to_owned(), seen(1, Some(12)))]);
+        index.finish_scan(P, "CA3", &plan, 14, observed);
+        assert_eq!(index.plan_scan(P, "CA3").start, 14);
+        assert_eq!(index.lookup("CA4"), Some((1, "h1".to_owned())));
     }
 
     #[test]
@@ -1482,10 +1607,13 @@ mod tests {
         let mut index = HeadIndex::new(100);
         index.appended(P, "CA1", seen(5, Some(0)), &[0, 1, 2, 3, 4]);
         // A read that saw only part of the stream (it began before our append).
-        let plan = ScanPlan { offsets: 0..3, full: false };
+        let plan = ScanPlan {
+            start: 0,
+            full: false,
+        };
         let observed = HashMap::from([("CA1".to_owned(), seen(3, Some(0)))]);
         assert_eq!(
-            index.finish_scan(P, "CA9", &plan, observed),
+            index.finish_scan(P, "CA9", &plan, 3, observed),
             ScanOutcome::Head(0, GENESIS_HASH.to_owned())
         );
         assert_eq!(index.lookup("CA1"), Some((5, "h5".to_owned())));
@@ -1497,29 +1625,41 @@ mod tests {
         index.appended(P, "CA1", seen(2, Some(0)), &[0, 1]);
         index.forget(P, "CA1", &[2]);
         assert_eq!(index.lookup("CA1"), None);
-        let plan = index.plan_scan(P, "CA1", 5);
-        assert_eq!(plan, ScanPlan { offsets: 0..5, full: true });
+        let plan = index.plan_scan(P, "CA1");
+        assert_eq!(
+            plan,
+            ScanPlan {
+                start: 0,
+                full: true
+            }
+        );
         let observed = HashMap::from([("CA1".to_owned(), seen(3, Some(0)))]);
         assert_eq!(
-            index.finish_scan(P, "CA1", &plan, observed),
+            index.finish_scan(P, "CA1", &plan, 5, observed),
             ScanOutcome::Head(3, "h3".to_owned())
         );
         // Known again: the next plan reads only what is new.
-        assert_eq!(index.plan_scan(P, "CA1", 5).offsets, 5..5);
+        assert_eq!(
+            index.plan_scan(P, "CA1"),
+            ScanPlan {
+                start: 5,
+                full: false
+            }
+        );
     }
 
     #[test]
     fn a_stream_forgotten_during_a_partial_read_is_read_again() {
         let mut index = HeadIndex::new(100);
         index.appended(P, "CA1", seen(2, None), &[0, 1]);
-        let plan = index.plan_scan(P, "CA1", 4);
+        let plan = index.plan_scan(P, "CA1");
         assert!(!plan.full);
         index.forget(P, "CA1", &[]);
         assert_eq!(
-            index.finish_scan(P, "CA1", &plan, HashMap::new()),
+            index.finish_scan(P, "CA1", &plan, 4, HashMap::new()),
             ScanOutcome::Retry
         );
-        assert!(index.plan_scan(P, "CA1", 4).full);
+        assert!(index.plan_scan(P, "CA1").full);
     }
 
     #[test]
@@ -1533,13 +1673,25 @@ mod tests {
         assert!(index.heads.len() <= 4);
         assert!(index.lookup("CA1").is_some() && index.lookup("CA5").is_some());
         assert_eq!(index.lookup("CA2"), None);
-        assert!(index.plan_scan(P, "CA2", 5).full);
+        assert_eq!(
+            index.plan_scan(P, "CA2"),
+            ScanPlan {
+                start: 0,
+                full: true
+            }
+        );
         // A new stream still needs only the unread part.
-        assert_eq!(index.plan_scan(P, "CA9", 5).offsets, 5..5);
+        let plan = index.plan_scan(P, "CA9");
+        assert_eq!(
+            plan,
+            ScanPlan {
+                start: 5,
+                full: false
+            }
+        );
         // A read does not bring back other forgotten streams.
-        let plan = index.plan_scan(P, "CA9", 6);
         let observed = HashMap::from([("CA2".to_owned(), seen(2, None))]);
-        index.finish_scan(P, "CA9", &plan, observed);
+        index.finish_scan(P, "CA9", &plan, 6, observed);
         assert_eq!(index.lookup("CA2"), None);
     }
 
@@ -1558,13 +1710,7 @@ mod tests {
                 )
             })
             .collect();
-        let planned = plan_events(
-            "dialtone://n1",
-            "CA42",
-            (4, "ab".repeat(32)),
-            events,
-            now,
-        );
+        let planned = plan_events("dialtone://n1", "CA42", (4, "ab".repeat(32)), events, now);
         assert_eq!(
             planned.iter().map(|p| p.event.sequence).collect::<Vec<_>>(),
             vec![5, 6, 7]
@@ -1580,7 +1726,13 @@ mod tests {
             assert_eq!(recorded.position.to_string(), "d.calls/2@7");
         }
         assert!(matches!(
-            decode_record("d.calls", 2, 7, Some(b"CA43"), Some(planned[0].json.as_bytes())),
+            decode_record(
+                "d.calls",
+                2,
+                7,
+                Some(b"CA43"),
+                Some(planned[0].json.as_bytes())
+            ),
             Err(LogError::Corrupt { .. })
         ));
         assert!(matches!(

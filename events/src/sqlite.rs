@@ -33,6 +33,18 @@ pub const PARTITION: &str = "log";
 const MAX_BATCH_EVENTS: usize = 20_000;
 /// Stream heads remembered by the writer before it forgets them all.
 const HEAD_CACHE_LIMIT: usize = 500_000;
+/// How often an idle subscriber looks for appends made by other processes.
+const EXTERNAL_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn external_check_due(last: &mut std::time::Instant) -> bool {
+    if last.elapsed() >= EXTERNAL_POLL {
+        *last = std::time::Instant::now();
+        true
+    } else {
+        false
+    }
+}
+
 /// Events fetched per read when catching up a subscriber.
 const SUBSCRIBE_PAGE: usize = 2_000;
 
@@ -373,12 +385,13 @@ impl EventLog for SqliteLog {
         let path = self.path.clone();
         tokio::spawn(async move {
             let mut cursor = from;
+            let mut last_external_check = std::time::Instant::now();
             loop {
                 // Mark the current commit as seen before reading, so a commit that lands
                 // after the read wakes us up: no event can fall between read and wait.
                 let last_committed = *committed.borrow_and_update();
                 let start = cursor.next_offset(PARTITION);
-                let page = if start > last_committed {
+                let page = if start > last_committed && !external_check_due(&mut last_external_check) {
                     Ok(Vec::new())
                 } else {
                     let (readers, path) = (readers.clone(), path.clone());
@@ -400,8 +413,12 @@ impl EventLog for SqliteLog {
                         return;
                     }
                     Ok(events) if events.is_empty() => {
+                        // Woken by our own writer at once; the timeout also picks up
+                        // appends made by another process on the same file (e.g.
+                        // `dialtone accounts create` beside a running server).
                         tokio::select! {
                             changed = committed.changed() => if changed.is_err() { return },
+                            _ = tokio::time::sleep(EXTERNAL_POLL) => {}
                             _ = tx.closed() => return,
                         }
                     }

@@ -121,7 +121,11 @@ async fn restarted_node_sees_existing_heads() {
             .unwrap();
         for stream in others.iter().chain([&account.as_str()]) {
             first
-                .append(stream, ExpectedVersion::NoStream, vec![marker(&account, 0, "a")])
+                .append(
+                    stream,
+                    ExpectedVersion::NoStream,
+                    vec![marker(&account, 0, "a")],
+                )
                 .await
                 .unwrap();
         }
@@ -142,7 +146,11 @@ async fn restarted_node_sees_existing_heads() {
     let second = open_on(&prefix, "node-b").await;
     assert_eq!(second.head().await.unwrap(), before);
     let conflict = second
-        .append(call.as_str(), ExpectedVersion::NoStream, vec![marker(&account, 9, "b")])
+        .append(
+            call.as_str(),
+            ExpectedVersion::NoStream,
+            vec![marker(&account, 9, "b")],
+        )
         .await
         .unwrap_err();
     assert!(
@@ -150,26 +158,48 @@ async fn restarted_node_sees_existing_heads() {
         "{conflict}"
     );
     let stale = second
-        .append(call.as_str(), ExpectedVersion::Exact(2), vec![marker(&account, 9, "b")])
+        .append(
+            call.as_str(),
+            ExpectedVersion::Exact(2),
+            vec![marker(&account, 9, "b")],
+        )
         .await
         .unwrap_err();
-    assert!(matches!(stale, LogError::VersionConflict { actual: 3, .. }), "{stale}");
+    assert!(
+        matches!(stale, LogError::VersionConflict { actual: 3, .. }),
+        "{stale}"
+    );
     let appended = second
-        .append(call.as_str(), ExpectedVersion::Exact(3), vec![marker(&account, 3, "b")])
+        .append(
+            call.as_str(),
+            ExpectedVersion::Exact(3),
+            vec![marker(&account, 3, "b")],
+        )
         .await
         .unwrap();
     assert_eq!((appended.first_sequence, appended.last_sequence), (4, 4));
     for stream in others.iter().chain([&account.as_str()]) {
         let appended = second
-            .append(stream, ExpectedVersion::Exact(1), vec![marker(&account, 1, "b")])
+            .append(
+                stream,
+                ExpectedVersion::Exact(1),
+                vec![marker(&account, 1, "b")],
+            )
             .await
             .unwrap();
         assert_eq!(appended.last_sequence, 2, "{stream}");
         let conflict = second
-            .append(stream, ExpectedVersion::NoStream, vec![marker(&account, 1, "b")])
+            .append(
+                stream,
+                ExpectedVersion::NoStream,
+                vec![marker(&account, 1, "b")],
+            )
             .await
             .unwrap_err();
-        assert!(matches!(conflict, LogError::VersionConflict { actual: 2, .. }));
+        assert!(matches!(
+            conflict,
+            LogError::VersionConflict { actual: 2, .. }
+        ));
     }
 
     // The chain continues across the restart: one stream, two writers in turn.
@@ -181,7 +211,10 @@ async fn restarted_node_sees_existing_heads() {
     }
     assert_eq!(events[2].event.source, "dialtone://node-a");
     assert_eq!(events[3].event.source, "dialtone://node-b");
-    assert_eq!(events[3].position.partition, second.partition_of(call.as_str()).unwrap());
+    assert_eq!(
+        events[3].position.partition,
+        second.partition_of(call.as_str()).unwrap()
+    );
 }
 
 /// Paging through the whole log with `read_all` and a small limit returns every event
@@ -200,9 +233,13 @@ async fn read_all_pages_through_every_partition() {
         .collect();
     for round in 0..5u32 {
         for stream in &streams {
-            let events: Vec<NewEvent> = (0..=round % 3).map(|i| marker(&account, round * 10 + i, "p")).collect();
+            let events: Vec<NewEvent> = (0..=round % 3)
+                .map(|i| marker(&account, round * 10 + i, "p"))
+                .collect();
             expected += events.len();
-            log.append(stream, ExpectedVersion::Any, events).await.unwrap();
+            log.append(stream, ExpectedVersion::Any, events)
+                .await
+                .unwrap();
         }
     }
     let mut cursor = Cursor::start();
@@ -217,11 +254,21 @@ async fn read_all_pages_through_every_partition() {
         }
         pages += 1;
         for recorded in page {
-            assert!(!cursor.has_passed(&recorded.position), "{} read twice", recorded.position);
+            assert!(
+                !cursor.has_passed(&recorded.position),
+                "{} read twice",
+                recorded.position
+            );
             cursor.advance(&recorded.position);
             assert!(seen.insert(recorded.event.id));
-            let next = next_sequence.entry(recorded.event.subject.clone()).or_insert(1);
-            assert_eq!(recorded.event.sequence, *next, "order of {}", recorded.event.subject);
+            let next = next_sequence
+                .entry(recorded.event.subject.clone())
+                .or_insert(1);
+            assert_eq!(
+                recorded.event.sequence, *next,
+                "order of {}",
+                recorded.event.subject
+            );
             *next += 1;
         }
     }
@@ -295,7 +342,10 @@ async fn records_are_plain_cloudevents() {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         assert_eq!(header("content-type").as_deref(), Some(CONTENT_TYPE));
-        assert_eq!(header(TYPE_HEADER).as_deref(), Some("dialtone.call.verb.started"));
+        assert_eq!(
+            header(TYPE_HEADER).as_deref(),
+            Some("dialtone.call.verb.started")
+        );
     }
     assert_eq!(
         ours[1].event.prevhash,
@@ -309,9 +359,14 @@ async fn records_are_plain_cloudevents() {
 #[ignore]
 async fn append_throughput() {
     let log = fresh_log!();
-    let writers: usize = std::env::var("WRITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    let per_writer: usize =
-        std::env::var("PER_WRITER").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let writers: usize = std::env::var("WRITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let per_writer: usize = std::env::var("PER_WRITER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let account = AccountSid::generate();
     let verb = "x".repeat(280); // data = {"index":N,"verb":"xxx…"} ≈ 300 bytes
     let started = Instant::now();
@@ -321,7 +376,13 @@ async fn append_throughput() {
         tasks.push(tokio::spawn(async move {
             let call = CallSid::generate();
             for i in 0..per_writer {
-                let event = NewEvent::new(account.as_str(), VerbStarted { index: i as u32, verb: verb.clone() });
+                let event = NewEvent::new(
+                    account.as_str(),
+                    VerbStarted {
+                        index: i as u32,
+                        verb: verb.clone(),
+                    },
+                );
                 log.append(call.as_str(), ExpectedVersion::Exact(i as u64), vec![event])
                     .await
                     .unwrap();
@@ -337,33 +398,4 @@ async fn append_throughput() {
         "{total} single-event appends by {writers} writers in {elapsed:?}: {:.0} events/s",
         total as f64 / elapsed.as_secs_f64()
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn zz_probe() {
-    let prefix = unique_prefix();
-    let log = open_on(&prefix, "test-node").await;
-    let account = AccountSid::generate();
-    let call = CallSid::generate();
-    let appended = log
-        .append(call.as_str(), ExpectedVersion::NoStream, (0..3).map(|i| marker(&account, i, "raw")).collect())
-        .await
-        .unwrap();
-    let (topic, partition) = appended.positions[0].partition.rsplit_once('/').unwrap();
-    let partition: i32 = partition.parse().unwrap();
-    let reader: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", "probe").set("enable.partition.eof", "true").set("fetch.wait.max.ms", "5").create().unwrap();
-    for start in [1i64, 2, 3, 0, 3, 3] {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(start)).unwrap();
-        reader.assign(&tpl).unwrap();
-        let t = Instant::now();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        eprintln!("-- start {start}");
-        while Instant::now() < deadline {
-            if let Some(m) = reader.poll(Duration::from_millis(200)) {
-                match m { Ok(m) => eprintln!("record offset {} at {:?}", m.offset(), t.elapsed()), Err(e) => { eprintln!("error {e:?} at {:?} position {:?}", t.elapsed(), reader.position().unwrap().elements()[0].offset()); break } };
-            }
-        }
-        reader.unassign().unwrap();
-    }
 }

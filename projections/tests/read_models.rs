@@ -58,10 +58,14 @@ impl Fixture {
     }
 
     async fn start(&mut self) {
+        // The standard projections are idempotent per call; the counter is not, so it
+        // exposes any event applied twice or lost.
+        let mut projections = standard_projections(&self.accounts, &self.numbers, RateTable::default());
+        projections.push(Box::new(Counter { version: 1 }));
         let runner = ProjectionRunner::start(
             self.log.clone(),
             &self.db,
-            standard_projections(&self.accounts, &self.numbers, RateTable::default()),
+            projections,
             fast(),
         )
         .await
@@ -94,6 +98,18 @@ impl Fixture {
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, ProjectionError>) -> T {
         ReadModels::new(&self.db).read_blocking(f).unwrap()
+    }
+
+    /// Events the counter projection applied.
+    fn counted(&self) -> u64 {
+        self.read(|c| {
+            c.query_row("SELECT events FROM counter", [], |r| r.get(0))
+                .map_err(|source| ProjectionError::Sqlite { context: "counter", source })
+        })
+    }
+
+    async fn log_len(&self) -> u64 {
+        self.log.read_all(&dialtone_events::Cursor::start(), 1_000_000).await.unwrap().len() as u64
     }
 }
 
@@ -593,6 +609,16 @@ async fn restarting_the_runner_never_double_counts() {
         calls::list_calls(c, account.as_str(), &CallFilter::default(), &PageRequest::first(100))
     });
     assert_eq!(calls.items.len(), 8);
+    assert_eq!(fx.counted(), fx.log_len().await, "every event applied exactly once");
+    let checkpoint = fx.read(|c| {
+        c.query_row(
+            "SELECT cursor FROM projection_checkpoints WHERE projection = 'billing'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .map_err(|source| ProjectionError::Sqlite { context: "checkpoint", source })
+    });
+    assert_eq!(checkpoint, format!("{{\"log\":{}}}", fx.log_len().await + 1));
 }
 
 /// Fails the first time it sees a `call.completed`, after the billing projection has
@@ -632,6 +658,7 @@ async fn a_failed_batch_rolls_back_every_projection_and_is_retried_once() {
     let db = dir.path().join(READ_MODELS_FILE);
     let failed = Arc::new(AtomicBool::new(false));
     let mut projections = standard_projections(&AccountDirectory::default(), &NumberDirectory::default(), RateTable::default());
+    projections.push(Box::new(Counter { version: 1 }));
     projections.push(Box::new(FailOnce { failed: failed.clone() }));
     let runner = ProjectionRunner::start(log.clone(), &db, projections, fast()).await.unwrap();
     let account = AccountSid::generate();
@@ -656,6 +683,13 @@ async fn a_failed_batch_rolls_back_every_projection_and_is_retried_once() {
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].count, rows[0].minutes), (1, 2), "billed exactly once");
+    let counted: u64 = ReadModels::new(&db)
+        .read_blocking(|c| {
+            c.query_row("SELECT events FROM counter", [], |r| r.get(0))
+                .map_err(|source| ProjectionError::Sqlite { context: "counter", source })
+        })
+        .unwrap();
+    assert_eq!(counted, 4, "the rolled-back batch was applied exactly once on retry");
 }
 
 /// Counts events into its own table; its version is chosen by the test.
@@ -809,12 +843,9 @@ async fn rebuilding_from_the_log_gives_identical_rows() {
 
     // A fresh database built by the runner from the log is identical too.
     let fresh = fx._dir.path().join("fresh.db");
-    let runner = ProjectionRunner::start(
-        fx.log.clone(),
-        &fresh,
-        standard_projections(&AccountDirectory::default(), &NumberDirectory::default(), RateTable::default()),
-        fast(),
-    )
+    let mut projections = standard_projections(&AccountDirectory::default(), &NumberDirectory::default(), RateTable::default());
+    projections.push(Box::new(Counter { version: 1 }));
+    let runner = ProjectionRunner::start(fx.log.clone(), &fresh, projections, fast())
     .await
     .unwrap();
     runner.catch_up(fx.log.as_ref()).await.unwrap();

@@ -1,1 +1,203 @@
-//! TODO
+//! Dialtone's REST API (axum).
+//!
+//! - Twilio-compatible 2010-04-01 JSON under `/2010-04-01/Accounts/{AccountSid}/…`:
+//!   IncomingPhoneNumbers (CRUD), Calls (list, fetch), Usage Records. HTTP Basic auth with
+//!   `AccountSid:AuthToken`, Twilio error bodies, paging and RFC 2822 dates.
+//! - Native: `GET /v1/Accounts/{AccountSid}/Calls/{CallSid}/Events` (a call's whole history
+//!   as CloudEvents), `GET /healthz`, `GET /metrics`.
+//!
+//! Writes are events: the handler appends to the log, then waits until the projections have
+//! applied them (read-your-writes) before answering, so a GET right after a POST sees it.
+//!
+//! ```no_run
+//! # async fn example(
+//! #     log: std::sync::Arc<dyn dialtone_events::EventLog>,
+//! #     runner: &dialtone_projections::ProjectionRunner,
+//! #     accounts: dialtone_projections::AccountDirectory,
+//! #     numbers: dialtone_projections::NumberDirectory,
+//! # ) {
+//! let state = dialtone_api::ApiState::new(
+//!     log,
+//!     dialtone_projections::ReadModels::new("/var/lib/dialtone/readmodels.db"),
+//!     accounts,
+//!     numbers,
+//!     runner.handle(),
+//!     "node-1",
+//! );
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await.unwrap();
+//! axum::serve(listener, dialtone_api::router(state)).await.unwrap();
+//! # }
+//! ```
+
+mod auth;
+mod calls;
+mod error;
+mod format;
+mod native;
+mod numbers;
+mod paging;
+mod params;
+mod usage;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use dialtone_events::{EventLog, Position};
+use dialtone_projections::{AccountDirectory, NumberDirectory, ReadModels, RunnerHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use auth::Authenticated;
+pub use error::ApiError;
+
+/// The Twilio API version this surface reproduces.
+pub const API_VERSION: &str = "2010-04-01";
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub log: Arc<dyn EventLog>,
+    pub read_models: ReadModels,
+    pub accounts: AccountDirectory,
+    pub numbers: NumberDirectory,
+    /// Progress of the projection runner, for read-your-writes.
+    pub projections: RunnerHandle,
+    pub node_id: Arc<str>,
+    /// Renders `/metrics`; `None` answers 404 there.
+    pub metrics: Option<PrometheusHandle>,
+    /// How long a write waits for the projections before answering anyway.
+    pub write_wait: Duration,
+    /// `price_unit` of calls not rated yet (the configured rate table's currency).
+    pub default_currency: Arc<str>,
+    /// Serialises number provisioning on this node, so two requests for the same number
+    /// cannot both pass the availability check.
+    number_writes: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ApiState {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        read_models: ReadModels,
+        accounts: AccountDirectory,
+        numbers: NumberDirectory,
+        projections: RunnerHandle,
+        node_id: impl Into<String>,
+    ) -> ApiState {
+        ApiState {
+            log,
+            read_models,
+            accounts,
+            numbers,
+            projections,
+            node_id: Arc::from(node_id.into()),
+            metrics: None,
+            write_wait: Duration::from_secs(5),
+            default_currency: Arc::from("USD"),
+            number_writes: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> ApiState {
+        self.metrics = Some(handle);
+        self
+    }
+
+    pub fn with_default_currency(mut self, currency: &str) -> ApiState {
+        self.default_currency = Arc::from(currency.to_ascii_uppercase());
+        self
+    }
+
+    pub fn with_write_wait(mut self, wait: Duration) -> ApiState {
+        self.write_wait = wait;
+        self
+    }
+
+    /// Waits until the projections applied `positions`; false (logged) if they did not within
+    /// [`ApiState::write_wait`]. The write itself is durable either way.
+    pub(crate) async fn await_projections(&self, positions: &[Position]) -> bool {
+        match tokio::time::timeout(self.write_wait, self.projections.wait_for(positions)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "projections stopped; answering without read-your-writes");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    wait = ?self.write_wait,
+                    "projections lag behind a write; answering without read-your-writes"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// The API's routes. Calls create/update (`POST …/Calls.json`, `POST …/Calls/{Sid}.json`)
+/// are routed to handlers that answer 501 until call control lands.
+pub fn router(state: ApiState) -> Router {
+    let accounts = "/2010-04-01/Accounts/{account_sid}";
+    Router::new()
+        .route("/healthz", get(native::healthz))
+        .route("/metrics", get(native::metrics))
+        .route(
+            &format!("{accounts}/IncomingPhoneNumbers.json"),
+            get(numbers::list).post(numbers::create),
+        )
+        .route(
+            &format!("{accounts}/IncomingPhoneNumbers/{{sid}}"),
+            get(numbers::fetch)
+                .post(numbers::update)
+                .delete(numbers::release),
+        )
+        .route(
+            &format!("{accounts}/Calls.json"),
+            get(calls::list).post(calls::create),
+        )
+        .route(
+            &format!("{accounts}/Calls/{{sid}}"),
+            get(calls::fetch).post(calls::update),
+        )
+        .route(
+            &format!("{accounts}/Usage/Records.json"),
+            get(usage::all_time),
+        )
+        .route(
+            &format!("{accounts}/Usage/Records/{{period}}"),
+            get(usage::by_period),
+        )
+        .route(
+            "/v1/Accounts/{account_sid}/Calls/{sid}/Events",
+            get(native::call_events),
+        )
+        .fallback(error::not_found_fallback)
+        .method_not_allowed_fallback(error::method_not_allowed_fallback)
+        .layer(middleware::from_fn(track_requests))
+        .with_state(state)
+}
+
+/// Counts requests by route template and status, and times them.
+async fn track_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "dialtone_api_requests_total",
+        "route" => route.clone(),
+        "method" => method,
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!("dialtone_api_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,1 +1,42 @@
-//! TODO
+//! Dialtone's media runtime: RTP in and out for many calls, G.711, prompts (espeak-ng speech,
+//! audio by URL), DTMF in and out (RFC 4733 and in-band), and recording.
+//!
+//! The protocol logic is sans-IO and tested with simulated time: RTP packetisation
+//! ([`rtp`]), per-stream playout ([`playout`]), the RFC 4733 receiver and the Goertzel
+//! detector ([`dtmf`]), the recorder ([`recorder`]). The shell is [`runtime`]: a playout
+//! engine (a few threads ticking every 20 ms for thousands of streams), a receive thread
+//! (epoll over every session socket), and tokio tasks that synthesise and fetch prompts.
+//!
+//! This crate knows nothing of SIP or TwiML: it receives [`MediaCommand`]s and reports
+//! [`MediaOutcome`]s.
+
+pub mod bench;
+mod cache;
+pub mod codec;
+pub mod decode;
+pub mod dtmf;
+mod engine;
+pub mod error;
+pub mod fetch;
+pub mod outcome;
+pub mod pcm;
+pub mod playout;
+pub mod recorder;
+pub mod rtp;
+mod rx;
+pub mod runtime;
+pub mod tts;
+
+pub use bench::{run_playout_bench, run_playout_bench_with, BenchOptions, BenchResult};
+pub use cache::CacheStats;
+pub use codec::Codec;
+pub use dtmf::{DtmfDigit, DtmfSource};
+pub use engine::{EngineStats, JitterHistogram};
+pub use error::MediaError;
+pub use fetch::{AudioFetcher, FetchConfig, FetchStats};
+pub use outcome::{MediaOutcome, SessionStats};
+pub use pcm::Pcm;
+pub use playout::CommandId;
+pub use recorder::{RecorderConfig, RecordingEnd};
+pub use runtime::{MediaCommand, MediaConfig, MediaRuntime, MediaSession, RecordOptions};
+pub use tts::{espeak_voice, EspeakConfig, EspeakTts, Tts};

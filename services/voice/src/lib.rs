@@ -7,6 +7,7 @@
 //! - [`webhook`]: the HTTP client that fetches TwiML and delivers callbacks (imperative shell).
 //! - [`interpreter`]: the sans-IO state machine that runs one call's TwiML.
 
+pub mod interpreter;
 pub mod signature;
-pub mod webhook;
 pub mod twiml;
+pub mod webhook;

@@ -121,7 +121,11 @@ impl AnyMac {
 
 /// The `X-Twilio-Signature` of a request to `url` with form `params` (empty for GET and
 /// JSON requests), signed with the account auth token.
-pub fn sign<K: AsRef<str>, V: AsRef<str>>(auth_token: &str, url: &str, params: &[(K, V)]) -> String {
+pub fn sign<K: AsRef<str>, V: AsRef<str>>(
+    auth_token: &str,
+    url: &str,
+    params: &[(K, V)],
+) -> String {
     sign_with(Algorithm::HmacSha1, auth_token.as_bytes(), url, params)
 }
 
@@ -143,7 +147,13 @@ pub fn validate<K: AsRef<str>, V: AsRef<str>>(
     params: &[(K, V)],
     signature: &str,
 ) -> bool {
-    validate_with(Algorithm::HmacSha1, auth_token.as_bytes(), url, params, signature)
+    validate_with(
+        Algorithm::HmacSha1,
+        auth_token.as_bytes(),
+        url,
+        params,
+        signature,
+    )
 }
 
 /// [`validate`] with an explicit algorithm and key.
@@ -160,7 +170,11 @@ pub fn validate_with<K: AsRef<str>, V: AsRef<str>>(
     let mut valid = false;
     // Both forms are always computed, so timing does not reveal which one matched.
     for candidate in [url_without_port(url), url_with_default_port(url)] {
-        let mac = AnyMac::new(algorithm, key, signing_string(&candidate, params).as_bytes());
+        let mac = AnyMac::new(
+            algorithm,
+            key,
+            signing_string(&candidate, params).as_bytes(),
+        );
         valid |= mac.verify(&expected);
     }
     valid
@@ -294,8 +308,16 @@ mod tests {
     #[test]
     fn twilio_documentation_example() {
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
-        assert_eq!(sign(TOKEN, url, &doc_params()), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
-        assert!(validate(TOKEN, url, &doc_params(), "0/KCTR6DLpKmkAf8muzZqo1nDgQ="));
+        assert_eq!(
+            sign(TOKEN, url, &doc_params()),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        );
+        assert!(validate(
+            TOKEN,
+            url,
+            &doc_params(),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        ));
         // Order of the given params does not matter.
         let mut reversed = doc_params();
         reversed.reverse();
@@ -320,16 +342,31 @@ mod tests {
     #[test]
     fn get_requests_sign_the_url_only() {
         let url = "https://example.com/voice?CallSid=CA1&From=%2B1555";
-        assert_eq!(sign::<&str, &str>(TOKEN, url, &[]), "a6F42W8qpzb+yRWLUbz8sEiVfNk=");
+        assert_eq!(
+            sign::<&str, &str>(TOKEN, url, &[]),
+            "a6F42W8qpzb+yRWLUbz8sEiVfNk="
+        );
     }
 
     #[test]
     fn ports_are_part_of_the_signed_url() {
         let p = doc_params();
-        assert_eq!(sign(TOKEN, "https://example.com:443/voice", &p), "GtXNQrO52u6KRVN5Dm7UJac8toI=");
-        assert_eq!(sign(TOKEN, "https://example.com/voice", &p), "vjO4hd0yWOy8eJqk3paWGJuil5c=");
-        assert_eq!(sign(TOKEN, "https://example.com:8443/voice", &p), "0szb5wf7leLQ6YzouCfoU/p3hwo=");
-        assert_eq!(sign(TOKEN, "http://example.com:80/voice", &p), "vo1y4J9TkDnxuArrEVzMRIdc9gs=");
+        assert_eq!(
+            sign(TOKEN, "https://example.com:443/voice", &p),
+            "GtXNQrO52u6KRVN5Dm7UJac8toI="
+        );
+        assert_eq!(
+            sign(TOKEN, "https://example.com/voice", &p),
+            "vjO4hd0yWOy8eJqk3paWGJuil5c="
+        );
+        assert_eq!(
+            sign(TOKEN, "https://example.com:8443/voice", &p),
+            "0szb5wf7leLQ6YzouCfoU/p3hwo="
+        );
+        assert_eq!(
+            sign(TOKEN, "http://example.com:80/voice", &p),
+            "vo1y4J9TkDnxuArrEVzMRIdc9gs="
+        );
     }
 
     #[test]
@@ -339,18 +376,38 @@ mod tests {
         let with_443 = "GtXNQrO52u6KRVN5Dm7UJac8toI=";
         let with_8443 = "0szb5wf7leLQ6YzouCfoU/p3hwo=";
         // Signed without the port, received on :443 → valid (python: True).
-        assert!(validate(TOKEN, "https://example.com:443/voice", &p, no_port));
+        assert!(validate(
+            TOKEN,
+            "https://example.com:443/voice",
+            &p,
+            no_port
+        ));
         // Signed with :443, received without a port → valid.
         assert!(validate(TOKEN, "https://example.com/voice", &p, with_443));
         // A non-standard port: the stripped form is tried too (python: True).
-        assert!(validate(TOKEN, "https://example.com:8443/voice", &p, no_port));
+        assert!(validate(
+            TOKEN,
+            "https://example.com:8443/voice",
+            &p,
+            no_port
+        ));
         // ...but a :8443 signature does not validate against the port-less URL (python: False).
         assert!(!validate(TOKEN, "https://example.com/voice", &p, with_8443));
         // Tampering fails.
         assert!(!validate(TOKEN, "https://example.com/voice2", &p, no_port));
-        assert!(!validate(TOKEN, "https://example.com/voice", &p[1..], no_port));
+        assert!(!validate(
+            TOKEN,
+            "https://example.com/voice",
+            &p[1..],
+            no_port
+        ));
         assert!(!validate("other", "https://example.com/voice", &p, no_port));
-        assert!(!validate(TOKEN, "https://example.com/voice", &p, "not base64!"));
+        assert!(!validate(
+            TOKEN,
+            "https://example.com/voice",
+            &p,
+            "not base64!"
+        ));
         assert!(!validate(TOKEN, "https://example.com/voice", &p, ""));
     }
 
@@ -373,10 +430,18 @@ mod tests {
     fn user_info_is_signed_and_kept_when_the_port_changes() {
         let p = doc_params();
         let signed = "ZvS4cbTududW826GBU6hmbDkoj8=";
-        assert_eq!(sign(TOKEN, "https://user:pass@example.com/voice", &p), signed);
+        assert_eq!(
+            sign(TOKEN, "https://user:pass@example.com/voice", &p),
+            signed
+        );
         // twilio-python returns False here (it cuts `user:pass@host:443` at the first ':');
         // keeping the user info is the correct reading.
-        assert!(validate(TOKEN, "https://user:pass@example.com:443/voice", &p, signed));
+        assert!(validate(
+            TOKEN,
+            "https://user:pass@example.com:443/voice",
+            &p,
+            signed
+        ));
         assert_eq!(
             url_without_port("https://user:pass@example.com:443/voice?a=b"),
             "https://user:pass@example.com/voice?a=b"
@@ -385,16 +450,25 @@ mod tests {
 
     #[test]
     fn url_port_forms() {
-        assert_eq!(url_with_default_port("https://h/x?y#z"), "https://h:443/x?y#z");
+        assert_eq!(
+            url_with_default_port("https://h/x?y#z"),
+            "https://h:443/x?y#z"
+        );
         assert_eq!(url_with_default_port("http://h"), "http://h:80");
         assert_eq!(url_with_default_port("http://h:81/"), "http://h:81/");
         assert_eq!(url_without_port("https://h:443/x"), "https://h/x");
         assert_eq!(url_without_port("https://[::1]:8443/x"), "https://[::1]/x");
-        assert_eq!(url_with_default_port("https://[::1]/x"), "https://[::1]:443/x");
+        assert_eq!(
+            url_with_default_port("https://[::1]/x"),
+            "https://[::1]:443/x"
+        );
         assert_eq!(url_without_port("https://[::1]/x"), "https://[::1]/x");
         assert_eq!(url_without_port("not a url"), "not a url");
         // The host's case is kept (the signed string must be byte-identical).
-        assert_eq!(url_with_default_port("https://EXAMPLE.com/a"), "https://EXAMPLE.com:443/a");
+        assert_eq!(
+            url_with_default_port("https://EXAMPLE.com/a"),
+            "https://EXAMPLE.com:443/a"
+        );
     }
 
     #[test]
@@ -413,7 +487,12 @@ mod tests {
         assert_eq!(signature, "8zmGxG9nKgURVEp0M4c3BWEsdIU=");
         assert!(validate_json_body(TOKEN, &url, body, &signature));
         // A forged body fails even with a valid signature.
-        assert!(!validate_json_body(TOKEN, &url, b"{\"property\": \"evil\"}", &signature));
+        assert!(!validate_json_body(
+            TOKEN,
+            &url,
+            b"{\"property\": \"evil\"}",
+            &signature
+        ));
         // No bodySHA256 at all: fail closed.
         let bare = "https://example.com/json";
         let bare_signature = sign::<&str, &str>(TOKEN, bare, &[]);
@@ -448,12 +527,18 @@ mod tests {
             &params,
             &signature
         ));
-        assert_eq!(Algorithm::from_settings_header(None), Some(Algorithm::HmacSha1));
+        assert_eq!(
+            Algorithm::from_settings_header(None),
+            Some(Algorithm::HmacSha1)
+        );
         assert_eq!(
             Algorithm::from_settings_header(Some("key=abc,algorithm=HMAC_SHA256")),
             Some(Algorithm::HmacSha256)
         );
-        assert_eq!(Algorithm::from_settings_header(Some("key=abc")), Some(Algorithm::HmacSha1));
+        assert_eq!(
+            Algorithm::from_settings_header(Some("key=abc")),
+            Some(Algorithm::HmacSha1)
+        );
         assert_eq!(Algorithm::from_settings_header(Some("algorithm=MD5")), None);
     }
 }

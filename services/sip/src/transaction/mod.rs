@@ -513,6 +513,14 @@ impl TransactionLayer {
         out
     }
 
+    /// Drops a server transaction without answering: the TU decided the request was a
+    /// late retransmission to ignore.
+    pub fn forget(&mut self, tx: TxId) {
+        if let Some(entry) = self.entries.remove(&tx) {
+            self.keys.remove(&entry.key);
+        }
+    }
+
     /// Reports that sending for `tx` failed: the transaction ends (§17.1.4, §17.2.4).
     pub fn transport_error(&mut self, tx: TxId) -> Option<TxNotice> {
         let entry = self.entries.remove(&tx)?;

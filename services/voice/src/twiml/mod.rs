@@ -12,9 +12,9 @@
 //! document. Everywhere else it is a 12100 error, as on Twilio.
 
 mod parse;
-mod write;
 #[cfg(test)]
 mod tests;
+mod write;
 
 pub use parse::{parse, ParseOptions};
 pub use write::{Content, Element};

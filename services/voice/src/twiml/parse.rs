@@ -245,18 +245,15 @@ fn read_tree(
                 let name = e.name().into_inner().to_owned();
                 let mut attributes = Vec::new();
                 for attribute in e.attributes() {
-                    let attribute = attribute
-                        .map_err(|error| malformed(lines, start, error.to_string()))?;
+                    let attribute =
+                        attribute.map_err(|error| malformed(lines, start, error.to_string()))?;
                     let value = attribute
                         .normalized_value(XmlVersion::Implicit1_0)
                         .map_err(|error| {
                             malformed(
                                 lines,
                                 start,
-                                format!(
-                                    "attribute {}: {error}",
-                                    attribute.key.into_inner()
-                                ),
+                                format!("attribute {}: {error}", attribute.key.into_inner()),
                             )
                         })?;
                     attributes.push(RawAttribute {
@@ -710,7 +707,8 @@ impl Schema {
             match child {
                 RawNode::Text(text) => out.push_str(&text.strict()?),
                 RawNode::Element(child) => {
-                    let message = format!("<{}> is not allowed in <{}>; ignored", child.name, e.name);
+                    let message =
+                        format!("<{}> is not allowed in <{}>; ignored", child.name, e.name);
                     self.warn(SCHEMA_WARNING, &e.name, child.position, message);
                     self.check_strict_texts(child)?;
                 }
@@ -755,7 +753,8 @@ impl Schema {
                     }
                 }
                 RawNode::Element(child) => {
-                    let message = format!("<{}> is not allowed in <{}>; ignored", child.name, e.name);
+                    let message =
+                        format!("<{}> is not allowed in <{}>; ignored", child.name, e.name);
                     self.warn(SCHEMA_WARNING, &e.name, child.position, message);
                     self.check_strict_texts(child)?;
                 }
@@ -828,10 +827,11 @@ impl Schema {
                     }
                     out.push(SsmlNode::Text(text.text));
                 }
-                RawNode::Element(element) => match self.ssml_element(element, parent)? {
-                    Some(node) => out.push(node),
-                    None => {}
-                },
+                RawNode::Element(element) => {
+                    if let Some(node) = self.ssml_element(element, parent)? {
+                        out.push(node);
+                    }
+                }
             }
         }
         Ok(out)
@@ -922,7 +922,9 @@ impl Schema {
                 for (name, words) in [
                     (
                         "volume",
-                        &["default", "silent", "x-soft", "soft", "medium", "loud", "x-loud"][..],
+                        &[
+                            "default", "silent", "x-soft", "soft", "medium", "loud", "x-loud",
+                        ][..],
                     ),
                     ("rate", &["x-slow", "slow", "medium", "fast", "x-fast"][..]),
                     (
@@ -964,7 +966,9 @@ impl Schema {
                 keep("interpret-as", interpret_as);
                 let format = a.opt_choice(
                     "format",
-                    &["mdy", "dmy", "ymd", "md", "dm", "ym", "my", "d", "m", "y", "yyyymmdd"],
+                    &[
+                        "mdy", "dmy", "ymd", "md", "dm", "ym", "my", "d", "m", "y", "yyyymmdd",
+                    ],
                 );
                 keep("format", format);
             }
@@ -998,7 +1002,12 @@ impl Schema {
         let mut a = Attributes::new(&mut e, &mut self.warnings);
         let loops = a.uint("loop", 1, 0, u32::MAX, SCHEMA_WARNING);
         let digits = match a.string("digits") {
-            Some(d) if d.chars().all(|c| DTMF_KEYS.contains(c) || c == 'w' || c == 'W') => Some(d),
+            Some(d)
+                if d.chars()
+                    .all(|c| DTMF_KEYS.contains(c) || c == 'w' || c == 'W') =>
+            {
+                Some(d)
+            }
             Some(d) => {
                 a.warn(
                     SCHEMA_WARNING,
@@ -1091,7 +1100,9 @@ impl Schema {
                 if bad || !(input.dtmf || input.speech) {
                     a.warn(
                         SCHEMA_WARNING,
-                        format!("input={value:?} should be dtmf, speech or \"dtmf speech\"; using dtmf"),
+                        format!(
+                            "input={value:?} should be dtmf, speech or \"dtmf speech\"; using dtmf"
+                        ),
                     );
                     defaults.input
                 } else {
@@ -1210,8 +1221,11 @@ impl Schema {
         let trim = a.trim(Trim::TrimSilence);
         let recording_status_callback = a.string("recordingStatusCallback");
         let recording_status_callback_method = a.method("recordingStatusCallbackMethod");
-        let recording_status_callback_event =
-            a.word_set("recordingStatusCallbackEvent", RECORDING_EVENTS, &["completed"]);
+        let recording_status_callback_event = a.word_set(
+            "recordingStatusCallbackEvent",
+            RECORDING_EVENTS,
+            &["completed"],
+        );
         let transcribe = a.bool("transcribe", false);
         let transcribe_callback = a.string("transcribeCallback");
         let recording_configuration_id = a.string("recordingConfigurationId");
@@ -1277,8 +1291,11 @@ impl Schema {
             });
         let recording_status_callback = a.string("recordingStatusCallback");
         let recording_status_callback_method = a.method("recordingStatusCallbackMethod");
-        let recording_status_callback_event =
-            a.word_set("recordingStatusCallbackEvent", RECORDING_EVENTS, &["completed"]);
+        let recording_status_callback_event = a.word_set(
+            "recordingStatusCallbackEvent",
+            RECORDING_EVENTS,
+            &["completed"],
+        );
         let recording_track = match a
             .choice("recordingTrack", &["inbound", "outbound", "both"], "both")
             .as_str()
@@ -1291,7 +1308,10 @@ impl Schema {
         let ring_tone = a.string("ringTone");
         let call_reason = a.string("callReason");
         if call_reason.as_ref().is_some_and(|r| r.chars().count() > 50) {
-            a.warn(SCHEMA_WARNING, "callReason is longer than 50 characters".to_owned());
+            a.warn(
+                SCHEMA_WARNING,
+                "callReason is longer than 50 characters".to_owned(),
+            );
         }
         let sequential = a.bool("sequential", false);
         let refer_url = a.string("referUrl");
@@ -1346,7 +1366,12 @@ impl Schema {
             }
         }
         if targets.is_empty() {
-            self.warn(SCHEMA_WARNING, "Dial", e.position, "<Dial> has nothing to dial");
+            self.warn(
+                SCHEMA_WARNING,
+                "Dial",
+                e.position,
+                "<Dial> has nothing to dial",
+            );
         }
         if targets.len() > 10 {
             self.warn(
@@ -1507,7 +1532,12 @@ impl Schema {
                                             "<{}> is not allowed in <Headers>; ignored",
                                             other.name
                                         );
-                                        self.warn(SCHEMA_WARNING, "Headers", other.position, message);
+                                        self.warn(
+                                            SCHEMA_WARNING,
+                                            "Headers",
+                                            other.position,
+                                            message,
+                                        );
                                         self.check_strict_texts(other)?;
                                     }
                                     RawNode::Text(text) => {
@@ -1577,7 +1607,11 @@ impl Schema {
                     wait_url: a.string_keep_empty("waitUrl"),
                     wait_method: a.method("waitMethod"),
                     max_participants: a.uint("maxParticipants", 250, 2, 250, SCHEMA_WARNING),
-                    record: a.choice("record", &["do-not-record", "record-from-start"], "do-not-record"),
+                    record: a.choice(
+                        "record",
+                        &["do-not-record", "record-from-start"],
+                        "do-not-record",
+                    ),
                     region: a.opt_choice(
                         "region",
                         &["us1", "us2", "ie1", "de1", "sg1", "br1", "au1", "jp1"],
@@ -1920,17 +1954,15 @@ impl Schema {
                         self.warn(SCHEMA_WARNING, &parent, position, message);
                     }
                 }
-                RawNode::Element(child) => {
-                    match specs.iter().find(|s| s.name == child.name) {
-                        Some(spec) => out.push(self.noun(child, spec)?),
-                        None => {
-                            let message =
-                                format!("<{}> is not allowed in <{parent}>; skipped", child.name);
-                            self.warn(SCHEMA_WARNING, &parent, child.position, message);
-                            self.check_strict_texts(child)?;
-                        }
+                RawNode::Element(child) => match specs.iter().find(|s| s.name == child.name) {
+                    Some(spec) => out.push(self.noun(child, spec)?),
+                    None => {
+                        let message =
+                            format!("<{}> is not allowed in <{parent}>; skipped", child.name);
+                        self.warn(SCHEMA_WARNING, &parent, child.position, message);
+                        self.check_strict_texts(child)?;
                     }
-                }
+                },
             }
         }
         Ok(out)

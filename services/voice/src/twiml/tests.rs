@@ -42,7 +42,9 @@ fn a_typical_ivr_document_parses_with_twilio_defaults() {
     assert!(g.input.dtmf && !g.input.speech);
     assert!(!g.action_on_empty_result);
     assert_eq!(g.prompts.len(), 3);
-    assert!(matches!(&g.prompts[1].value, Prompt::Play(p) if p.url.as_deref() == Some("https://example.com/beep.wav") && p.loops == 1));
+    assert!(
+        matches!(&g.prompts[1].value, Prompt::Play(p) if p.url.as_deref() == Some("https://example.com/beep.wav") && p.loops == 1)
+    );
     assert!(matches!(&g.prompts[2].value, Prompt::Pause(p) if p.length == 2));
     assert_eq!(
         v[2],
@@ -79,7 +81,10 @@ fn defaults_of_record_dial_reject_pause() {
     assert_eq!(d.targets.len(), 1);
     assert!(matches!(&d.targets[0].value, DialTarget::Number(n) if n.number == "+15551234567"));
     let Verb::Reject(rj) = v[3] else { panic!() };
-    assert_eq!((rj.reason, rj.reason.sip_code()), (RejectReason::Rejected, 603));
+    assert_eq!(
+        (rj.reason, rj.reason.sip_code()),
+        (RejectReason::Rejected, 603)
+    );
     let Verb::Reject(rj) = v[4] else { panic!() };
     assert_eq!((rj.reason, rj.reason.sip_code()), (RejectReason::Busy, 486));
     assert_eq!(v[5], &Verb::Hangup(Hangup::default()));
@@ -97,8 +102,14 @@ fn the_root_must_be_response() {
         }
     );
     assert_eq!(parse("").unwrap_err(), ParseError::Empty);
-    assert_eq!(parse("  <!-- nothing -->  ").unwrap_err(), ParseError::Empty);
-    assert_eq!(parse("<html><body>Oops</body></html>").unwrap_err().code(), 12100);
+    assert_eq!(
+        parse("  <!-- nothing -->  ").unwrap_err(),
+        ParseError::Empty
+    );
+    assert_eq!(
+        parse("<html><body>Oops</body></html>").unwrap_err().code(),
+        12100
+    );
 }
 
 #[test]
@@ -131,7 +142,13 @@ fn malformed_xml_is_12100_with_line_and_column() {
         }
     }
     let err = parse("<Response>\n<Play>http://x/a?b=1&c=2</Play></Response>").unwrap_err();
-    assert_eq!(err.position(), Some(Position { line: 2, column: 21 }));
+    assert_eq!(
+        err.position(),
+        Some(Position {
+            line: 2,
+            column: 21
+        })
+    );
 }
 
 #[test]
@@ -214,10 +231,7 @@ fn schema_problems_are_warnings_with_twilio_codes_and_defaults() {
     ];
     want.sort();
     assert_eq!(got, want, "{:#?}", doc.warnings);
-    assert!(doc
-        .warnings
-        .iter()
-        .any(|w| w.message.contains("colour")));
+    assert!(doc.warnings.iter().any(|w| w.message.contains("colour")));
 }
 
 #[test]
@@ -265,8 +279,14 @@ fn ssml_children_of_say() {
     );
     let ssml = say.ssml();
     assert!(ssml.contains(r#"<break time="500ms"/>"#), "{ssml}");
-    assert!(ssml.contains(r#"<say-as interpret-as="digits">123</say-as>"#), "{ssml}");
-    assert!(ssml.contains(r#"<lang xml:lang="fr-FR">bonjour</lang>"#), "{ssml}");
+    assert!(
+        ssml.contains(r#"<say-as interpret-as="digits">123</say-as>"#),
+        "{ssml}"
+    );
+    assert!(
+        ssml.contains(r#"<lang xml:lang="fr-FR">bonjour</lang>"#),
+        "{ssml}"
+    );
 
     let doc = parse(
         r#"<Response><Say><break time="soon" strength="huge"/><prosody rate="zoom">x</prosody><blink>y</blink></Say></Response>"#,
@@ -337,7 +357,10 @@ fn every_verb_and_noun_of_twilio_voice_parses() {
     let Verb::Play(p) = &doc.verbs[1].value else {
         panic!()
     };
-    assert_eq!((p.digits.as_deref(), p.url.as_deref()), (Some("1w2#"), None));
+    assert_eq!(
+        (p.digits.as_deref(), p.url.as_deref()),
+        (Some("1w2#"), None)
+    );
     let Verb::Gather(g) = &doc.verbs[4].value else {
         panic!()
     };
@@ -367,7 +390,11 @@ fn every_verb_and_noun_of_twilio_voice_parses() {
         panic!()
     };
     assert_eq!(conf.name, "Room 1");
-    assert_eq!(conf.wait_url.as_deref(), Some(""), "empty waitUrl means silence");
+    assert_eq!(
+        conf.wait_url.as_deref(),
+        Some(""),
+        "empty waitUrl means silence"
+    );
     assert_eq!(conf.status_callback_event.len(), 9);
     let DialTarget::Application(app) = &d.targets[5].value else {
         panic!()
@@ -389,18 +416,26 @@ fn every_verb_and_noun_of_twilio_voice_parses() {
 #[test]
 fn hostile_input_never_panics() {
     let deep = "<Response>".to_owned() + &"<Say>".repeat(10_000) + "x";
-    assert!(matches!(
-        parse(&deep),
-        Err(ParseError::Malformed { .. })
-    ));
+    assert!(matches!(parse(&deep), Err(ParseError::Malformed { .. })));
     for source in [
-        "<", "<Response", "<Response>&", "<Response>&#0;</Response>", "<Response>&#xD800;</Response>",
-        "\u{feff}<Response/>", "<Response><Say>\u{0}</Say></Response>", "<?xml?>", "<!DOCTYPE x [<!ENTITY a 'b'>]><Response>&a;</Response>",
-        "<Response><Dial><Number/></Dial></Response>", "<Response><Say>é</Say></Response>",
+        "<",
+        "<Response",
+        "<Response>&",
+        "<Response>&#0;</Response>",
+        "<Response>&#xD800;</Response>",
+        "\u{feff}<Response/>",
+        "<Response><Say>\u{0}</Say></Response>",
+        "<?xml?>",
+        "<!DOCTYPE x [<!ENTITY a 'b'>]><Response>&a;</Response>",
+        "<Response><Dial><Number/></Dial></Response>",
+        "<Response><Say>é</Say></Response>",
     ] {
         let _ = parse(source);
     }
-    assert!(parse("\u{feff}<Response/>").is_ok(), "a byte-order mark is fine");
+    assert!(
+        parse("\u{feff}<Response/>").is_ok(),
+        "a byte-order mark is fine"
+    );
 }
 
 #[test]
@@ -439,6 +474,8 @@ fn the_writer_escapes_and_round_trips() {
         panic!()
     };
     assert_eq!(g.action.as_deref(), Some("/menu?a=1&b=2"));
-    assert!(matches!(&g.prompts[0].value, Prompt::Play(p) if p.url.as_deref() == Some("https://x/a.wav?x=1&y=2")));
+    assert!(
+        matches!(&g.prompts[0].value, Prompt::Play(p) if p.url.as_deref() == Some("https://x/a.wav?x=1&y=2"))
+    );
     assert_eq!(doc.verbs[2].value, Verb::Hangup(Hangup::default()));
 }

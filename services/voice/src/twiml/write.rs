@@ -4,7 +4,7 @@
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
-use super::{SsmlNode, SsmlKind};
+use super::{SsmlKind, SsmlNode};
 
 /// An XML element to write.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,9 @@ use reqwest::{redirect, Method, StatusCode, Url};
 
 use dialtone_events::payload::{HttpMethod, WebhookPurpose};
 
-use super::{codes, split_overrides, FailureClass, FetchResult, Timeouts, WebhookFailure, WebhookResponse};
+use super::{
+    codes, split_overrides, FailureClass, FetchResult, Timeouts, WebhookFailure, WebhookResponse,
+};
 use crate::signature::{self, SIGNATURE_HEADER};
 
 /// Twilio's webhook user agent.
@@ -158,7 +160,10 @@ impl CallSession {
     }
 
     /// Delivers a status callback: the body is ignored, a non-2xx status is a failure.
-    pub async fn deliver(&self, request: &WebhookRequest) -> Result<WebhookResponse, WebhookFailure> {
+    pub async fn deliver(
+        &self,
+        request: &WebhookRequest,
+    ) -> Result<WebhookResponse, WebhookFailure> {
         let response = self.fetch(request).await?;
         if (200..300).contains(&response.status) {
             Ok(response)
@@ -186,7 +191,11 @@ impl CallSession {
             }
         };
         let client = inner.client(timeouts.connect, timeouts.read).map_err(|e| {
-            WebhookFailure::new(codes::HTTP_RETRIEVAL_FAILURE, FailureClass::Protocol, e.to_string())
+            WebhookFailure::new(
+                codes::HTTP_RETRIEVAL_FAILURE,
+                FailureClass::Protocol,
+                e.to_string(),
+            )
         })?;
         let idempotency_token = uuid::Uuid::now_v7().hyphenated().to_string();
         let started = Instant::now();
@@ -202,7 +211,8 @@ impl CallSession {
                 Ok(response) => {
                     retries_left
                         && ((timeouts.retry_on.status_4xx && (400..500).contains(&response.status))
-                            || (timeouts.retry_on.status_5xx && (500..600).contains(&response.status)))
+                            || (timeouts.retry_on.status_5xx
+                                && (500..600).contains(&response.status)))
                 }
                 Err(failure) => {
                     retries_left
@@ -287,7 +297,10 @@ impl CallSession {
             if let Some(cookies) = self.jar.cookies(&signed_url) {
                 builder = builder.header(header::COOKIE, cookies);
             }
-            let response = builder.send().await.map_err(|e| classify(&e, &signed_url))?;
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| classify(&e, &signed_url))?;
             let mut set_cookies = response.headers().get_all(header::SET_COOKIE).iter();
             self.jar.set_cookies(&mut set_cookies, &signed_url);
 
@@ -426,7 +439,15 @@ fn classify(error: &reqwest::Error, url: &Url) -> WebhookFailure {
         return WebhookFailure::new(code, FailureClass::Timeout, message);
     }
     if error.is_connect() {
-        return WebhookFailure::new(codes::HTTP_CONNECTION_FAILURE, FailureClass::Connect, message);
+        return WebhookFailure::new(
+            codes::HTTP_CONNECTION_FAILURE,
+            FailureClass::Connect,
+            message,
+        );
     }
-    WebhookFailure::new(codes::HTTP_PROTOCOL_VIOLATION, FailureClass::Protocol, message)
+    WebhookFailure::new(
+        codes::HTTP_PROTOCOL_VIOLATION,
+        FailureClass::Protocol,
+        message,
+    )
 }

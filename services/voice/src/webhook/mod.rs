@@ -160,7 +160,9 @@ pub fn check_twiml_response(response: &WebhookResponse) -> Result<&str, WebhookF
             FailureClass::ContentType,
             format!(
                 "Content-Type {} is not text/xml or application/xml",
-                other.map(|c| format!("{c:?}")).unwrap_or_else(|| "(none)".to_owned())
+                other
+                    .map(|c| format!("{c:?}"))
+                    .unwrap_or_else(|| "(none)".to_owned())
             ),
         )),
     }
@@ -170,7 +172,11 @@ pub fn check_twiml_response(response: &WebhookResponse) -> Result<&str, WebhookF
 pub const EVENT_BODY_LIMIT: usize = 64 * 1024;
 
 /// The `webhook.requested` payload for a request.
-pub fn requested_payload(request: &WebhookRequest, request_id: u32, attempt: u32) -> WebhookRequested {
+pub fn requested_payload(
+    request: &WebhookRequest,
+    request_id: u32,
+    attempt: u32,
+) -> WebhookRequested {
     WebhookRequested {
         request_id,
         purpose: request.purpose,
@@ -230,19 +236,33 @@ mod tests {
 
     #[test]
     fn twiml_responses_need_2xx_and_xml() {
-        assert_eq!(check_twiml_response(&response(200, Some("text/xml"))), Ok("<Response/>"));
-        assert!(check_twiml_response(&response(201, Some("application/xml; charset=utf-8"))).is_ok());
+        assert_eq!(
+            check_twiml_response(&response(200, Some("text/xml"))),
+            Ok("<Response/>")
+        );
+        assert!(
+            check_twiml_response(&response(201, Some("application/xml; charset=utf-8"))).is_ok()
+        );
         assert!(check_twiml_response(&response(200, Some("Text/XML;charset=UTF-8"))).is_ok());
         for (status, ct, code, class) in [
             (500, Some("text/xml"), 11200, FailureClass::HttpStatus),
             (404, Some("text/html"), 11200, FailureClass::HttpStatus),
             (200, Some("text/html"), 12300, FailureClass::ContentType),
             (200, Some("text/plain"), 12300, FailureClass::ContentType),
-            (200, Some("application/json"), 12300, FailureClass::ContentType),
+            (
+                200,
+                Some("application/json"),
+                12300,
+                FailureClass::ContentType,
+            ),
             (200, None, 12300, FailureClass::ContentType),
         ] {
             let failure = check_twiml_response(&response(status, ct)).unwrap_err();
-            assert_eq!((failure.code, failure.class), (code, class), "{status} {ct:?}");
+            assert_eq!(
+                (failure.code, failure.class),
+                (code, class),
+                "{status} {ct:?}"
+            );
         }
     }
 }

@@ -167,7 +167,9 @@ mod tests {
 
     #[test]
     fn fragments_override_and_are_stripped() {
-        let (url, o) = split_overrides("https://a.example/voice?x=1#ct=1000&rt=2500&tt=9000&rc=3&rp=5xx,ct&e=dublin&sni=y");
+        let (url, o) = split_overrides(
+            "https://a.example/voice?x=1#ct=1000&rt=2500&tt=9000&rc=3&rp=5xx,ct&e=dublin&sni=y",
+        );
         assert_eq!(url, "https://a.example/voice?x=1");
         assert_eq!(o.connect_timeout, Some(Duration::from_millis(1000)));
         assert_eq!(o.read_timeout, Some(Duration::from_millis(2500)));
@@ -198,7 +200,7 @@ mod tests {
         assert_eq!(o.retry_count, Some(5));
         assert_eq!(o.retry_on, None);
         let (url, o) = split_overrides("http://h/a");
-        assert_eq!((url, o), ("http://h/a", ConnectionOverrides::default()));
+        assert_eq!((url, &o), ("http://h/a", &ConnectionOverrides::default()));
         assert_eq!(Timeouts::default().with(&o), Timeouts::default());
         assert_eq!(Timeouts::default().connect, Duration::from_secs(5));
         assert_eq!(Timeouts::default().read, Duration::from_secs(15));

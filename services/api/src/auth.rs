@@ -1,0 +1,88 @@
+//! HTTP Basic authentication with `AccountSid:AuthToken`.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use base64::Engine;
+use dialtone_projections::AccountEntry;
+
+use crate::error::ApiError;
+use crate::ApiState;
+
+/// The account a request authenticated as. Extracting it checks the Basic credentials
+/// (401 with code 20003 otherwise) and that the path's `{account_sid}` is that account
+/// (404 otherwise: one account never learns anything about another).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub account: Arc<AccountEntry>,
+}
+
+impl Authenticated {
+    pub fn sid(&self) -> &str {
+        &self.account.sid
+    }
+}
+
+/// `(user, password)` of a Basic `Authorization` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+impl FromRequestParts<ApiState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Authenticated, ApiError> {
+        let (user, token) = basic_credentials(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let account = state
+            .accounts
+            .authenticate(&user, &token)
+            .ok_or_else(ApiError::unauthorized)?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found(parts.uri.path()))?;
+        let path_account = params
+            .iter()
+            .find(|(name, _)| *name == "account_sid")
+            .map(|(_, value)| value);
+        if path_account != Some(account.sid.as_str()) {
+            return Err(ApiError::not_found(parts.uri.path()));
+        }
+        Ok(Authenticated { account })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn basic_credentials_parse_and_reject_garbage() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic QUMxOnRvazp3aXRoOmNvbG9ucw=="));
+        assert_eq!(
+            basic_credentials(&headers),
+            Some(("AC1".into(), "tok:with:colons".into()))
+        );
+        for bad in ["Bearer abc", "Basic !!!", "Basic", "Basic bm9jb2xvbg=="] {
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(bad));
+            assert_eq!(basic_credentials(&headers), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The native API: a call's event history, health and metrics.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use dialtone_events::sid::CallSid;
+
+use crate::auth::Authenticated;
+use crate::error::{codes, ApiError};
+use crate::ApiState;
+
+/// Media type of a JSON array of CloudEvents (CloudEvents JSON batch format).
+const CLOUDEVENTS_BATCH: &str = "application/cloudevents-batch+json";
+
+/// `GET /v1/Accounts/{AC}/Calls/{CA}/Events`: every event of the call's stream in order,
+/// each exactly as stored (its canonical JSON, so hashes can be re-checked by the client).
+pub(crate) async fn call_events(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    Path((_, sid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let path = format!("/v1/Accounts/{}/Calls/{sid}/Events", auth.sid());
+    if CallSid::parse(&sid).is_err() {
+        return Err(ApiError::not_found(&path));
+    }
+    let events = state.log.read_stream(&sid, 1).await?;
+    // The stream's first event names its account; another account's call does not exist.
+    match events.first() {
+        Some(first) if first.event.accountsid == auth.sid() => {}
+        _ => return Err(ApiError::not_found(&path)),
+    }
+    let mut body = String::with_capacity(events.len() * 512 + 2);
+    body.push('[');
+    for (i, recorded) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&recorded.event.to_json());
+    }
+    body.push(']');
+    Ok(([(header::CONTENT_TYPE, CLOUDEVENTS_BATCH)], body).into_response())
+}
+
+/// `GET /healthz`: 200 `ok` with the log backend, or 503 if the projections stopped.
+pub(crate) async fn healthz(State(state): State<ApiState>) -> Response {
+    let progress = state.projections.progress();
+    let details = format!(
+        "log: {}\nnode: {}\nprojections: {} events applied, cursor {}\n",
+        state.log.backend(),
+        state.node_id,
+        progress.events,
+        progress.cursor.to_json()
+    );
+    if progress.stopped {
+        let error = progress.last_error.unwrap_or_default();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("projections stopped: {error}\n{details}"),
+        )
+            .into_response()
+    } else {
+        (StatusCode::OK, format!("ok\n{details}")).into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let handle = state.metrics.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            "Metrics are not enabled on this node",
+        )
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response())
+}

@@ -1,0 +1,286 @@
+//! Usage Records: `GET …/Usage/Records.json` (all time) and
+//! `…/Usage/Records/{AllTime|Daily|Monthly|Yearly|Today|Yesterday|ThisMonth|LastMonth}.json`,
+//! with `Category`, `StartDate`, `EndDate` (`YYYY-MM-DD` or `-30days`-style offsets, UTC).
+
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use dialtone_projections::billing::{
+    self, format_day, format_usage_price, parse_day, periods, summarize_usage, Granularity,
+    UsageRecord,
+};
+use serde_json::{json, Value};
+use time::{Date, Duration, OffsetDateTime};
+
+use crate::auth::Authenticated;
+use crate::error::ApiError;
+use crate::format::as_of;
+use crate::paging::{envelope, Link, Paging};
+use crate::params::{encode_query, Params};
+use crate::{ApiState, API_VERSION};
+
+/// Most records one request may generate before paging (e.g. Daily over 27 years).
+const MAX_RECORDS: usize = 30_000;
+
+/// A named subresource of Usage/Records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Period {
+    AllTime,
+    Daily,
+    Monthly,
+    Yearly,
+    Today,
+    Yesterday,
+    ThisMonth,
+    LastMonth,
+}
+
+const PERIODS: &[(&str, Period)] = &[
+    ("AllTime", Period::AllTime),
+    ("Daily", Period::Daily),
+    ("Monthly", Period::Monthly),
+    ("Yearly", Period::Yearly),
+    ("Today", Period::Today),
+    ("Yesterday", Period::Yesterday),
+    ("ThisMonth", Period::ThisMonth),
+    ("LastMonth", Period::LastMonth),
+];
+
+fn period_name(period: Period) -> &'static str {
+    PERIODS
+        .iter()
+        .find(|(_, p)| *p == period)
+        .map(|(n, _)| *n)
+        .unwrap_or("AllTime")
+}
+
+/// `YYYY-MM-DD` or a relative `+Ndays` / `-Ndays` from `today`.
+fn parse_date(value: &str, today: Date) -> Option<Date> {
+    if let Some(days) = value.strip_suffix("days") {
+        let days: i64 = days.parse().ok()?;
+        if days.abs() > 100_000 {
+            return None;
+        }
+        return today.checked_add(Duration::days(days));
+    }
+    parse_day(value)
+}
+
+fn first_of_month(date: Date) -> Date {
+    date.replace_day(1).unwrap_or(date)
+}
+
+/// Granularity and inclusive range of a request.
+fn range(
+    period: Period,
+    params: &Params,
+    today: Date,
+    account_created: Date,
+) -> Result<(Granularity, Date, Date), ApiError> {
+    let date = |name: &str| -> Result<Option<Date>, ApiError> {
+        params
+            .non_empty(name)
+            .map(|v| {
+                parse_date(v, today).ok_or_else(|| {
+                    ApiError::invalid(format!("{name} must be YYYY-MM-DD or a relative offset such as -30days"))
+                })
+            })
+            .transpose()
+    };
+    let fixed = |start: Date, end: Date| Ok((Granularity::AllTime, start, end));
+    let yesterday = today.previous_day().unwrap_or(today);
+    match period {
+        Period::Today => return fixed(today, today),
+        Period::Yesterday => return fixed(yesterday, yesterday),
+        Period::ThisMonth => return fixed(first_of_month(today), today),
+        Period::LastMonth => {
+            let last = first_of_month(today).previous_day().unwrap_or(today);
+            return fixed(first_of_month(last), last);
+        }
+        _ => {}
+    }
+    let granularity = match period {
+        Period::Daily => Granularity::Daily,
+        Period::Monthly => Granularity::Monthly,
+        Period::Yearly => Granularity::Yearly,
+        _ => Granularity::AllTime,
+    };
+    let start = date("StartDate")?.unwrap_or(account_created.min(today));
+    let end = date("EndDate")?.unwrap_or(today);
+    if end < start {
+        return Err(ApiError::invalid("EndDate must not be before StartDate"));
+    }
+    Ok((granularity, start, end))
+}
+
+fn description(category: &str) -> String {
+    match category {
+        billing::CALLS => "Voice Minutes".to_owned(),
+        billing::CALLS_INBOUND => "Inbound Voice Minutes".to_owned(),
+        billing::CALLS_OUTBOUND => "Outbound Voice Minutes".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+fn record_json(account: &str, period: Option<Period>, record: &UsageRecord, now: OffsetDateTime) -> Value {
+    let base = format!("/{API_VERSION}/Accounts/{account}/Usage/Records");
+    let category_query = encode_query(&[("Category".into(), record.category.clone())]);
+    let sub = |name: &str| format!("{base}/{name}.json?{category_query}");
+    let path = match period {
+        None => format!("{base}.json"),
+        Some(p) => format!("{base}/{}.json", period_name(p)),
+    };
+    let query = encode_query(&[
+        ("Category".into(), record.category.clone()),
+        ("StartDate".into(), format_day(record.start_date)),
+        ("EndDate".into(), format_day(record.end_date)),
+    ]);
+    json!({
+        "account_sid": account,
+        "api_version": API_VERSION,
+        "as_of": as_of(now),
+        "category": record.category,
+        "count": record.count.to_string(),
+        "count_unit": "calls",
+        "description": description(&record.category),
+        "end_date": format_day(record.end_date),
+        "price": format_usage_price(record.price_micros),
+        "price_unit": record.currency.to_ascii_lowercase(),
+        "start_date": format_day(record.start_date),
+        "subresource_uris": {
+            "all_time": sub("AllTime"),
+            "daily": sub("Daily"),
+            "last_month": sub("LastMonth"),
+            "monthly": sub("Monthly"),
+            "this_month": sub("ThisMonth"),
+            "today": sub("Today"),
+            "yearly": sub("Yearly"),
+            "yesterday": sub("Yesterday"),
+        },
+        "uri": format!("{path}?{query}"),
+        "usage": record.minutes.to_string(),
+        "usage_unit": "minutes",
+    })
+}
+
+async fn records(
+    state: ApiState,
+    auth: Authenticated,
+    period: Option<Period>,
+    query: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::from_query(query.as_deref());
+    let paging = Paging::parse(&params)?;
+    let now = OffsetDateTime::now_utc();
+    let (granularity, start, end) = range(
+        period.unwrap_or(Period::AllTime),
+        &params,
+        now.date(),
+        auth.account.date_created.date(),
+    )?;
+    if periods(granularity, start, end).len().saturating_mul(3) > MAX_RECORDS {
+        return Err(ApiError::invalid("The date range is too large for this granularity"));
+    }
+    let account = auth.sid().to_owned();
+    let rows = state
+        .read_models
+        .read(move |c| billing::usage_rows(c, &account, start, end))
+        .await?;
+    let all = summarize_usage(
+        &rows,
+        granularity,
+        start,
+        end,
+        params.non_empty("Category"),
+        &state.default_currency,
+    );
+    let offset = paging.page.saturating_mul(paging.size).min(all.len());
+    let until = offset.saturating_add(paging.size).min(all.len());
+    let items = all[offset..until]
+        .iter()
+        .map(|r| record_json(auth.sid(), period, r, now))
+        .collect();
+    let next = (until < all.len()).then(|| Link {
+        page: paging.page + 1,
+        token: None,
+    });
+    let previous = (paging.page > 0).then(|| Link {
+        page: paging.page - 1,
+        token: None,
+    });
+    let base = format!("/{API_VERSION}/Accounts/{}/Usage/Records", auth.sid());
+    let path = match period {
+        None => format!("{base}.json"),
+        Some(p) => format!("{base}/{}.json", period_name(p)),
+    };
+    Ok(Json(envelope(
+        "usage_records",
+        items,
+        &path,
+        &params,
+        &paging,
+        next,
+        previous,
+    )))
+}
+
+pub(crate) async fn all_time(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    records(state, auth, None, query).await
+}
+
+pub(crate) async fn by_period(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    Path((_, segment)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let name = segment.strip_suffix(".json").unwrap_or(&segment);
+    let period = PERIODS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
+        .ok_or_else(|| {
+            ApiError::not_found(&format!(
+                "/{API_VERSION}/Accounts/{}/Usage/Records/{segment}",
+                auth.sid()
+            ))
+        })?;
+    records(state, auth, Some(period), query).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn ranges_follow_twilio_periods() {
+        let today = date!(2025 - 03 - 10);
+        let created = date!(2025 - 01 - 15);
+        let none = Params::default();
+        assert_eq!(
+            range(Period::AllTime, &none, today, created).unwrap(),
+            (Granularity::AllTime, created, today)
+        );
+        assert_eq!(
+            range(Period::LastMonth, &none, today, created).unwrap(),
+            (Granularity::AllTime, date!(2025 - 02 - 01), date!(2025 - 02 - 28))
+        );
+        assert_eq!(
+            range(Period::Yesterday, &none, today, created).unwrap().1,
+            date!(2025 - 03 - 09)
+        );
+        let relative = Params::parse(b"StartDate=-30days&EndDate=2025-03-01");
+        assert_eq!(
+            range(Period::Daily, &relative, today, created).unwrap(),
+            (Granularity::Daily, date!(2025 - 02 - 08), date!(2025 - 03 - 01))
+        );
+        let backwards = Params::parse(b"StartDate=2025-03-02&EndDate=2025-03-01");
+        assert!(range(Period::Daily, &backwards, today, created).is_err());
+        let bad = Params::parse(b"StartDate=yesterday");
+        assert!(range(Period::AllTime, &bad, today, created).is_err());
+    }
+}

@@ -1,0 +1,492 @@
+//! UAC behaviour of the UA core: outbound INVITE, provisional responses and early media,
+//! ACK for every 2xx, CANCEL (on hangup or ring timeout), digest authentication answers
+//! to 401/407, and the mapping of final statuses to Twilio call statuses.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::uas::sdp_from_body;
+use super::{
+    random_tag, Call, CallDirection, CallError, CallEvent, CallKey, CallTimer, ClientRole,
+    HangupOutcome, Phase, TerminationReason, UaOutput, UserAgent, ALLOW, SUPPORTED,
+};
+use crate::auth::Challenge;
+use crate::dialog::{Dialog, DialogId, DialogState};
+use crate::message::{CSeq, HeaderName, Method, NameAddr, Request, Response, Uri};
+use crate::transaction::{Transmit, TxId};
+
+/// Digest credentials for answering 401/407.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// An outbound call to place.
+#[derive(Debug, Clone)]
+pub struct OutgoingInvite {
+    /// Request-URI (`sip:+15551234567@trunk.example` or a `tel:` URI).
+    pub target: Uri,
+    /// Where to send the INVITE (trunk or outbound proxy).
+    pub destination: SocketAddr,
+    /// Our identity (a tag is added).
+    pub from: NameAddr,
+    /// Callee identity; `target` when `None`.
+    pub to: Option<NameAddr>,
+    /// Our SDP offer (required: we do not do delayed offer).
+    pub sdp: String,
+    /// Extra headers (`P-Asserted-Identity`, `X-...`).
+    pub headers: Vec<(String, String)>,
+    pub credentials: Option<Credentials>,
+    /// Cancel when not answered within this (Twilio's `timeout`).
+    pub ring_timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub(crate) struct UacState {
+    pub(crate) invite_tx: Option<TxId>,
+    pub(crate) cancel_tx: Option<TxId>,
+    pub(crate) ring_deadline: Option<Instant>,
+    got_provisional: bool,
+    /// CANCEL wanted: sent as soon as a provisional arrives (§9.1).
+    cancel_requested: bool,
+    cancel_sent: bool,
+    credentials: Option<Credentials>,
+    auth_attempts: u8,
+    destination: SocketAddr,
+    /// Remote tag of the dialog our first 2xx established.
+    answered_tag: Option<String>,
+}
+
+impl UacState {
+    pub(crate) fn reinvite_pending(&self) -> bool {
+        false
+    }
+}
+
+impl TerminationReason {
+    /// Twilio `CallStatus` for a call that ended this way: `completed`, `busy`,
+    /// `no-answer`, `failed` or `canceled`.
+    pub fn twilio_status(&self) -> &'static str {
+        match self {
+            TerminationReason::RemoteBye
+            | TerminationReason::LocalBye
+            | TerminationReason::AckTimeout
+            | TerminationReason::SessionExpired => "completed",
+            TerminationReason::Cancelled | TerminationReason::LocalCancel => "canceled",
+            TerminationReason::Rejected { .. } => "busy",
+            TerminationReason::TimedOut => "no-answer",
+            TerminationReason::Failed { status, .. } => match status {
+                486 | 600 => "busy",
+                408 | 480 | 487 => "no-answer",
+                603 => "busy",
+                _ => "failed",
+            },
+        }
+    }
+}
+
+impl UserAgent {
+    /// Sends an INVITE. Events for the call follow as `UaOutput::Call`.
+    pub fn invite(&mut self, now: Instant, out: OutgoingInvite) -> Result<CallKey, CallError> {
+        let local_tag = random_tag();
+        let call_id = format!("{}@{}", random_tag(), self.cfg.contact_host);
+        let seq = 1 + (rand::random::<u32>() & 0xffff);
+        let mut from = out.from.clone();
+        from.params.set("tag", Some(&local_tag));
+        let to = out.to.clone().unwrap_or_else(|| NameAddr::new(out.target.clone()));
+        let mut req = Request::new(Method::Invite, out.target.clone());
+        let h = &mut req.headers;
+        h.push(HeaderName::Via, self.our_via());
+        h.push(HeaderName::MaxForwards, "70");
+        h.push(HeaderName::From, from.to_string());
+        h.push(HeaderName::To, to.to_string());
+        h.push(HeaderName::CallId, call_id.clone());
+        h.push(
+            HeaderName::CSeq,
+            CSeq {
+                seq,
+                method: Method::Invite,
+            }
+            .to_string(),
+        );
+        h.push(HeaderName::Contact, self.contact());
+        h.push(HeaderName::Allow, ALLOW);
+        h.push(HeaderName::Supported, SUPPORTED);
+        if self.cfg.session_expires > 0 {
+            h.push(HeaderName::SessionExpires, self.cfg.session_expires.to_string());
+            h.push(HeaderName::MinSe, self.cfg.min_session_expires.to_string());
+        }
+        if !self.cfg.user_agent.is_empty() {
+            h.push(HeaderName::UserAgent, self.cfg.user_agent.clone());
+        }
+        for (name, value) in &out.headers {
+            if name.is_empty() || !name.bytes().all(crate::message::syntax::is_token_char) {
+                return Err(CallError::InvalidRequest(format!("header name {name:?}")));
+            }
+            h.push(HeaderName::parse(name), value.clone());
+        }
+        h.push(HeaderName::ContentType, "application/sdp");
+        req.body = out.sdp.clone().into_bytes();
+        let key = self.alloc_call();
+        let tx = self.txl.send_request(now, req.clone(), out.destination)?;
+        self.by_client_tx.insert(tx, (key, ClientRole::Invite));
+        let dialog = Dialog {
+            id: DialogId {
+                call_id: call_id.clone(),
+                local_tag: local_tag.clone(),
+                remote_tag: String::new(),
+            },
+            state: DialogState::Early,
+            local_uri: from.to_string(),
+            remote_uri: to.to_string(),
+            local_seq: seq,
+            remote_seq: None,
+            remote_target: None,
+            route_set: Vec::new(),
+        };
+        let ring_deadline = out.ring_timeout.map(|d| now + d);
+        self.calls.insert(
+            key,
+            Call {
+                direction: CallDirection::Outbound,
+                phase: Phase::Early,
+                dialog,
+                flow: out.destination,
+                invite: req,
+                invite_tx: None,
+                local_sdp: Some(out.sdp),
+                pending_2xx: None,
+                hangup_after_ack: false,
+                hangup_requested: false,
+                termination: None,
+                reoffer: None,
+                bye_tx: None,
+                refresh_tx: None,
+                refresh_retry_at: None,
+                last_ack: None,
+                session: None,
+                remote_allows_update: false,
+                remote_supports_timer: false,
+                pending_session: None,
+                remote_origin: None,
+                uac: Some(UacState {
+                    invite_tx: Some(tx),
+                    cancel_tx: None,
+                    ring_deadline,
+                    got_provisional: false,
+                    cancel_requested: false,
+                    cancel_sent: false,
+                    credentials: out.credentials,
+                    auth_attempts: 0,
+                    destination: out.destination,
+                    answered_tag: None,
+                }),
+            },
+        );
+        self.by_dialog.insert((call_id, local_tag), key);
+        self.schedule(key, CallTimer::RingTimeout);
+        Ok(key)
+    }
+
+    pub(super) fn uac_forget(&mut self, _call: &Call) {}
+
+    pub(super) fn hangup_outbound(&mut self, now: Instant, key: CallKey) -> Result<(), CallError> {
+        let call = self.calls.get_mut(&key).ok_or(CallError::NoSuchCall)?;
+        match call.phase {
+            Phase::Early => {
+                call.hangup_requested = true;
+                call.termination = Some(TerminationReason::LocalCancel);
+                self.request_cancel(now, key);
+                Ok(())
+            }
+            Phase::Answered | Phase::Confirmed => {
+                self.start_bye(now, key, TerminationReason::LocalBye, true);
+                Ok(())
+            }
+            Phase::Terminating => Err(CallError::AlreadyTerminating),
+        }
+    }
+
+    /// Asks for a CANCEL: sent now if a provisional arrived, else when one does (§9.1).
+    fn request_cancel(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(uac) = call.uac.as_mut() else { return };
+        uac.cancel_requested = true;
+        if uac.got_provisional && !uac.cancel_sent {
+            self.send_cancel(now, key);
+        }
+    }
+
+    fn send_cancel(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(uac) = call.uac.as_mut() else { return };
+        uac.cancel_sent = true;
+        let inv = &call.invite;
+        let mut cancel = Request::new(Method::Cancel, inv.uri.clone());
+        if let Ok(via) = inv.headers.top_via() {
+            cancel.headers.push(HeaderName::Via, via.to_string());
+        }
+        cancel.headers.push(HeaderName::MaxForwards, "70");
+        for name in [HeaderName::From, HeaderName::To, HeaderName::CallId] {
+            if let Some(v) = inv.headers.get(&name) {
+                cancel.headers.push(name, v);
+            }
+        }
+        let seq = inv.headers.cseq().map(|c| c.seq).unwrap_or(1);
+        cancel.headers.push(
+            HeaderName::CSeq,
+            CSeq {
+                seq,
+                method: Method::Cancel,
+            }
+            .to_string(),
+        );
+        for r in inv.headers.get_all(&HeaderName::Route) {
+            cancel.headers.push(HeaderName::Route, r);
+        }
+        let dest = uac.destination;
+        match self.txl.send_request(now, cancel, dest) {
+            Ok(tx) => {
+                if let Some(u) = self.calls.get_mut(&key).and_then(|c| c.uac.as_mut()) {
+                    u.cancel_tx = Some(tx);
+                }
+                self.by_client_tx.insert(tx, (key, ClientRole::Cancel));
+            }
+            Err(e) => tracing::warn!(error = %e, "CANCEL not sent"),
+        }
+    }
+
+    pub(super) fn on_ring_timeout(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        if call.phase != Phase::Early {
+            return;
+        }
+        if let Some(u) = call.uac.as_mut() {
+            u.ring_deadline = None;
+        }
+        call.termination = Some(TerminationReason::TimedOut);
+        self.request_cancel(now, key);
+    }
+
+    pub(super) fn on_invite_timeout(&mut self, _now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(&key) else { return };
+        if call.phase != Phase::Early {
+            return;
+        }
+        if call.hangup_requested {
+            self.outputs.push_back(UaOutput::HangupDone {
+                key,
+                outcome: HangupOutcome::Cancelled,
+            });
+        }
+        self.end_call(key, TerminationReason::TimedOut);
+    }
+
+    pub(super) fn on_invite_response(&mut self, now: Instant, key: CallKey, tx: TxId, resp: Response) {
+        // Keep receiving: provisional responses and 2xx retransmissions follow.
+        if resp.status < 300 {
+            self.by_client_tx.insert(tx, (key, ClientRole::Invite));
+        }
+        if resp.status < 200 {
+            self.on_invite_provisional(now, key, resp);
+        } else if resp.status < 300 {
+            self.on_invite_2xx(now, key, resp);
+        } else {
+            self.on_invite_failure(now, key, resp);
+        }
+    }
+
+    fn on_invite_provisional(&mut self, now: Instant, key: CallKey, resp: Response) {
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        if call.phase != Phase::Early {
+            return;
+        }
+        let Some(uac) = call.uac.as_mut() else { return };
+        uac.got_provisional = true;
+        let cancel_now = uac.cancel_requested && !uac.cancel_sent;
+        if resp.status > 100 && call.dialog.id.remote_tag.is_empty() {
+            if let Ok(d) = Dialog::uac(&call.invite, &resp) {
+                call.dialog = d;
+            }
+        }
+        if cancel_now {
+            self.send_cancel(now, key);
+        }
+        if resp.status > 100 {
+            let sdp = sdp_from_body(&resp.headers, &resp.body).ok().flatten();
+            self.emit(
+                key,
+                CallEvent::Progress {
+                    status: resp.status,
+                    reason: resp.reason.clone(),
+                    sdp,
+                },
+            );
+        }
+    }
+
+    fn on_invite_2xx(&mut self, now: Instant, key: CallKey, resp: Response) {
+        let via = self.our_via();
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        let to_tag = resp
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned))
+            .unwrap_or_default();
+        let seq = resp.headers.cseq().map(|c| c.seq).unwrap_or(0);
+        let Some(uac) = call.uac.as_mut() else { return };
+        match &uac.answered_tag {
+            Some(tag) if *tag == to_tag => {
+                // Retransmission: ACK again.
+                if let Some((s, bytes, dest)) = call.last_ack.clone() {
+                    if s == seq {
+                        self.outputs.push_back(UaOutput::Transmit(Transmit {
+                            to: dest,
+                            data: bytes,
+                            tx: None,
+                        }));
+                    }
+                }
+                return;
+            }
+            Some(_) => {
+                // A second 2xx from another fork: ACK it and hang that leg up (§13.2.2.4).
+                if let Ok(mut d) = Dialog::uac(&call.invite, &resp) {
+                    let ack = d.ack(seq, &via);
+                    let dest = d.next_hop(uac.destination);
+                    let bye = d.new_request(Method::Bye, &self.our_via());
+                    self.transmit(dest, ack.to_bytes(), None);
+                    if let Err(e) = self.txl.send_request(now, bye, dest) {
+                        tracing::debug!(error = %e, "BYE to extra fork not sent");
+                    }
+                }
+                return;
+            }
+            None => {}
+        }
+        uac.answered_tag = Some(to_tag);
+        uac.ring_deadline = None;
+        let cancel_requested = uac.cancel_requested;
+        let destination = uac.destination;
+        let Ok(dialog) = Dialog::uac(&call.invite, &resp) else {
+            tracing::warn!("2xx without To tag; cannot establish the dialog");
+            return;
+        };
+        call.dialog = dialog;
+        let ack = call.dialog.ack(seq, &via);
+        let dest = call.dialog.next_hop(destination);
+        let bytes = Bytes::from(ack.to_bytes());
+        call.last_ack = Some((seq, bytes.clone(), dest));
+        call.phase = Phase::Confirmed;
+        call.remote_allows_update = resp.headers.list_contains(&HeaderName::Allow, "UPDATE");
+        call.remote_supports_timer = resp.headers.list_contains(&HeaderName::Supported, SUPPORTED)
+            || resp.headers.list_contains(&HeaderName::Require, SUPPORTED);
+        let sdp = sdp_from_body(&resp.headers, &resp.body).ok().flatten();
+        let session = resp.headers.session_expires().ok().flatten();
+        self.outputs.push_back(UaOutput::Transmit(Transmit {
+            to: dest,
+            data: bytes,
+            tx: None,
+        }));
+        self.emit(key, CallEvent::Answered { sdp });
+        if let Some(se) = session {
+            // We are the UAC of the INVITE: refresher=uac means us.
+            let we_refresh = se.refresher.as_deref() != Some("uas");
+            self.arm_session(now, key, se.delta_seconds, we_refresh);
+        }
+        if cancel_requested {
+            // Our CANCEL lost the race with the 2xx: hang up properly.
+            let reason = self
+                .calls
+                .get(&key)
+                .and_then(|c| c.termination.clone())
+                .unwrap_or(TerminationReason::LocalBye);
+            let requested = self.calls.get(&key).is_some_and(|c| c.hangup_requested);
+            self.start_bye(now, key, reason, requested);
+        }
+    }
+
+    fn on_invite_failure(&mut self, now: Instant, key: CallKey, resp: Response) {
+        let Some(call) = self.calls.get_mut(&key) else { return };
+        if call.phase != Phase::Early {
+            return;
+        }
+        if (resp.status == 401 || resp.status == 407) && self.retry_with_auth(now, key, &resp) {
+            return;
+        }
+        let Some(call) = self.calls.get(&key) else { return };
+        let reason = match (&call.termination, resp.status) {
+            (Some(TerminationReason::LocalCancel), 487) => TerminationReason::LocalCancel,
+            (Some(TerminationReason::TimedOut), 487) => TerminationReason::TimedOut,
+            _ => TerminationReason::Failed {
+                status: resp.status,
+                reason: resp.reason.clone(),
+            },
+        };
+        if call.hangup_requested {
+            self.outputs.push_back(UaOutput::HangupDone {
+                key,
+                outcome: HangupOutcome::Cancelled,
+            });
+        }
+        self.end_call(key, reason);
+    }
+
+    /// Resends the INVITE with credentials. `false` when we cannot or should not.
+    fn retry_with_auth(&mut self, now: Instant, key: CallKey, resp: &Response) -> bool {
+        let via = self.our_via();
+        let Some(call) = self.calls.get_mut(&key) else { return false };
+        let Some(uac) = call.uac.as_mut() else { return false };
+        let Some(creds) = uac.credentials.clone() else { return false };
+        if uac.auth_attempts >= 2 || uac.cancel_requested {
+            return false;
+        }
+        let (challenge_header, answer_header) = if resp.status == 407 {
+            (HeaderName::ProxyAuthenticate, HeaderName::ProxyAuthorization)
+        } else {
+            (HeaderName::WwwAuthenticate, HeaderName::Authorization)
+        };
+        let Some(challenge) = Challenge::best(resp.headers.get_all(&challenge_header)) else {
+            return false;
+        };
+        uac.auth_attempts += 1;
+        let destination = uac.destination;
+        let mut req = call.invite.clone();
+        let seq = req.headers.cseq().map(|c| c.seq + 1).unwrap_or(1);
+        req.headers.set(HeaderName::Via, via);
+        req.headers.set(
+            HeaderName::CSeq,
+            CSeq {
+                seq,
+                method: Method::Invite,
+            }
+            .to_string(),
+        );
+        let uri = req.uri.to_string();
+        let cnonce = random_tag();
+        let value = challenge.respond("INVITE", &uri, &creds.username, &creds.password, &cnonce, 1);
+        req.headers.set(answer_header, value);
+        call.dialog.local_seq = seq;
+        match self.txl.send_request(now, req.clone(), destination) {
+            Ok(tx) => {
+                if let Some(c) = self.calls.get_mut(&key) {
+                    c.invite = req;
+                    if let Some(u) = c.uac.as_mut() {
+                        u.invite_tx = Some(tx);
+                        u.got_provisional = false;
+                    }
+                }
+                self.by_client_tx.insert(tx, (key, ClientRole::Invite));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "authenticated INVITE not sent");
+                false
+            }
+        }
+    }
+}
