@@ -316,7 +316,7 @@ pub async fn read_stream_among_many(log: Arc<dyn EventLog>) {
             }));
             written += BATCH;
         }
-        if round % 25 == 0 {
+        if round.is_multiple_of(25) {
             log.append(
                 target.as_str(),
                 ExpectedVersion::Any,

@@ -17,7 +17,8 @@
 //! The partition is Kafka's default partitioner applied to the key (murmur2, as Java clients
 //! and librdkafka's `murmur2_random` do), computed here so that `read_stream` knows the one
 //! partition to read. Positions are `<topic>/<partition>` plus the offset; [`Cursor`] keys
-//! are the same strings.
+//! are the same strings. The partition count of an existing topic must never change: streams
+//! would move to other partitions, away from their earlier events.
 //!
 //! # One writer per stream
 //!
@@ -322,6 +323,10 @@ struct PartitionProgress {
     scanned_to: i64,
     /// Offsets at or above `scanned_to` that this process produced: known without reading.
     own: BTreeSet<i64>,
+    /// Reads of the partition begun so far; each read is numbered by this count.
+    reads_started: u64,
+    /// The number of the latest read that ended.
+    last_read_done: u64,
 }
 
 /// A read the index needs before it can answer for a stream: from `start` to the end.
@@ -330,6 +335,16 @@ struct ScanPlan {
     start: i64,
     /// Reading from the beginning because the stream's head was forgotten.
     full: bool,
+    /// This read's number (see [`PartitionProgress::reads_started`]).
+    number: u64,
+}
+
+/// How the index can answer for a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lookup {
+    /// The stream's head, without reading: (0, genesis) for a stream with no event.
+    Known(u64, String),
+    Read(ScanPlan),
 }
 
 /// The answer after a read.
@@ -382,19 +397,41 @@ impl HeadIndex {
         self.heads.get(stream).and_then(|h| h.first_offset)
     }
 
-    /// Where to start reading `partition` to the end to learn `stream`'s head.
-    fn plan_scan(&mut self, partition: PartitionKey, stream: &str) -> ScanPlan {
+    /// A ticket taken by a caller holding `stream`'s lock before it waits to read
+    /// `partition`: any read begun after it answers for the stream.
+    fn read_ticket(&mut self, partition: PartitionKey) -> u64 {
+        self.partitions.entry(partition).or_default().reads_started
+    }
+
+    /// How to learn `stream`'s head, for a caller holding the stream's lock and the
+    /// partition's read lock, whose `ticket` was taken before it waited for the latter.
+    fn plan_scan(&mut self, partition: PartitionKey, stream: &str, ticket: u64) -> Lookup {
+        let now = self.tick();
+        let full = self.forgotten.contains(&fingerprint(stream));
         let progress = self.partitions.entry(partition).or_default();
         // Records this process produced right after the read prefix need no reading.
         while progress.own.first() == Some(&progress.scanned_to) {
             progress.own.pop_first();
             progress.scanned_to += 1;
         }
-        let full = self.forgotten.contains(&fingerprint(stream));
-        ScanPlan {
+        if !full && progress.last_read_done > ticket {
+            // A read begun while the caller already held the stream's lock has ended. Only
+            // the caller appends to the stream, so that read's answer still stands: many
+            // appends waiting on one partition share one read.
+            return match self.heads.get_mut(stream) {
+                Some(head) => {
+                    head.used = now;
+                    Lookup::Known(head.sequence, head.hash.clone())
+                }
+                None => Lookup::Known(0, crate::envelope::GENESIS_HASH.to_owned()),
+            };
+        }
+        progress.reads_started += 1;
+        Lookup::Read(ScanPlan {
             start: if full { 0 } else { progress.scanned_to },
             full,
-        }
+            number: progress.reads_started,
+        })
     }
 
     /// Takes in what reading `plan` up to `end` (the partition's end then) found, and answers
@@ -409,6 +446,7 @@ impl HeadIndex {
     ) -> ScanOutcome {
         let now = self.tick();
         let progress = self.partitions.entry(partition).or_default();
+        progress.last_read_done = progress.last_read_done.max(plan.number);
         if end > progress.scanned_to {
             progress.scanned_to = end;
             let kept = progress.own.split_off(&end);
@@ -1155,9 +1193,13 @@ impl Inner {
             .scan_locks
             .get(&partition)
             .ok_or_else(|| LogError::InvalidStream(stream.to_owned()))?;
+        let ticket = self.index().read_ticket(partition);
         let _scanning = scan_lock.lock().await;
         loop {
-            let plan = self.index().plan_scan(partition, stream);
+            let plan = match self.index().plan_scan(partition, stream, ticket) {
+                Lookup::Known(sequence, hash) => return Ok((sequence, hash)),
+                Lookup::Read(plan) => plan,
+            };
             let (observed, end) = self.read_heads(partition, plan.start).await?;
             match self
                 .index()
@@ -1569,18 +1611,21 @@ mod tests {
 
     const P: PartitionKey = (0, 0);
 
+    /// Plans a read for a caller that waited with no read in between.
+    fn plan(index: &mut HeadIndex, stream: &str) -> ScanPlan {
+        let ticket = index.read_ticket(P);
+        match index.plan_scan(P, stream, ticket) {
+            Lookup::Read(plan) => plan,
+            known => panic!("expected a read, got {known:?}"),
+        }
+    }
+
     #[test]
     fn index_reads_only_what_it_did_not_write() {
         let mut index = HeadIndex::new(100);
         // A new stream: the partition is read from the start.
-        let plan = index.plan_scan(P, "CA1");
-        assert_eq!(
-            plan,
-            ScanPlan {
-                start: 0,
-                full: false
-            }
-        );
+        let plan = plan(&mut index, "CA1");
+        assert_eq!((plan.start, plan.full), (0, false));
         let observed = HashMap::from([("CA2".to_owned(), seen(4, Some(3)))]);
         assert_eq!(
             index.finish_scan(P, "CA1", &plan, 10, observed),
@@ -1591,15 +1636,56 @@ mod tests {
         // Our own appends at 10 and 11 need no reading; what follows does.
         index.appended(P, "CA1", seen(2, Some(10)), &[10, 11]);
         assert_eq!(index.lookup("CA1"), Some((2, "h2".to_owned())));
-        assert_eq!(index.plan_scan(P, "CA3").start, 12);
+        let plan = self::plan(&mut index, "CA3");
+        assert_eq!(plan.start, 12);
+        index.finish_scan(P, "CA3", &plan, 12, HashMap::new());
         // Someone else's record at 12 leaves our 13 to be read too.
         index.appended(P, "CA1", seen(3, None), &[13]);
-        let plan = index.plan_scan(P, "CA3");
+        let plan = self::plan(&mut index, "CA3");
         assert_eq!(plan.start, 12);
         let observed = HashMap::from([("CA4".to_owned(), seen(1, Some(12)))]);
         index.finish_scan(P, "CA3", &plan, 14, observed);
-        assert_eq!(index.plan_scan(P, "CA3").start, 14);
+        assert_eq!(self::plan(&mut index, "CA3").start, 14);
         assert_eq!(index.lookup("CA4"), Some((1, "h1".to_owned())));
+    }
+
+    #[test]
+    fn callers_waiting_during_a_read_share_the_next_one() {
+        let mut index = HeadIndex::new(100);
+        let first = index.read_ticket(P);
+        let Lookup::Read(running) = index.plan_scan(P, "CA1", first) else {
+            panic!("nothing read yet")
+        };
+        // CA2 starts waiting while that read runs: it must not rely on it.
+        let second = index.read_ticket(P);
+        index.finish_scan(P, "CA1", &running, 5, HashMap::new());
+        let Lookup::Read(next) = index.plan_scan(P, "CA2", second) else {
+            panic!("a read begun before CA2 waited cannot answer for it")
+        };
+        // CA3 and CA4 start waiting while CA2's read runs. CA3 reads next; that read, begun
+        // after CA4 waited, answers for CA4 too.
+        let third = index.read_ticket(P);
+        let fourth = index.read_ticket(P);
+        index.finish_scan(P, "CA2", &next, 9, HashMap::new());
+        let Lookup::Read(last) = index.plan_scan(P, "CA3", third) else {
+            panic!("a read begun before CA3 waited cannot answer for it")
+        };
+        let observed = HashMap::from([("CA4".to_owned(), seen(7, None))]);
+        index.finish_scan(P, "CA3", &last, 12, observed);
+        assert_eq!(
+            index.plan_scan(P, "CA4", fourth),
+            Lookup::Known(7, "h7".to_owned())
+        );
+        assert_eq!(
+            index.plan_scan(P, "CA5", fourth),
+            Lookup::Known(0, GENESIS_HASH.to_owned())
+        );
+        // A forgotten stream is read in full whatever the ticket.
+        index.forget(P, "CA4", &[]);
+        assert!(matches!(
+            index.plan_scan(P, "CA4", fourth),
+            Lookup::Read(ScanPlan { full: true, .. })
+        ));
     }
 
     #[test]
@@ -1610,6 +1696,7 @@ mod tests {
         let plan = ScanPlan {
             start: 0,
             full: false,
+            number: 1,
         };
         let observed = HashMap::from([("CA1".to_owned(), seen(3, Some(0)))]);
         assert_eq!(
@@ -1625,41 +1712,30 @@ mod tests {
         index.appended(P, "CA1", seen(2, Some(0)), &[0, 1]);
         index.forget(P, "CA1", &[2]);
         assert_eq!(index.lookup("CA1"), None);
-        let plan = index.plan_scan(P, "CA1");
-        assert_eq!(
-            plan,
-            ScanPlan {
-                start: 0,
-                full: true
-            }
-        );
+        let plan = plan(&mut index, "CA1");
+        assert_eq!((plan.start, plan.full), (0, true));
         let observed = HashMap::from([("CA1".to_owned(), seen(3, Some(0)))]);
         assert_eq!(
             index.finish_scan(P, "CA1", &plan, 5, observed),
             ScanOutcome::Head(3, "h3".to_owned())
         );
         // Known again: the next plan reads only what is new.
-        assert_eq!(
-            index.plan_scan(P, "CA1"),
-            ScanPlan {
-                start: 5,
-                full: false
-            }
-        );
+        let plan = self::plan(&mut index, "CA1");
+        assert_eq!((plan.start, plan.full), (5, false));
     }
 
     #[test]
     fn a_stream_forgotten_during_a_partial_read_is_read_again() {
         let mut index = HeadIndex::new(100);
         index.appended(P, "CA1", seen(2, None), &[0, 1]);
-        let plan = index.plan_scan(P, "CA1");
+        let plan = plan(&mut index, "CA1");
         assert!(!plan.full);
         index.forget(P, "CA1", &[]);
         assert_eq!(
             index.finish_scan(P, "CA1", &plan, 4, HashMap::new()),
             ScanOutcome::Retry
         );
-        assert!(index.plan_scan(P, "CA1").full);
+        assert!(self::plan(&mut index, "CA1").full);
     }
 
     #[test]
@@ -1673,26 +1749,22 @@ mod tests {
         assert!(index.heads.len() <= 4);
         assert!(index.lookup("CA1").is_some() && index.lookup("CA5").is_some());
         assert_eq!(index.lookup("CA2"), None);
-        assert_eq!(
-            index.plan_scan(P, "CA2"),
-            ScanPlan {
-                start: 0,
-                full: true
-            }
+        let forgotten = plan(&mut index, "CA2");
+        assert_eq!((forgotten.start, forgotten.full), (0, true));
+        index.finish_scan(
+            P,
+            "CA2",
+            &forgotten,
+            5,
+            HashMap::from([("CA2".to_owned(), seen(1, Some(1)))]),
         );
         // A new stream still needs only the unread part.
-        let plan = index.plan_scan(P, "CA9");
-        assert_eq!(
-            plan,
-            ScanPlan {
-                start: 5,
-                full: false
-            }
-        );
+        let fresh = plan(&mut index, "CA9");
+        assert_eq!((fresh.start, fresh.full), (5, false));
         // A read does not bring back other forgotten streams.
-        let observed = HashMap::from([("CA2".to_owned(), seen(2, None))]);
-        index.finish_scan(P, "CA9", &plan, 6, observed);
-        assert_eq!(index.lookup("CA2"), None);
+        let observed = HashMap::from([("CA3".to_owned(), seen(2, None))]);
+        index.finish_scan(P, "CA9", &fresh, 6, observed);
+        assert_eq!(index.lookup("CA3"), None);
     }
 
     #[test]

@@ -441,10 +441,13 @@ impl EventLog for SqliteLog {
     async fn head(&self) -> Result<Cursor, LogError> {
         let last = *self.committed.borrow();
         let mut cursor = Cursor::start();
-        cursor.advance(&Position {
-            partition: PARTITION.to_owned(),
-            offset: last,
-        });
+        // Positions start at 1: an empty log's head is the start.
+        if last > 0 {
+            cursor.advance(&Position {
+                partition: PARTITION.to_owned(),
+                offset: last,
+            });
+        }
         Ok(cursor)
     }
 

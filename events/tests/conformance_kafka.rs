@@ -354,19 +354,25 @@ async fn records_are_plain_cloudevents() {
 }
 
 /// Append throughput with many concurrent writers and ~300-byte payloads. Not a check:
-/// run with `--ignored --nocapture` to measure.
+/// run with `--ignored --nocapture` to measure. `WRITERS` (256), `APPENDS` per writer (50),
+/// `BATCH` events per append (1) and `LINGER_MS` (5) tune it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn append_throughput() {
-    let log = fresh_log!();
-    let writers: usize = std::env::var("WRITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    let per_writer: usize = std::env::var("PER_WRITER")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    if skipped() {
+        return;
+    }
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (writers, appends, batch) = (env("WRITERS", 256), env("APPENDS", 50), env("BATCH", 1));
+    let mut config = config(&unique_prefix(), "bench-node");
+    config.linger = Duration::from_millis(env("LINGER_MS", 5) as u64);
+    require_broker();
+    let log: Arc<dyn EventLog> = Arc::new(KafkaLog::open(config).await.unwrap());
     let account = AccountSid::generate();
     let verb = "x".repeat(280); // data = {"index":N,"verb":"xxx…"} ≈ 300 bytes
     let started = Instant::now();
@@ -375,27 +381,75 @@ async fn append_throughput() {
         let (log, account, verb) = (log.clone(), account.clone(), verb.clone());
         tasks.push(tokio::spawn(async move {
             let call = CallSid::generate();
-            for i in 0..per_writer {
-                let event = NewEvent::new(
-                    account.as_str(),
-                    VerbStarted {
-                        index: i as u32,
-                        verb: verb.clone(),
-                    },
-                );
-                log.append(call.as_str(), ExpectedVersion::Exact(i as u64), vec![event])
-                    .await
-                    .unwrap();
+            let mut latencies = Vec::with_capacity(appends);
+            for i in 0..appends {
+                let events = (0..batch)
+                    .map(|j| {
+                        NewEvent::new(
+                            account.as_str(),
+                            VerbStarted {
+                                index: (i * batch + j) as u32,
+                                verb: verb.clone(),
+                            },
+                        )
+                    })
+                    .collect();
+                let sent = Instant::now();
+                log.append(
+                    call.as_str(),
+                    ExpectedVersion::Exact((i * batch) as u64),
+                    events,
+                )
+                .await
+                .unwrap();
+                latencies.push(sent.elapsed());
             }
+            latencies
         }));
     }
+    let mut latencies = Vec::new();
     for task in tasks {
-        task.await.unwrap();
+        latencies.extend(task.await.unwrap());
     }
     let elapsed = started.elapsed();
-    let total = writers * per_writer;
+    latencies.sort();
+    let percentile = |p: usize| latencies[(latencies.len() - 1) * p / 100];
+    let total = writers * appends * batch;
     eprintln!(
-        "{total} single-event appends by {writers} writers in {elapsed:?}: {:.0} events/s",
-        total as f64 / elapsed.as_secs_f64()
+        "{total} events in {} appends of {batch} by {writers} writers in {elapsed:.2?}: \
+         {:.0} events/s; append latency p50 {:.1?} p99 {:.1?}",
+        writers * appends,
+        total as f64 / elapsed.as_secs_f64(),
+        percentile(50),
+        percentile(99),
     );
+}
+
+/// Without a broker, `open` fails within its request timeout and says where it looked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_without_a_broker_fails_with_context() {
+    // Nothing listens on a port we just bound and released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = KafkaConfig {
+        brokers: format!("127.0.0.1:{port}"),
+        topic_prefix: unique_prefix(),
+        request_timeout: Duration::from_secs(2),
+        ..KafkaConfig::default()
+    };
+    let started = Instant::now();
+    let error = match KafkaLog::open(config).await {
+        Ok(_) => panic!("opened a log with no broker"),
+        Err(error) => error,
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(error, LogError::Kafka { .. }), "{error}");
+    assert!(error.to_string().contains(&port.to_string()), "{error}");
 }

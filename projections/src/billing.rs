@@ -17,7 +17,7 @@
 //! configured table changes what a rebuild produces for calls rated with it; publish rates
 //! as `dialtone.rate.published` events to keep history reproducible.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use dialtone_events::payload::{Direction, RatePublished};
 use dialtone_events::{Payload, RecordedEvent};
@@ -126,7 +126,10 @@ pub fn price_per_minute(
     }
     let price = config.per_minute_micros.get(category).copied();
     if price.is_none() {
-        tracing::warn!(category, "no rate for this usage category; billing it at zero");
+        tracing::warn!(
+            category,
+            "no rate for this usage category; billing it at zero"
+        );
     }
     MinutePrice {
         per_minute_micros: price.unwrap_or(0),
@@ -404,26 +407,34 @@ pub struct BillingLeg {
     pub account_sid: String,
     pub direction: Direction,
     /// [`LEG_OPEN`], [`LEG_BILLED`] or [`LEG_UNBILLED`].
-    pub state: String,
+    pub state: &'static str,
     pub answered_at: Option<OffsetDateTime>,
     pub answered_ms: Option<u64>,
+    /// Set once billed.
     pub charge: Option<LegCharge>,
+    /// Currency of the leg once closed (the charge's, or the configured one if unbilled).
+    pub currency: Option<String>,
     pub usage_day: Option<Date>,
+    pub closed_at: Option<OffsetDateTime>,
+}
+
+fn leg_state(value: &str) -> Option<&'static str> {
+    [LEG_OPEN, LEG_BILLED, LEG_UNBILLED]
+        .into_iter()
+        .find(|s| *s == value)
 }
 
 /// A leg's billing, for reconciliation.
 pub fn get_leg(conn: &Connection, call_sid: &str) -> Result<Option<BillingLeg>, ProjectionError> {
     type Raw = (
-        String,
-        String,
-        String,
-        String,
+        [Option<String>; 4],
         Option<String>,
         Option<u64>,
         Option<String>,
         Option<u64>,
         Option<i64>,
         Option<i64>,
+        Option<String>,
         Option<String>,
         Option<String>,
         Option<String>,
@@ -431,16 +442,14 @@ pub fn get_leg(conn: &Connection, call_sid: &str) -> Result<Option<BillingLeg>, 
     let raw: Option<Raw> = conn
         .prepare_cached(
             "SELECT call_sid, account_sid, direction, state, answered_at, answered_ms, category,
-                billable_minutes, per_minute_micros, price_micros, currency, usage_day, rated_by
+                billable_minutes, per_minute_micros, price_micros, currency, usage_day, rated_by,
+                closed_at
              FROM billing_legs WHERE call_sid = ?1",
         )
         .and_then(|mut s| {
             s.query_row([call_sid], |r| {
                 Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
+                    [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?],
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
@@ -450,13 +459,25 @@ pub fn get_leg(conn: &Connection, call_sid: &str) -> Result<Option<BillingLeg>, 
                     r.get(10)?,
                     r.get(11)?,
                     r.get(12)?,
+                    r.get(13)?,
                 ))
             })
             .optional()
         })
         .map_err(sql("reading a billing leg"))?;
-    let Some((sid, account, direction, state, answered_at, answered_ms, category, minutes, per_minute, price, currency, day, rated_by)) =
-        raw
+    let Some((
+        [sid, account, direction, state],
+        answered_at,
+        answered_ms,
+        category,
+        minutes,
+        per_minute,
+        price,
+        currency,
+        day,
+        rated_by,
+        closed_at,
+    )) = raw
     else {
         return Ok(None);
     };
@@ -464,33 +485,87 @@ pub fn get_leg(conn: &Connection, call_sid: &str) -> Result<Option<BillingLeg>, 
         table: "billing_legs",
         message,
     };
-    let charge = match (category, minutes, per_minute, price, currency.clone(), rated_by) {
-        (Some(category), Some(minutes), Some(per_minute_micros), Some(price_micros), Some(currency), Some(rated_by)) => {
-            Some(LegCharge {
-                category,
-                minutes,
-                per_minute_micros,
-                price_micros,
-                currency,
-                rated_by,
-            })
-        }
+    let required =
+        |v: Option<String>, name: &str| v.ok_or_else(|| corrupt(format!("{name} is null")));
+    let direction = required(direction, "direction")?;
+    let state = required(state, "state")?;
+    let charge = match (
+        category,
+        minutes,
+        per_minute,
+        price,
+        currency.clone(),
+        rated_by,
+    ) {
+        (
+            Some(category),
+            Some(minutes),
+            Some(per_minute_micros),
+            Some(price_micros),
+            Some(currency),
+            Some(rated_by),
+        ) => Some(LegCharge {
+            category,
+            minutes,
+            per_minute_micros,
+            price_micros,
+            currency,
+            rated_by,
+        }),
         _ => None,
     };
     Ok(Some(BillingLeg {
-        call_sid: sid,
-        account_sid: account,
+        call_sid: required(sid, "call_sid")?,
+        account_sid: required(account, "account_sid")?,
         direction: parse_direction(&direction)
             .ok_or_else(|| corrupt(format!("unknown direction {direction:?}")))?,
-        state,
+        state: leg_state(&state).ok_or_else(|| corrupt(format!("unknown state {state:?}")))?,
         answered_at: load_time_opt("billing_legs", answered_at)?,
         answered_ms,
         charge,
+        currency,
         usage_day: match day {
             Some(d) => Some(parse_day(&d).ok_or_else(|| corrupt(format!("bad day {d:?}")))?),
             None => None,
         },
+        closed_at: load_time_opt("billing_legs", closed_at)?,
     }))
+}
+
+fn store_leg(tx: &Connection, leg: &BillingLeg) -> Result<(), ProjectionError> {
+    let charge = leg.charge.as_ref();
+    tx.prepare_cached(
+        "INSERT INTO billing_legs (call_sid, account_sid, direction, state, answered_at,
+            answered_ms, category, billable_minutes, per_minute_micros, price_micros, currency,
+            usage_day, rated_by, closed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (call_sid) DO UPDATE SET state = excluded.state,
+            answered_at = excluded.answered_at, answered_ms = excluded.answered_ms,
+            category = excluded.category, billable_minutes = excluded.billable_minutes,
+            per_minute_micros = excluded.per_minute_micros, price_micros = excluded.price_micros,
+            currency = excluded.currency, usage_day = excluded.usage_day,
+            rated_by = excluded.rated_by, closed_at = excluded.closed_at",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            leg.call_sid,
+            leg.account_sid,
+            leg.direction.as_str(),
+            leg.state,
+            leg.answered_at.map(store_time),
+            leg.answered_ms,
+            charge.map(|c| c.category.as_str()),
+            charge.map(|c| c.minutes),
+            charge.map(|c| c.per_minute_micros),
+            charge.map(|c| c.price_micros),
+            leg.currency,
+            leg.usage_day.map(format_day),
+            charge.map(|c| c.rated_by.as_str()),
+            leg.closed_at.map(store_time),
+        ])
+    })
+    .map_err(sql("writing a billing leg"))?;
+    Ok(())
 }
 
 /// Daily usage rows of an account between two days (inclusive), any category.
@@ -507,40 +582,48 @@ pub fn usage_rows(
              ORDER BY day, category, currency",
         )
         .and_then(|mut s| {
-            s.query_map(params![account_sid, format_day(start), format_day(end)], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, u64>(4)?,
-                    r.get::<_, u64>(5)?,
-                    r.get::<_, i64>(6)?,
-                ))
-            })?
+            s.query_map(
+                params![account_sid, format_day(start), format_day(end)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, u64>(4)?,
+                        r.get::<_, u64>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                },
+            )?
             .collect::<Result<Vec<_>, _>>()
         })
         .map_err(sql("reading usage"))?;
     raw.into_iter()
-        .map(|(account_sid, category, day, currency, count, minutes, price_micros)| {
-            Ok(UsageRow {
-                day: parse_day(&day).ok_or_else(|| ProjectionError::CorruptRow {
-                    table: "usage_daily",
-                    message: format!("bad day {day:?}"),
-                })?,
-                account_sid,
-                category,
-                currency,
-                count,
-                minutes,
-                price_micros,
-            })
-        })
+        .map(
+            |(account_sid, category, day, currency, count, minutes, price_micros)| {
+                Ok(UsageRow {
+                    day: parse_day(&day).ok_or_else(|| ProjectionError::CorruptRow {
+                        table: "usage_daily",
+                        message: format!("bad day {day:?}"),
+                    })?,
+                    account_sid,
+                    category,
+                    currency,
+                    count,
+                    minutes,
+                    price_micros,
+                })
+            },
+        )
         .collect()
 }
 
 /// The first day the account has usage on.
-pub fn first_usage_day(conn: &Connection, account_sid: &str) -> Result<Option<Date>, ProjectionError> {
+pub fn first_usage_day(
+    conn: &Connection,
+    account_sid: &str,
+) -> Result<Option<Date>, ProjectionError> {
     let day: Option<String> = conn
         .query_row(
             "SELECT MIN(day) FROM usage_daily WHERE account_sid = ?1",
@@ -572,32 +655,44 @@ fn load_published(conn: &Connection) -> Result<Vec<PublishedRates>, ProjectionEr
         })
         .map_err(sql("reading published rates"))?;
     raw.into_iter()
-        .map(|(rate_sid, sequence, effective_from, published_at, currency, prices)| {
-            Ok(PublishedRates {
-                effective_from: load_time("billing_rates", &effective_from)?,
-                published_at: load_time("billing_rates", &published_at)?,
-                table: RateTable {
-                    currency,
-                    per_minute_micros: serde_json::from_str(&prices).map_err(|e| {
-                        ProjectionError::CorruptRow {
-                            table: "billing_rates",
-                            message: format!("prices of {rate_sid}/{sequence}: {e}"),
-                        }
-                    })?,
-                },
-                rate_sid,
-                sequence,
-            })
-        })
+        .map(
+            |(rate_sid, sequence, effective_from, published_at, currency, prices)| {
+                Ok(PublishedRates {
+                    effective_from: load_time("billing_rates", &effective_from)?,
+                    published_at: load_time("billing_rates", &published_at)?,
+                    table: RateTable {
+                        currency,
+                        per_minute_micros: serde_json::from_str(&prices).map_err(|e| {
+                            ProjectionError::CorruptRow {
+                                table: "billing_rates",
+                                message: format!("prices of {rate_sid}/{sequence}: {e}"),
+                            }
+                        })?,
+                    },
+                    rate_sid,
+                    sequence,
+                })
+            },
+        )
         .collect()
 }
 
+/// Key of a `usage_daily` row: account, category, day, currency.
+type UsageKey = (String, String, Date, String);
+
 /// Projects call and rate events into `billing_legs`, `usage_daily` and `billing_rates`.
+/// Legs touched in a batch and the batch's usage increments stay in memory until
+/// [`Projection::before_commit`].
 pub struct BillingProjection {
     config: RateTable,
     /// Published rate tables, loaded lazily from `billing_rates`; dropped whenever a table is
     /// published or a transaction rolls back.
     published: Option<Vec<PublishedRates>>,
+    /// Legs of this batch in first-touch order, with whether they changed.
+    legs: Vec<(BillingLeg, bool)>,
+    index: HashMap<String, usize>,
+    /// Usage of this batch: (count, minutes, price micros) per key.
+    usage: BTreeMap<UsageKey, (u64, u64, i64)>,
 }
 
 impl BillingProjection {
@@ -605,6 +700,9 @@ impl BillingProjection {
         BillingProjection {
             config,
             published: None,
+            legs: Vec::new(),
+            index: HashMap::new(),
+            usage: BTreeMap::new(),
         }
     }
 
@@ -613,6 +711,42 @@ impl BillingProjection {
             self.published = Some(load_published(tx)?);
         }
         Ok(self.published.as_deref().unwrap_or_default())
+    }
+
+    /// The staged leg of `sid`, loading it from the table on first touch.
+    fn leg(&mut self, tx: &Connection, sid: &str) -> Result<Option<usize>, ProjectionError> {
+        if let Some(i) = self.index.get(sid) {
+            return Ok(Some(*i));
+        }
+        Ok(get_leg(tx, sid)?.map(|leg| self.stage(leg, false)))
+    }
+
+    fn stage(&mut self, leg: BillingLeg, dirty: bool) -> usize {
+        let i = self.legs.len();
+        self.index.insert(leg.call_sid.clone(), i);
+        self.legs.push((leg, dirty));
+        i
+    }
+
+    /// The open leg of the event's call, if any.
+    fn open_leg(
+        &mut self,
+        recorded: &RecordedEvent,
+        tx: &Connection,
+    ) -> Result<Option<usize>, ProjectionError> {
+        let event = &recorded.event;
+        match self.leg(tx, &event.subject)? {
+            Some(i) if self.legs[i].0.state == LEG_OPEN => Ok(Some(i)),
+            Some(_) => Ok(None),
+            None => {
+                tracing::warn!(
+                    call = %event.subject,
+                    event_type = %event.event_type,
+                    "call event without call.initiated; not billed"
+                );
+                Ok(None)
+            }
+        }
     }
 
     fn publish(
@@ -649,96 +783,66 @@ impl BillingProjection {
 
     fn complete(
         &mut self,
-        recorded: &RecordedEvent,
+        i: usize,
+        time: OffsetDateTime,
         answered_ms: u64,
         answered_at: Option<OffsetDateTime>,
         tx: &Transaction<'_>,
     ) -> Result<(), ProjectionError> {
-        let event = &recorded.event;
-        let Some(leg) = get_leg(tx, &event.subject)? else {
-            tracing::warn!(call = %event.subject, "call.completed without call.initiated; not billed");
-            return Ok(());
-        };
-        if leg.state != LEG_OPEN {
-            return Ok(());
-        }
-        let answered_at = leg.answered_at.or(answered_at).or_else(|| {
+        let answered_at = self.legs[i].0.answered_at.or(answered_at).or_else(|| {
             // Answered without an answer time: count back from the end.
-            (answered_ms > 0).then(|| event.time - Duration::milliseconds(answered_ms as i64))
+            (answered_ms > 0).then(|| time - Duration::milliseconds(answered_ms as i64))
         });
         let Some(answered_at) = answered_at else {
-            return self.close_unbilled(recorded, tx);
+            self.close_unbilled(i, time);
+            return Ok(());
         };
-        let charge = {
-            let config = self.config.clone();
-            let published = self.published(tx)?;
-            charge_leg(leg.direction, answered_ms, answered_at, &config, published)
-        };
-        let day = format_day(answered_at.date());
-        tx.prepare_cached(
-            "UPDATE billing_legs SET state = ?2, answered_at = ?3, answered_ms = ?4, category = ?5,
-                billable_minutes = ?6, per_minute_micros = ?7, price_micros = ?8, currency = ?9,
-                usage_day = ?10, rated_by = ?11, closed_at = ?12
-             WHERE call_sid = ?1",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                event.subject,
-                LEG_BILLED,
-                store_time(answered_at),
-                answered_ms,
-                charge.category,
-                charge.minutes,
-                charge.per_minute_micros,
-                charge.price_micros,
-                charge.currency,
+        let config = self.config.clone();
+        let direction = self.legs[i].0.direction;
+        let charge = charge_leg(
+            direction,
+            answered_ms,
+            answered_at,
+            &config,
+            self.published(tx)?,
+        );
+        let (leg, dirty) = &mut self.legs[i];
+        let day = answered_at.date();
+        let usage = self
+            .usage
+            .entry((
+                leg.account_sid.clone(),
+                charge.category.clone(),
                 day,
-                charge.rated_by,
-                store_time(event.time),
-            ])
-        })
-        .map_err(sql("billing a leg"))?;
-        tx.prepare_cached(
-            "INSERT INTO usage_daily (account_sid, category, day, currency, count, minutes, price_micros)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
-             ON CONFLICT (account_sid, category, day, currency) DO UPDATE SET
-                count = count + 1, minutes = minutes + excluded.minutes,
-                price_micros = price_micros + excluded.price_micros",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                leg.account_sid,
-                charge.category,
-                day,
-                charge.currency,
-                charge.minutes,
-                charge.price_micros
-            ])
-        })
-        .map_err(sql("adding usage"))?;
+                charge.currency.clone(),
+            ))
+            .or_default();
+        usage.0 += 1;
+        usage.1 += charge.minutes;
+        usage.2 = usage.2.saturating_add(charge.price_micros);
+        leg.state = LEG_BILLED;
+        leg.answered_at = Some(answered_at);
+        leg.answered_ms = Some(answered_ms);
+        leg.currency = Some(charge.currency.clone());
+        leg.charge = Some(charge);
+        leg.usage_day = Some(day);
+        leg.closed_at = Some(time);
+        *dirty = true;
         Ok(())
     }
 
-    fn close_unbilled(
-        &mut self,
-        recorded: &RecordedEvent,
-        tx: &Transaction<'_>,
-    ) -> Result<(), ProjectionError> {
-        tx.prepare_cached(
-            "UPDATE billing_legs SET state = ?2, currency = ?3, closed_at = ?4
-             WHERE call_sid = ?1 AND state = ?5",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                recorded.event.subject,
-                LEG_UNBILLED,
-                self.config.currency,
-                store_time(recorded.event.time),
-                LEG_OPEN
-            ])
-        })
-        .map_err(sql("closing an unbilled leg"))?;
-        Ok(())
+    fn close_unbilled(&mut self, i: usize, time: OffsetDateTime) {
+        let (leg, dirty) = &mut self.legs[i];
+        leg.state = LEG_UNBILLED;
+        leg.currency = Some(self.config.currency.clone());
+        leg.closed_at = Some(time);
+        *dirty = true;
+    }
+
+    fn clear(&mut self) {
+        self.legs.clear();
+        self.index.clear();
+        self.usage.clear();
     }
 }
 
@@ -779,31 +883,49 @@ impl Projection for BillingProjection {
         let event = &recorded.event;
         match decode(recorded) {
             Some(Payload::CallInitiated(initiated)) => {
-                tx.prepare_cached(
-                    "INSERT INTO billing_legs (call_sid, account_sid, direction, state)
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        event.subject,
-                        event.accountsid,
-                        initiated.direction.as_str(),
-                        LEG_OPEN
-                    ])
-                })
-                .map_err(sql("opening a billing leg"))?;
+                let known = self.leg(tx, &event.subject)?.is_some();
+                if !known {
+                    self.stage(
+                        BillingLeg {
+                            call_sid: event.subject.clone(),
+                            account_sid: event.accountsid.clone(),
+                            direction: initiated.direction,
+                            state: LEG_OPEN,
+                            answered_at: None,
+                            answered_ms: None,
+                            charge: None,
+                            currency: None,
+                            usage_day: None,
+                            closed_at: None,
+                        },
+                        true,
+                    );
+                }
             }
             Some(Payload::CallAnswered(_)) => {
-                tx.prepare_cached(
-                    "UPDATE billing_legs SET answered_at = ?2
-                     WHERE call_sid = ?1 AND answered_at IS NULL AND state = ?3",
-                )
-                .and_then(|mut s| s.execute(params![event.subject, store_time(event.time), LEG_OPEN]))
-                .map_err(sql("recording an answer"))?;
+                if let Some(i) = self.open_leg(recorded, tx)? {
+                    let (leg, dirty) = &mut self.legs[i];
+                    if leg.answered_at.is_none() {
+                        leg.answered_at = Some(event.time);
+                        *dirty = true;
+                    }
+                }
             }
-            Some(Payload::CallRejected(_)) => self.close_unbilled(recorded, tx)?,
+            Some(Payload::CallRejected(_)) => {
+                if let Some(i) = self.open_leg(recorded, tx)? {
+                    self.close_unbilled(i, event.time);
+                }
+            }
             Some(Payload::CallCompleted(completed)) => {
-                self.complete(recorded, completed.answered_ms, completed.answered_at, tx)?
+                if let Some(i) = self.open_leg(recorded, tx)? {
+                    self.complete(
+                        i,
+                        event.time,
+                        completed.answered_ms,
+                        completed.answered_at,
+                        tx,
+                    )?;
+                }
             }
             Some(Payload::RatePublished(rates)) => self.publish(recorded, &rates, tx)?,
             _ => {}
@@ -811,8 +933,42 @@ impl Projection for BillingProjection {
         Ok(())
     }
 
+    fn before_commit(&mut self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        let result = (|| {
+            for (leg, _) in self.legs.iter().filter(|(_, dirty)| *dirty) {
+                store_leg(tx, leg)?;
+            }
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO usage_daily (account_sid, category, day, currency, count, minutes, price_micros)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (account_sid, category, day, currency) DO UPDATE SET
+                        count = count + excluded.count, minutes = minutes + excluded.minutes,
+                        price_micros = price_micros + excluded.price_micros",
+                )
+                .map_err(sql("adding usage"))?;
+            for ((account, category, day, currency), (count, minutes, price)) in &self.usage {
+                upsert
+                    .execute(params![
+                        account,
+                        category,
+                        format_day(*day),
+                        currency,
+                        count,
+                        minutes,
+                        price
+                    ])
+                    .map_err(sql("adding usage"))?;
+            }
+            Ok(())
+        })();
+        self.clear();
+        result
+    }
+
     fn after_rollback(&mut self) {
         self.published = None;
+        self.clear();
     }
 }
 
@@ -873,8 +1029,16 @@ mod tests {
         assert_eq!(at(datetime!(2025-02-01 0:00 UTC)).per_minute_micros, 20_000);
         assert_eq!(at(datetime!(2025-02-01 0:00 UTC)).rated_by, "RTb/1");
         // A category missing from the table in force falls back to the configured one.
-        let outbound = price_per_minute(&config, &tables, CALLS_OUTBOUND, datetime!(2025-03-01 0:00 UTC));
-        assert_eq!((outbound.per_minute_micros, outbound.rated_by.as_str()), (14_000, "config"));
+        let outbound = price_per_minute(
+            &config,
+            &tables,
+            CALLS_OUTBOUND,
+            datetime!(2025-03-01 0:00 UTC),
+        );
+        assert_eq!(
+            (outbound.per_minute_micros, outbound.rated_by.as_str()),
+            (14_000, "config")
+        );
     }
 
     #[test]
@@ -885,25 +1049,53 @@ mod tests {
         assert_eq!(charge.category, CALLS_OUTBOUND);
         assert_eq!((charge.minutes, charge.price_micros), (2, 28_000));
         let charge = charge_leg(Direction::Inbound, 300, t, &config, &[]);
-        assert_eq!((charge.category.as_str(), charge.minutes, charge.price_micros), (CALLS_INBOUND, 1, 8_500));
+        assert_eq!(
+            (
+                charge.category.as_str(),
+                charge.minutes,
+                charge.price_micros
+            ),
+            (CALLS_INBOUND, 1, 8_500)
+        );
     }
 
     #[test]
     fn periods_cover_the_range() {
         assert_eq!(
-            periods(Granularity::Monthly, date!(2025-01-30), date!(2025-03-02)),
+            periods(
+                Granularity::Monthly,
+                date!(2025 - 01 - 30),
+                date!(2025 - 03 - 02)
+            ),
             vec![
-                (date!(2025-01-30), date!(2025-01-31)),
-                (date!(2025-02-01), date!(2025-02-28)),
-                (date!(2025-03-01), date!(2025-03-02)),
+                (date!(2025 - 01 - 30), date!(2025 - 01 - 31)),
+                (date!(2025 - 02 - 01), date!(2025 - 02 - 28)),
+                (date!(2025 - 03 - 01), date!(2025 - 03 - 02)),
             ]
         );
-        assert_eq!(periods(Granularity::Daily, date!(2025-01-01), date!(2025-01-03)).len(), 3);
         assert_eq!(
-            periods(Granularity::AllTime, date!(2025-01-01), date!(2025-06-03)),
-            vec![(date!(2025-01-01), date!(2025-06-03))]
+            periods(
+                Granularity::Daily,
+                date!(2025 - 01 - 01),
+                date!(2025 - 01 - 03)
+            )
+            .len(),
+            3
         );
-        assert!(periods(Granularity::Yearly, date!(2025-01-02), date!(2025-01-01)).is_empty());
+        assert_eq!(
+            periods(
+                Granularity::AllTime,
+                date!(2025 - 01 - 01),
+                date!(2025 - 06 - 03)
+            ),
+            vec![(date!(2025 - 01 - 01), date!(2025 - 06 - 03))]
+        );
+        assert!(periods(
+            Granularity::Yearly,
+            date!(2025 - 01 - 02),
+            date!(2025 - 01 - 01)
+        )
+        .is_empty());
     }
 
     #[test]
@@ -918,25 +1110,52 @@ mod tests {
             price_micros: price,
         };
         let rows = [
-            row(CALLS_INBOUND, date!(2025-01-01), 2, 17_000),
-            row(CALLS_OUTBOUND, date!(2025-01-02), 1, 14_000),
-            row(CALLS_INBOUND, date!(2025-01-02), 1, 8_500),
+            row(CALLS_INBOUND, date!(2025 - 01 - 01), 2, 17_000),
+            row(CALLS_OUTBOUND, date!(2025 - 01 - 02), 1, 14_000),
+            row(CALLS_INBOUND, date!(2025 - 01 - 02), 1, 8_500),
         ];
-        let all = summarize_usage(&rows, Granularity::AllTime, date!(2025-01-01), date!(2025-01-31), None, "USD");
+        let all = summarize_usage(
+            &rows,
+            Granularity::AllTime,
+            date!(2025 - 01 - 01),
+            date!(2025 - 01 - 31),
+            None,
+            "USD",
+        );
         let find = |c: &str| all.iter().find(|r| r.category == c).unwrap();
-        assert_eq!((find(CALLS).count, find(CALLS).minutes, find(CALLS).price_micros), (3, 4, 39_500));
-        assert_eq!((find(CALLS_INBOUND).count, find(CALLS_INBOUND).minutes), (2, 3));
+        assert_eq!(
+            (
+                find(CALLS).count,
+                find(CALLS).minutes,
+                find(CALLS).price_micros
+            ),
+            (3, 4, 39_500)
+        );
+        assert_eq!(
+            (find(CALLS_INBOUND).count, find(CALLS_INBOUND).minutes),
+            (2, 3)
+        );
         assert_eq!(find(CALLS_OUTBOUND).price_micros, 14_000);
-        let daily = summarize_usage(&rows, Granularity::Daily, date!(2025-01-01), date!(2025-01-03), Some(CALLS), "USD");
-        assert_eq!(daily.iter().map(|r| r.minutes).collect::<Vec<_>>(), vec![2, 2, 0]);
+        let daily = summarize_usage(
+            &rows,
+            Granularity::Daily,
+            date!(2025 - 01 - 01),
+            date!(2025 - 01 - 03),
+            Some(CALLS),
+            "USD",
+        );
+        assert_eq!(
+            daily.iter().map(|r| r.minutes).collect::<Vec<_>>(),
+            vec![2, 2, 0]
+        );
         assert!(!counts_towards(CALLS, "callsx"));
         assert!(counts_towards(CALLS_INBOUND, "calls-inbound-local"));
     }
 
     #[test]
     fn days_parse_strictly() {
-        assert_eq!(parse_day("2025-02-28"), Some(date!(2025-02-28)));
-        assert_eq!(format_day(date!(2025-02-08)), "2025-02-08");
+        assert_eq!(parse_day("2025-02-28"), Some(date!(2025 - 02 - 28)));
+        assert_eq!(format_day(date!(2025 - 02 - 08)), "2025-02-08");
         for bad in ["2025-02-30", "2025-2-8", "x", "2025-02-28T00", ""] {
             assert_eq!(parse_day(bad), None, "{bad}");
         }

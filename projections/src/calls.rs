@@ -5,6 +5,8 @@
 //! A call's price is not on this table: the billing projection owns it (`billing_legs`) so
 //! that re-rating rebuilds only billing. Queries join the two ([`get_call`], [`list_calls`]).
 
+use std::collections::HashMap;
+
 use dialtone_events::payload::{CallInitiated, CallStatus, Direction};
 use dialtone_events::{Payload, RecordedEvent};
 use rusqlite::types::Value;
@@ -253,7 +255,8 @@ fn corrupt(message: String) -> ProjectionError {
 fn to_row(raw: RawCall, (created, updated): (String, String)) -> Result<CallRow, ProjectionError> {
     let [sid, account_sid, parent, direction, from, to, forwarded, pn, owner, status, start, end, hangup_by] =
         raw.text;
-    let required = |v: Option<String>, name: &str| v.ok_or_else(|| corrupt(format!("{name} is null")));
+    let required =
+        |v: Option<String>, name: &str| v.ok_or_else(|| corrupt(format!("{name} is null")));
     let direction = required(direction, "direction")?;
     let status = required(status, "status")?;
     Ok(CallRow {
@@ -267,7 +270,8 @@ fn to_row(raw: RawCall, (created, updated): (String, String)) -> Result<CallRow,
         forwarded_from: forwarded,
         phone_number_sid: pn,
         owner_node: required(owner, "owner_node")?,
-        status: parse_status(&status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?,
+        status: parse_status(&status)
+            .ok_or_else(|| corrupt(format!("unknown status {status:?}")))?,
         start_time: load_time_opt("calls", start)?,
         end_time: load_time_opt("calls", end)?,
         duration_s: raw.duration_s,
@@ -331,13 +335,38 @@ fn store_row(tx: &Connection, row: &CallRow) -> Result<(), ProjectionError> {
     Ok(())
 }
 
-/// Projects call events into `calls`.
+/// Projects call events into `calls`. Rows touched in a batch stay in memory until
+/// [`Projection::before_commit`], so each call is read and written once per batch.
 #[derive(Default)]
-pub struct CallsProjection;
+pub struct CallsProjection {
+    /// Rows of this batch in first-touch order, with whether they changed.
+    staged: Vec<(CallRow, bool)>,
+    index: HashMap<String, usize>,
+}
 
 impl CallsProjection {
     pub fn new() -> CallsProjection {
-        CallsProjection
+        CallsProjection::default()
+    }
+
+    /// The staged row of `sid`, loading it from the table on first touch.
+    fn staged_row(&mut self, tx: &Connection, sid: &str) -> Result<Option<usize>, ProjectionError> {
+        if let Some(i) = self.index.get(sid) {
+            return Ok(Some(*i));
+        }
+        Ok(load_row(tx, sid)?.map(|row| self.stage(row, false)))
+    }
+
+    fn stage(&mut self, row: CallRow, dirty: bool) -> usize {
+        let i = self.staged.len();
+        self.index.insert(row.sid.clone(), i);
+        self.staged.push((row, dirty));
+        i
+    }
+
+    fn clear(&mut self) {
+        self.staged.clear();
+        self.index.clear();
     }
 }
 
@@ -379,26 +408,41 @@ impl Projection for CallsProjection {
         let Some(payload) = decode(recorded) else {
             return Ok(());
         };
-        if let Payload::CallInitiated(initiated) = &payload {
-            if load_row(tx, &event.subject)?.is_none() {
-                let row = CallRow::initiated(&event.subject, &event.accountsid, event.time, initiated);
-                store_row(tx, &row)?;
+        let staged = self.staged_row(tx, &event.subject)?;
+        match (&payload, staged) {
+            (Payload::CallInitiated(initiated), None) => {
+                let row =
+                    CallRow::initiated(&event.subject, &event.accountsid, event.time, initiated);
+                self.stage(row, true);
             }
-            return Ok(());
-        }
-        match load_row(tx, &event.subject)? {
-            Some(mut row) => {
+            (Payload::CallInitiated(_), Some(_)) => {}
+            (_, Some(i)) => {
+                let (row, dirty) = &mut self.staged[i];
                 if row.apply(&payload, event.time) {
-                    store_row(tx, &row)?;
+                    *dirty = true;
                 }
             }
-            None => tracing::warn!(
+            (_, None) => tracing::warn!(
                 call = %event.subject,
                 event_type = %event.event_type,
                 "call event before call.initiated; ignored"
             ),
         }
         Ok(())
+    }
+
+    fn before_commit(&mut self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        let result = self
+            .staged
+            .iter()
+            .filter(|(_, dirty)| *dirty)
+            .try_for_each(|(row, _)| store_row(tx, row));
+        self.clear();
+        result
+    }
+
+    fn after_rollback(&mut self) {
+        self.clear();
     }
 }
 
@@ -513,11 +557,13 @@ pub fn list_calls(
     exact("c.to_number", &filter.to);
     exact("c.from_number", &filter.from);
     exact("c.parent_call_sid", &filter.parent_call_sid);
-    exact(
-        "c.status",
-        &filter.status.map(|s| s.as_str().to_owned()),
+    exact("c.status", &filter.status.map(|s| s.as_str().to_owned()));
+    push_date_filter(
+        "c.start_time",
+        &filter.start_time,
+        &mut conditions,
+        &mut values,
     );
-    push_date_filter("c.start_time", &filter.start_time, &mut conditions, &mut values);
     push_date_filter("c.end_time", &filter.end_time, &mut conditions, &mut values);
     let keyset = keyset(page, Order::Descending, "c.date_created", "c.sid");
     if let Some(condition) = &keyset.condition {
@@ -593,16 +639,25 @@ mod tests {
         let t0 = start();
         let mut row = CallRow::initiated("CA1", "AC1", t0, &initiated(Direction::Inbound));
         assert_eq!(row.status, CallStatus::Ringing);
-        assert!(row.apply(&Payload::CallAnswered(CallAnswered::default()), t0 + Duration::seconds(1)));
+        assert!(row.apply(
+            &Payload::CallAnswered(CallAnswered::default()),
+            t0 + Duration::seconds(1)
+        ));
         assert_eq!(row.status, CallStatus::InProgress);
         assert_eq!(row.start_time, Some(t0 + Duration::seconds(1)));
-        assert!(row.apply(&completed(CallStatus::Completed, 15_400), t0 + Duration::seconds(16)));
+        assert!(row.apply(
+            &completed(CallStatus::Completed, 15_400),
+            t0 + Duration::seconds(16)
+        ));
         assert_eq!(row.status, CallStatus::Completed);
         assert_eq!(row.duration_s, Some(15));
         assert_eq!(row.end_time, Some(t0 + Duration::seconds(16)));
         assert_eq!(row.queue_time_ms, 0);
         // A late ringing does not reopen a finished call.
-        assert!(!row.apply(&Payload::CallRinging(CallRinging::default()), t0 + Duration::seconds(17)));
+        assert!(!row.apply(
+            &Payload::CallRinging(CallRinging::default()),
+            t0 + Duration::seconds(17)
+        ));
         assert_eq!(row.status, CallStatus::Completed);
     }
 
@@ -611,7 +666,10 @@ mod tests {
         let t0 = start();
         let mut row = CallRow::initiated("CA1", "AC1", t0, &initiated(Direction::OutboundApi));
         assert_eq!(row.status, CallStatus::Queued);
-        row.apply(&Payload::CallRinging(CallRinging::default()), t0 + Duration::milliseconds(1500));
+        row.apply(
+            &Payload::CallRinging(CallRinging::default()),
+            t0 + Duration::milliseconds(1500),
+        );
         assert_eq!((row.status, row.queue_time_ms), (CallStatus::Ringing, 1500));
     }
 

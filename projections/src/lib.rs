@@ -51,9 +51,7 @@ pub use db::{open_read_model_db, ReadModels, READ_MODELS_FILE};
 pub use numbers::{NumberDirectory, NumberRoute, NumbersProjection};
 pub use projection::{Projection, ProjectionError};
 pub use recordings::RecordingsProjection;
-pub use runner::{
-    rebuild, Progress, ProjectionRunner, RebuildReport, RunnerConfig, RunnerHandle,
-};
+pub use runner::{rebuild, Progress, ProjectionRunner, RebuildReport, RunnerConfig, RunnerHandle};
 
 /// The projections `dialtone serve` runs: accounts and numbers (which keep the given
 /// in-memory directories live), calls, billing (rated with `rates` unless a published rate

@@ -146,7 +146,8 @@ CREATE TABLE IF NOT EXISTS numbers (
 CREATE INDEX IF NOT EXISTS numbers_by_account ON numbers (account_sid, date_created, sid);
 ";
 
-const SELECT: &str = "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method,
+const SELECT: &str =
+    "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method,
     voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, version,
     date_created, date_updated FROM numbers";
 
@@ -454,9 +455,20 @@ mod tests {
         assert_eq!(normalize_e164("+1 (415) 555-0100").unwrap(), "+14155550100");
         assert_eq!(normalize_e164("415.555.0100").unwrap(), "+14155550100");
         assert_eq!(normalize_e164("14155550100").unwrap(), "+14155550100");
-        assert_eq!(normalize_e164("0044 20 7946 0958").unwrap(), "+442079460958");
+        assert_eq!(
+            normalize_e164("0044 20 7946 0958").unwrap(),
+            "+442079460958"
+        );
         assert_eq!(normalize_e164("+442079460958").unwrap(), "+442079460958");
-        for bad in ["", "+", "abc", "+1415555010x", "12345", "+0123456789", "+1234567890123456"] {
+        for bad in [
+            "",
+            "+",
+            "abc",
+            "+1415555010x",
+            "12345",
+            "+0123456789",
+            "+1234567890123456",
+        ] {
             assert!(normalize_e164(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -465,6 +477,9 @@ mod tests {
     fn nanp_numbers_format_nationally() {
         assert_eq!(format_national("+14158675309"), "(415) 867-5309");
         assert_eq!(format_national("+442079460958"), "+442079460958");
-        assert_eq!(format_national("sip:alice@example.com"), "sip:alice@example.com");
+        assert_eq!(
+            format_national("sip:alice@example.com"),
+            "sip:alice@example.com"
+        );
     }
 }

@@ -109,7 +109,9 @@ pub(crate) fn keyset(
     KeysetSql {
         condition,
         params,
-        tail: format!("ORDER BY {primary_col} {dir}, {sid_col} {dir} LIMIT {limit} OFFSET {offset}"),
+        tail: format!(
+            "ORDER BY {primary_col} {dir}, {sid_col} {dir} LIMIT {limit} OFFSET {offset}"
+        ),
         reversed,
         size,
     }

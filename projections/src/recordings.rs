@@ -90,8 +90,20 @@ pub fn get_recording(
             .optional()
         })
         .map_err(sql("reading a recording"))?;
-    let Some((sid, account_sid, call_sid, status, source, channels, duration_ms, path, error_code, start, created, updated)) =
-        raw
+    let Some((
+        sid,
+        account_sid,
+        call_sid,
+        status,
+        source,
+        channels,
+        duration_ms,
+        path,
+        error_code,
+        start,
+        created,
+        updated,
+    )) = raw
     else {
         return Ok(None);
     };

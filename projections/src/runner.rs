@@ -301,6 +301,7 @@ impl RunnerState {
                     cursor.advance(&recorded.position);
                     seen += 1;
                 }
+                slot.projection.before_commit(&tx)?;
                 if seen > 0 {
                     write_checkpoint(
                         &tx,
@@ -369,13 +370,7 @@ impl ProjectionRunner {
             ..Progress::default()
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(run(
-            Box::new(state),
-            log,
-            progress_tx,
-            shutdown_rx,
-            config,
-        ));
+        let task = tokio::spawn(run(Box::new(state), log, progress_tx, shutdown_rx, config));
         Ok(ProjectionRunner {
             handle: RunnerHandle {
                 progress: progress_rx,

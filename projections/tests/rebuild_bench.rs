@@ -29,11 +29,16 @@ async fn rebuild_throughput() {
             for i in (writer..CALLS).step_by(200) {
                 let account = &accounts[i % accounts.len()];
                 let at = |ms: i64| t0 + time::Duration::milliseconds(ms + i as i64);
-                let ev = |p: dialtone_events::Payload, ms| NewEvent::new(account.as_str(), p).at(at(ms));
+                let ev =
+                    |p: dialtone_events::Payload, ms| NewEvent::new(account.as_str(), p).at(at(ms));
                 let events = vec![
                     ev(
                         CallInitiated {
-                            direction: if i % 2 == 0 { Direction::Inbound } else { Direction::OutboundApi },
+                            direction: if i % 2 == 0 {
+                                Direction::Inbound
+                            } else {
+                                Direction::OutboundApi
+                            },
                             from: "+14155550100".into(),
                             to: "+14155550199".into(),
                             owner_node: "bench".into(),
@@ -63,7 +68,9 @@ async fn rebuild_throughput() {
                     ),
                 ];
                 let sid = CallSid::generate();
-                log.append(sid.as_str(), ExpectedVersion::NoStream, events).await.unwrap();
+                log.append(sid.as_str(), ExpectedVersion::NoStream, events)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -73,11 +80,26 @@ async fn rebuild_throughput() {
     let db = dir.path().join(READ_MODELS_FILE);
     let machine = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(str::to_owned))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
-    println!("machine: {machine}, {} cpus", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    for projection in standard_projections(&AccountDirectory::default(), &NumberDirectory::default(), RateTable::default()) {
-        let report = rebuild(log.as_ref(), &db, projection, |_| {}).await.unwrap();
+    println!(
+        "machine: {machine}, {} cpus",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    for projection in standard_projections(
+        &AccountDirectory::default(),
+        &NumberDirectory::default(),
+        RateTable::default(),
+    ) {
+        let report = rebuild(log.as_ref(), &db, projection, |_| {})
+            .await
+            .unwrap();
         println!(
             "rebuild {:<10} {} events in {:>8.3?}: {:>9.0} events/s",
             report.projection, report.events, report.elapsed, report.events_per_second
@@ -89,7 +111,11 @@ async fn rebuild_throughput() {
     let runner = ProjectionRunner::start(
         log.clone(),
         &fresh,
-        standard_projections(&AccountDirectory::default(), &NumberDirectory::default(), RateTable::default()),
+        standard_projections(
+            &AccountDirectory::default(),
+            &NumberDirectory::default(),
+            RateTable::default(),
+        ),
         RunnerConfig::default(),
     )
     .await

@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn basic_credentials_parse_and_reject_garbage() {
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic QUMxOnRvazp3aXRoOmNvbG9ucw=="));
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Basic QUMxOnRvazp3aXRoOmNvbG9ucw=="),
+        );
         assert_eq!(
             basic_credentials(&headers),
             Some(("AC1".into(), "tok:with:colons".into()))

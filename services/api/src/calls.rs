@@ -156,7 +156,10 @@ pub(crate) async fn fetch(
     auth: Authenticated,
     Path((_, segment)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let path = format!("{}.json", call_base(auth.sid(), segment.trim_end_matches(".json")));
+    let path = format!(
+        "{}.json",
+        call_base(auth.sid(), segment.trim_end_matches(".json"))
+    );
     let sid = sid_segment(&segment, CallSid::PREFIX, &path)?.to_owned();
     let account = auth.sid().to_owned();
     let record = state

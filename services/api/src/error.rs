@@ -60,7 +60,11 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, codes::AUTHENTICATE, "Authenticate")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::AUTHENTICATE,
+            "Authenticate",
+        )
     }
 
     /// Twilio's wording: "The requested resource {path} was not found".

@@ -51,13 +51,19 @@ mod tests {
             rfc2822(datetime!(2010-08-31 20:36:28.123 UTC)),
             "Tue, 31 Aug 2010 20:36:28 +0000"
         );
-        assert_eq!(as_of(datetime!(2025-03-10 12:00:05 UTC)), "2025-03-10T12:00:05+00:00");
+        assert_eq!(
+            as_of(datetime!(2025-03-10 12:00:05 UTC)),
+            "2025-03-10T12:00:05+00:00"
+        );
     }
 
     #[test]
     fn sid_segments() {
         let sid = "CA0123456789abcdef0123456789abcdef";
-        assert_eq!(sid_segment(&format!("{sid}.json"), "CA", "/p").unwrap(), sid);
+        assert_eq!(
+            sid_segment(&format!("{sid}.json"), "CA", "/p").unwrap(),
+            sid
+        );
         assert_eq!(sid_segment(sid, "CA", "/p").unwrap(), sid);
         assert!(sid_segment("CA1.json", "CA", "/p").is_err());
         assert!(sid_segment(&format!("{sid}.xml"), "CA", "/p").is_err());

@@ -90,7 +90,9 @@ pub(crate) fn number_json(record: &NumberRecord) -> Value {
 fn apply_params(config: &mut NumberConfig, params: &Params) -> Result<(), ApiError> {
     if let Some(name) = params.get("FriendlyName") {
         if name.chars().count() > 64 {
-            return Err(ApiError::invalid("FriendlyName must be at most 64 characters"));
+            return Err(ApiError::invalid(
+                "FriendlyName must be at most 64 characters",
+            ));
         }
         config.friendly_name = if name.is_empty() {
             format_national(&config.phone_number)
@@ -185,7 +187,10 @@ pub(crate) async fn create(
         ApiError::invalid("A PhoneNumber is required (AreaCode search is not supported)")
     })?;
     let phone_number = normalize_e164(raw_number).map_err(|e| {
-        ApiError::bad_request(codes::INVALID_PHONE_NUMBER, format!("PhoneNumber is invalid: {e}"))
+        ApiError::bad_request(
+            codes::INVALID_PHONE_NUMBER,
+            format!("PhoneNumber is invalid: {e}"),
+        )
     })?;
     let mut config = NumberConfig {
         friendly_name: format_national(&phone_number),

@@ -27,8 +27,9 @@ impl Paging {
             params
                 .non_empty(name)
                 .map(|v| {
-                    v.parse::<usize>()
-                        .map_err(|_| ApiError::invalid(format!("{name} must be a non-negative integer")))
+                    v.parse::<usize>().map_err(|_| {
+                        ApiError::invalid(format!("{name} must be a non-negative integer"))
+                    })
                 })
                 .transpose()
         };
@@ -41,7 +42,9 @@ impl Paging {
         }
         let anchor = params
             .non_empty("PageToken")
-            .map(|token| decode_token(token).ok_or_else(|| ApiError::invalid("PageToken is invalid")))
+            .map(|token| {
+                decode_token(token).ok_or_else(|| ApiError::invalid("PageToken is invalid"))
+            })
             .transpose()?;
         Ok(Paging { size, page, anchor })
     }
@@ -65,7 +68,10 @@ pub fn encode_token(anchor: &Anchor) -> String {
         Anchor::After(key) => ("PA", key),
         Anchor::Before(key) => ("PB", key),
     };
-    format!("{prefix}{}", hex::encode(format!("{}\n{}", key.primary, key.sid)))
+    format!(
+        "{prefix}{}",
+        hex::encode(format!("{}\n{}", key.primary, key.sid))
+    )
 }
 
 pub fn decode_token(token: &str) -> Option<Anchor> {

@@ -114,12 +114,21 @@ mod tests {
     fn urls_are_validated() {
         assert!(is_http_url("https://example.com/voice?x=1"));
         assert!(is_http_url("http://127.0.0.1:8080"));
-        for bad in ["ftp://x", "https://", "example.com", "https:// x", "https:///path"] {
+        for bad in [
+            "ftp://x",
+            "https://",
+            "example.com",
+            "https:// x",
+            "https:///path",
+        ] {
             assert!(!is_http_url(bad), "{bad}");
         }
         let p = Params::parse(b"VoiceUrl=&StatusCallback=nope");
         assert_eq!(p.url("VoiceUrl").unwrap(), Some(None));
         assert_eq!(p.url("Missing").unwrap(), None);
-        assert_eq!(p.url("StatusCallback").unwrap_err().code, codes::INVALID_URL);
+        assert_eq!(
+            p.url("StatusCallback").unwrap_err().code,
+            codes::INVALID_URL
+        );
     }
 }

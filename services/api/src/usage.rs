@@ -81,7 +81,9 @@ fn range(
             .non_empty(name)
             .map(|v| {
                 parse_date(v, today).ok_or_else(|| {
-                    ApiError::invalid(format!("{name} must be YYYY-MM-DD or a relative offset such as -30days"))
+                    ApiError::invalid(format!(
+                        "{name} must be YYYY-MM-DD or a relative offset such as -30days"
+                    ))
                 })
             })
             .transpose()
@@ -121,7 +123,12 @@ fn description(category: &str) -> String {
     }
 }
 
-fn record_json(account: &str, period: Option<Period>, record: &UsageRecord, now: OffsetDateTime) -> Value {
+fn record_json(
+    account: &str,
+    period: Option<Period>,
+    record: &UsageRecord,
+    now: OffsetDateTime,
+) -> Value {
     let base = format!("/{API_VERSION}/Accounts/{account}/Usage/Records");
     let category_query = encode_query(&[("Category".into(), record.category.clone())]);
     let sub = |name: &str| format!("{base}/{name}.json?{category_query}");
@@ -178,7 +185,9 @@ async fn records(
         auth.account.date_created.date(),
     )?;
     if periods(granularity, start, end).len().saturating_mul(3) > MAX_RECORDS {
-        return Err(ApiError::invalid("The date range is too large for this granularity"));
+        return Err(ApiError::invalid(
+            "The date range is too large for this granularity",
+        ));
     }
     let account = auth.sid().to_owned();
     let rows = state
@@ -267,7 +276,11 @@ mod tests {
         );
         assert_eq!(
             range(Period::LastMonth, &none, today, created).unwrap(),
-            (Granularity::AllTime, date!(2025 - 02 - 01), date!(2025 - 02 - 28))
+            (
+                Granularity::AllTime,
+                date!(2025 - 02 - 01),
+                date!(2025 - 02 - 28)
+            )
         );
         assert_eq!(
             range(Period::Yesterday, &none, today, created).unwrap().1,
@@ -276,7 +289,11 @@ mod tests {
         let relative = Params::parse(b"StartDate=-30days&EndDate=2025-03-01");
         assert_eq!(
             range(Period::Daily, &relative, today, created).unwrap(),
-            (Granularity::Daily, date!(2025 - 02 - 08), date!(2025 - 03 - 01))
+            (
+                Granularity::Daily,
+                date!(2025 - 02 - 08),
+                date!(2025 - 03 - 01)
+            )
         );
         let backwards = Params::parse(b"StartDate=2025-03-02&EndDate=2025-03-01");
         assert!(range(Period::Daily, &backwards, today, created).is_err());

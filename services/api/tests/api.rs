@@ -42,6 +42,8 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        // Install the recorder before anything records, so every counter is captured.
+        let metrics = prometheus();
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn EventLog> =
             Arc::new(SqliteLog::open(dir.path().join("events.db"), "node-1").unwrap());
@@ -68,7 +70,7 @@ impl Server {
             runner.handle(),
             "node-1",
         )
-        .with_metrics(prometheus());
+        .with_metrics(metrics);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router(state)).await });
@@ -133,7 +135,12 @@ impl Server {
     }
 
     /// Appends a whole call to the log, as the SIP edge would, and waits for projections.
-    async fn call(&self, account: &AccountSid, t0: OffsetDateTime, outcome: Option<u64>) -> CallSid {
+    async fn call(
+        &self,
+        account: &AccountSid,
+        t0: OffsetDateTime,
+        outcome: Option<u64>,
+    ) -> CallSid {
         let sid = CallSid::generate();
         let at = |ms: i64| t0 + time::Duration::milliseconds(ms);
         let ev = |p: Payload, ms: i64| NewEvent::new(account.as_str(), p).at(at(ms));
@@ -200,7 +207,11 @@ impl Server {
             .append(sid.as_str(), ExpectedVersion::NoStream, events)
             .await
             .unwrap();
-        self.runner.handle().wait_for(&appended.positions).await.unwrap();
+        self.runner
+            .handle()
+            .wait_for(&appended.positions)
+            .await
+            .unwrap();
         sid
     }
 }
@@ -282,7 +293,10 @@ async fn incoming_phone_numbers_round_trip() {
     assert_eq!(created["capabilities"]["voice"], true);
     assert_eq!(
         created["uri"],
-        format!("/2010-04-01/Accounts/{}/IncomingPhoneNumbers/{sid}.json", s.a.sid)
+        format!(
+            "/2010-04-01/Accounts/{}/IncomingPhoneNumbers/{sid}.json",
+            s.a.sid
+        )
     );
     assert!(created["date_created"].as_str().unwrap().ends_with("+0000"));
     // The SIP edge sees it at once.
@@ -299,17 +313,31 @@ async fn incoming_phone_numbers_round_trip() {
     assert_eq!(page["incoming_phone_numbers"].as_array().unwrap().len(), 1);
     let (_, page) = s.get(&s.a, &format!("{list}?PhoneNumber=666")).await;
     assert_eq!(page["incoming_phone_numbers"].as_array().unwrap().len(), 0);
-    let (_, page) = s.get(&s.a, &format!("{list}?FriendlyName=%28415%29%20555-0199")).await;
+    let (_, page) = s
+        .get(&s.a, &format!("{list}?FriendlyName=%28415%29%20555-0199"))
+        .await;
     assert_eq!(page["incoming_phone_numbers"].as_array().unwrap().len(), 1);
 
     // A number already provisioned (to any account) is not available.
-    let (status, body) = s.post(&s.b, &s.url(&s.b, "IncomingPhoneNumbers.json"), &[("PhoneNumber", "+14155550199")]).await;
+    let (status, body) = s
+        .post(
+            &s.b,
+            &s.url(&s.b, "IncomingPhoneNumbers.json"),
+            &[("PhoneNumber", "+14155550199")],
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 21422, 400);
     let (status, body) = s.post(&s.a, &list, &[("PhoneNumber", "call me")]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 21421, 400);
-    let (status, body) = s.post(&s.a, &list, &[("PhoneNumber", "+14155550111"), ("VoiceUrl", "not a url")]).await;
+    let (status, body) = s
+        .post(
+            &s.a,
+            &list,
+            &[("PhoneNumber", "+14155550111"), ("VoiceUrl", "not a url")],
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 21205, 400);
 
@@ -318,7 +346,11 @@ async fn incoming_phone_numbers_round_trip() {
         .post(
             &s.a,
             &one,
-            &[("VoiceUrl", "https://app.example/v2"), ("StatusCallback", ""), ("FriendlyName", "Support")],
+            &[
+                ("VoiceUrl", "https://app.example/v2"),
+                ("StatusCallback", ""),
+                ("FriendlyName", "Support"),
+            ],
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
@@ -329,11 +361,22 @@ async fn incoming_phone_numbers_round_trip() {
     let (_, fetched) = s.get(&s.a, &one).await;
     assert_eq!(fetched, updated);
     assert_eq!(
-        s.numbers.lookup("+14155550199").unwrap().config.voice_url.as_deref(),
+        s.numbers
+            .lookup("+14155550199")
+            .unwrap()
+            .config
+            .voice_url
+            .as_deref(),
         Some("https://app.example/v2")
     );
     // Two updates in a row: the second uses the version the first produced.
-    let (status, _) = s.post(&s.a, &one, &[("VoiceFallbackUrl", "https://app.example/fallback")]).await;
+    let (status, _) = s
+        .post(
+            &s.a,
+            &one,
+            &[("VoiceFallbackUrl", "https://app.example/fallback")],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     // Release.
@@ -344,7 +387,13 @@ async fn incoming_phone_numbers_round_trip() {
     assert!(s.numbers.lookup("+14155550199").is_none());
     assert_eq!(s.delete(&s.a, &one).await, StatusCode::NOT_FOUND);
     // Released numbers can be provisioned again, by anyone.
-    let (status, _) = s.post(&s.b, &s.url(&s.b, "IncomingPhoneNumbers.json"), &[("PhoneNumber", "+14155550199")]).await;
+    let (status, _) = s
+        .post(
+            &s.b,
+            &s.url(&s.b, "IncomingPhoneNumbers.json"),
+            &[("PhoneNumber", "+14155550199")],
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 }
 
@@ -352,10 +401,16 @@ async fn incoming_phone_numbers_round_trip() {
 async fn accounts_never_see_each_others_resources() {
     let s = Server::start().await;
     let (_, created) = s
-        .post(&s.a, &s.url(&s.a, "IncomingPhoneNumbers.json"), &[("PhoneNumber", "+14155550142")])
+        .post(
+            &s.a,
+            &s.url(&s.a, "IncomingPhoneNumbers.json"),
+            &[("PhoneNumber", "+14155550142")],
+        )
         .await;
     let pn = created["sid"].as_str().unwrap().to_owned();
-    let call = s.call(&s.a.sid, OffsetDateTime::now_utc(), Some(5_000)).await;
+    let call = s
+        .call(&s.a.sid, OffsetDateTime::now_utc(), Some(5_000))
+        .await;
 
     // B, on its own path, finds none of A's things.
     let (_, page) = s.get(&s.b, &s.url(&s.b, "IncomingPhoneNumbers.json")).await;
@@ -364,16 +419,44 @@ async fn accounts_never_see_each_others_resources() {
     assert_eq!(page["calls"].as_array().unwrap().len(), 0);
     let b_pn = s.url(&s.b, &format!("IncomingPhoneNumbers/{pn}.json"));
     assert_eq!(s.get(&s.b, &b_pn).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(s.post(&s.b, &b_pn, &[("VoiceUrl", "https://evil.example/")]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.post(&s.b, &b_pn, &[("VoiceUrl", "https://evil.example/")])
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(s.delete(&s.b, &b_pn).await, StatusCode::NOT_FOUND);
-    assert_eq!(s.get(&s.b, &s.url(&s.b, &format!("Calls/{call}.json"))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get(&s.b, &s.url(&s.b, &format!("Calls/{call}.json")))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
     let events = format!("{}/v1/Accounts/{}/Calls/{call}/Events", s.base, s.b.sid);
     assert_eq!(s.get(&s.b, &events).await.0, StatusCode::NOT_FOUND);
     // B cannot use A's path either.
-    assert_eq!(s.get(&s.b, &s.url(&s.a, &format!("Calls/{call}.json"))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get(&s.b, &s.url(&s.a, &format!("Calls/{call}.json")))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
     // A still has everything.
-    assert_eq!(s.get(&s.a, &s.url(&s.a, &format!("IncomingPhoneNumbers/{pn}.json"))).await.0, StatusCode::OK);
-    assert_eq!(s.get(&s.a, &s.url(&s.a, &format!("Calls/{call}.json"))).await.0, StatusCode::OK);
+    assert_eq!(
+        s.get(
+            &s.a,
+            &s.url(&s.a, &format!("IncomingPhoneNumbers/{pn}.json"))
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get(&s.a, &s.url(&s.a, &format!("Calls/{call}.json")))
+            .await
+            .0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -381,9 +464,13 @@ async fn calls_list_and_fetch_in_twilio_shape() {
     let s = Server::start().await;
     let t0 = time::macros::datetime!(2025-03-10 12:00:00 UTC);
     let answered = s.call(&s.a.sid, t0, Some(15_400)).await;
-    let busy = s.call(&s.a.sid, t0 + time::Duration::minutes(1), None).await;
+    let busy = s
+        .call(&s.a.sid, t0 + time::Duration::minutes(1), None)
+        .await;
 
-    let (status, call) = s.get(&s.a, &s.url(&s.a, &format!("Calls/{answered}.json"))).await;
+    let (status, call) = s
+        .get(&s.a, &s.url(&s.a, &format!("Calls/{answered}.json")))
+        .await;
     assert_eq!(status, StatusCode::OK, "{call}");
     assert_eq!(call["sid"], answered.as_str());
     assert_eq!(call["account_sid"], s.a.sid.as_str());
@@ -402,13 +489,21 @@ async fn calls_list_and_fetch_in_twilio_shape() {
     assert_eq!(call["queue_time"], "0");
     assert_eq!(call["parent_call_sid"], Value::Null);
     assert!(call["phone_number_sid"].as_str().unwrap().starts_with("PN"));
-    assert_eq!(call["uri"], format!("/2010-04-01/Accounts/{}/Calls/{answered}.json", s.a.sid));
+    assert_eq!(
+        call["uri"],
+        format!("/2010-04-01/Accounts/{}/Calls/{answered}.json", s.a.sid)
+    );
     assert_eq!(
         call["subresource_uris"]["recordings"],
-        format!("/2010-04-01/Accounts/{}/Calls/{answered}/Recordings.json", s.a.sid)
+        format!(
+            "/2010-04-01/Accounts/{}/Calls/{answered}/Recordings.json",
+            s.a.sid
+        )
     );
 
-    let (_, call) = s.get(&s.a, &s.url(&s.a, &format!("Calls/{busy}.json"))).await;
+    let (_, call) = s
+        .get(&s.a, &s.url(&s.a, &format!("Calls/{busy}.json")))
+        .await;
     assert_eq!(call["status"], "busy");
     assert_eq!(call["duration"], Value::Null);
     assert_eq!(call["start_time"], Value::Null);
@@ -417,7 +512,12 @@ async fn calls_list_and_fetch_in_twilio_shape() {
 
     let (status, page) = s.get(&s.a, &s.url(&s.a, "Calls.json")).await;
     assert_eq!(status, StatusCode::OK);
-    let sids: Vec<&str> = page["calls"].as_array().unwrap().iter().map(|c| c["sid"].as_str().unwrap()).collect();
+    let sids: Vec<&str> = page["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["sid"].as_str().unwrap())
+        .collect();
     assert_eq!(sids, vec![busy.as_str(), answered.as_str()], "newest first");
     assert_eq!(page["page"], 0);
     assert_eq!(page["page_size"], 50);
@@ -440,11 +540,15 @@ async fn calls_list_and_fetch_in_twilio_shape() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 20001, 400);
     let missing = CallSid::generate();
-    let (status, _) = s.get(&s.a, &s.url(&s.a, &format!("Calls/{missing}.json"))).await;
+    let (status, _) = s
+        .get(&s.a, &s.url(&s.a, &format!("Calls/{missing}.json")))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = s.get(&s.a, &s.url(&s.a, "Calls/not-a-sid.json")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = s.post(&s.a, &s.url(&s.a, "Calls.json"), &[("To", "+1415")]).await;
+    let (status, body) = s
+        .post(&s.a, &s.url(&s.a, "Calls.json"), &[("To", "+1415")])
+        .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
     assert_twilio_error(&body, 20501, 501);
 }
@@ -455,7 +559,11 @@ async fn paging_follows_next_and_previous_uris() {
     let t0 = time::macros::datetime!(2025-03-10 12:00:00 UTC);
     let mut expected = Vec::new();
     for i in 0..7 {
-        expected.push(s.call(&s.a.sid, t0 + time::Duration::seconds(i), None).await.to_string());
+        expected.push(
+            s.call(&s.a.sid, t0 + time::Duration::seconds(i), None)
+                .await
+                .to_string(),
+        );
     }
     expected.reverse();
     let mut seen = Vec::new();
@@ -465,11 +573,20 @@ async fn paging_follows_next_and_previous_uris() {
         let (status, page) = s.get(&s.a, &url).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         assert_eq!(page["page_size"], 3);
-        seen.extend(page["calls"].as_array().unwrap().iter().map(|c| c["sid"].as_str().unwrap().to_owned()));
+        seen.extend(
+            page["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["sid"].as_str().unwrap().to_owned()),
+        );
         pages.push(page.clone());
         match page["next_page_uri"].as_str() {
             Some(next) => {
-                assert!(next.contains("Status=busy"), "filters survive paging: {next}");
+                assert!(
+                    next.contains("Status=busy"),
+                    "filters survive paging: {next}"
+                );
                 url = format!("{}{next}", s.base);
             }
             None => break,
@@ -481,16 +598,23 @@ async fn paging_follows_next_and_previous_uris() {
     assert_eq!(pages[1]["start"], 3);
     assert_eq!(pages[1]["end"], 5);
     assert_eq!(pages[2]["start"], 6);
-    assert!(pages[0]["first_page_uri"].as_str().unwrap().ends_with("PageSize=3&Page=0"));
+    assert!(pages[0]["first_page_uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("PageSize=3&Page=0"));
     // Walking back from the last page gives the middle page again.
     let previous = pages[2]["previous_page_uri"].as_str().unwrap();
     let (_, back) = s.get(&s.a, &format!("{}{previous}", s.base)).await;
     assert_eq!(back["calls"], pages[1]["calls"]);
     assert_eq!(back["page"], 1);
     // Page index without a token is an offset.
-    let (_, by_index) = s.get(&s.a, &s.url(&s.a, "Calls.json?PageSize=3&Page=2")).await;
+    let (_, by_index) = s
+        .get(&s.a, &s.url(&s.a, "Calls.json?PageSize=3&Page=2"))
+        .await;
     assert_eq!(by_index["calls"], pages[2]["calls"]);
-    let (status, _) = s.get(&s.a, &s.url(&s.a, "Calls.json?PageToken=garbage")).await;
+    let (status, _) = s
+        .get(&s.a, &s.url(&s.a, "Calls.json?PageToken=garbage"))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -527,31 +651,56 @@ async fn usage_records_sum_billed_minutes() {
     assert_eq!(record(&page, "calls-inbound")["usage"], "3");
     assert_eq!(record(&page, "calls-outbound")["usage"], "0");
 
-    let (_, page) = s.get(&s.a, &s.url(&s.a, "Usage/Records.json?Category=calls-inbound")).await;
+    let (_, page) = s
+        .get(
+            &s.a,
+            &s.url(&s.a, "Usage/Records.json?Category=calls-inbound"),
+        )
+        .await;
     assert_eq!(page["usage_records"].as_array().unwrap().len(), 1);
-    let (_, page) = s.get(&s.a, &s.url(&s.a, "Usage/Records/Today.json?Category=calls")).await;
+    let (_, page) = s
+        .get(
+            &s.a,
+            &s.url(&s.a, "Usage/Records/Today.json?Category=calls"),
+        )
+        .await;
     assert_eq!(record(&page, "calls")["usage"], "3");
     let (_, page) = s
-        .get(&s.a, &s.url(&s.a, &format!("Usage/Records/Daily.json?Category=calls&StartDate=-2days&EndDate={day}")))
+        .get(
+            &s.a,
+            &s.url(
+                &s.a,
+                &format!("Usage/Records/Daily.json?Category=calls&StartDate=-2days&EndDate={day}"),
+            ),
+        )
         .await;
     let records = page["usage_records"].as_array().unwrap();
     assert_eq!(records.len(), 3, "{page}");
     assert_eq!(records[2]["start_date"], day.as_str());
     assert_eq!(records[2]["usage"], "3");
     assert_eq!(records[0]["usage"], "0");
-    let (_, page) = s.get(&s.a, &s.url(&s.a, "Usage/Records/Yesterday.json?Category=calls")).await;
+    let (_, page) = s
+        .get(
+            &s.a,
+            &s.url(&s.a, "Usage/Records/Yesterday.json?Category=calls"),
+        )
+        .await;
     assert_eq!(record(&page, "calls")["usage"], "0");
     let (status, _) = s.get(&s.a, &s.url(&s.a, "Usage/Records/Hourly.json")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (_, page) = s.get(&s.b, &s.url(&s.b, "Usage/Records.json?Category=calls")).await;
+    let (_, page) = s
+        .get(&s.b, &s.url(&s.b, "Usage/Records.json?Category=calls"))
+        .await;
     assert_eq!(record(&page, "calls")["usage"], "1");
 }
 
 #[tokio::test]
 async fn call_events_are_the_stored_cloudevents_in_order() {
     let s = Server::start().await;
-    let call = s.call(&s.a.sid, OffsetDateTime::now_utc(), Some(3_000)).await;
+    let call = s
+        .call(&s.a.sid, OffsetDateTime::now_utc(), Some(3_000))
+        .await;
     let url = format!("{}/v1/Accounts/{}/Calls/{call}/Events", s.base, s.a.sid);
     let response = s
         .client
@@ -569,7 +718,11 @@ async fn call_events_are_the_stored_cloudevents_in_order() {
     let stored = s.log.read_stream(call.as_str(), 1).await.unwrap();
     let expected = format!(
         "[{}]",
-        stored.iter().map(|r| r.event.to_json()).collect::<Vec<_>>().join(",")
+        stored
+            .iter()
+            .map(|r| r.event.to_json())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     assert_eq!(body, expected);
     let parsed: Vec<Value> = serde_json::from_str(&body).unwrap();
@@ -587,14 +740,24 @@ async fn call_events_are_the_stored_cloudevents_in_order() {
 
     let unauthenticated = s.client.get(&url).send().await.unwrap();
     assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
-    let missing = format!("{}/v1/Accounts/{}/Calls/{}/Events", s.base, s.a.sid, CallSid::generate());
+    let missing = format!(
+        "{}/v1/Accounts/{}/Calls/{}/Events",
+        s.base,
+        s.a.sid,
+        CallSid::generate()
+    );
     assert_eq!(s.get(&s.a, &missing).await.0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn health_and_metrics() {
     let s = Server::start().await;
-    let response = s.client.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    let response = s
+        .client
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.text().await.unwrap();
     assert!(body.starts_with("ok\n"), "{body}");
@@ -602,13 +765,27 @@ async fn health_and_metrics() {
 
     // Some traffic, then the counters show it.
     let _ = s.get(&s.a, &s.url(&s.a, "Calls.json")).await;
-    let response = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap();
+    let response = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
     assert!(text.contains("dialtone_api_requests_total"), "{text}");
+    assert!(
+        text.contains("route=\"/2010-04-01/Accounts/{account_sid}/Calls.json\""),
+        "requests are labelled by route template, not by account: {text}"
+    );
     assert!(text.contains("dialtone_projection_events_total"), "{text}");
 
-    let response = s.client.get(format!("{}/nope", s.base)).send().await.unwrap();
+    let response = s
+        .client
+        .get(format!("{}/nope", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_twilio_error(&response.json().await.unwrap(), 20404, 404);
 }

@@ -52,18 +52,21 @@ pub fn sniff_format(
     if bytes.starts_with(b".snd") {
         return Some(AudioFormat::Au);
     }
-    if bytes.starts_with(b"ID3") || (bytes.len() >= 2 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0)
+    let declared = content_type
+        .and_then(format_of_content_type)
+        .or_else(|| extension.and_then(format_of_extension));
+    if bytes.starts_with(b"ID3") {
+        return Some(AudioFormat::Mp3);
+    }
+    // An MPEG frame sync, unless declared raw G.711 (0xFF is μ-law silence).
+    if bytes.len() >= 2
+        && bytes[0] == 0xFF
+        && bytes[1] & 0xE0 == 0xE0
+        && !matches!(declared, Some(AudioFormat::RawG711(_)))
     {
-        // An MPEG frame sync, unless the content type says raw G.711 (0xFF is μ-law silence).
-        if !matches!(content_type.and_then(format_of_content_type), Some(AudioFormat::RawG711(_)))
-        {
-            return Some(AudioFormat::Mp3);
-        }
+        return Some(AudioFormat::Mp3);
     }
-    if let Some(f) = content_type.and_then(format_of_content_type) {
-        return Some(f);
-    }
-    extension.and_then(format_of_extension)
+    declared
 }
 
 fn format_of_content_type(content_type: &str) -> Option<AudioFormat> {
@@ -351,6 +354,25 @@ mod tests {
         assert_eq!(pcm.len(), 1600);
         assert!((pcm.rms() - tone.rms()).abs() < 200.0);
         assert!(decode_audio(&au[..10], None, None).is_err());
+    }
+
+    #[test]
+    fn mp3_44k_stereo_becomes_8k_mono() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tone-600hz-44k-stereo.mp3"
+        ))
+        .unwrap();
+        assert_eq!(sniff_format(&bytes, None, None), Some(AudioFormat::Mp3));
+        let pcm = decode_audio(&bytes, Some("audio/mpeg"), Some("mp3")).unwrap();
+        // 0.8 s, plus up to one MP3 frame of encoder delay and padding
+        assert!((6400..=6400 + 1200).contains(&pcm.len()), "{} samples", pcm.len());
+        let mid = &pcm.samples()[1600..4800];
+        let level = crate::pcm::rms(mid);
+        assert!((level - 16000.0 / 2f64.sqrt()).abs() < 1500.0, "rms {level}");
+        let crossings = mid.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        let freq = crossings as f64 / 2.0 / (mid.len() as f64 / 8000.0);
+        assert!((freq - 600.0).abs() < 10.0, "frequency {freq}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! tight loop of non-blocking `send_to`, with no allocation per packet and no timer per stream.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -155,7 +155,7 @@ impl EngineStats {
 
 pub(crate) struct NewStream {
     pub key: u64,
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<crate::runtime::RtpSocket>,
     pub playout: StreamPlayout,
     pub outcomes: UnboundedSender<MediaOutcome>,
     pub counters: Arc<SessionCounters>,
@@ -280,7 +280,7 @@ impl Engine {
 
 struct EngineStream {
     key: u64,
-    socket: Arc<UdpSocket>,
+    socket: Arc<crate::runtime::RtpSocket>,
     remote: Option<SocketAddr>,
     playout: StreamPlayout,
     outcomes: UnboundedSender<MediaOutcome>,

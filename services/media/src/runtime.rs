@@ -218,6 +218,30 @@ impl PortAllocator {
     }
 }
 
+/// A session's RTP socket. Its port returns to the allocator when the last holder (session,
+/// engine thread, receive thread) lets go, i.e. when the socket is really closed.
+pub(crate) struct RtpSocket {
+    socket: UdpSocket,
+    port: u16,
+    ports: Arc<Mutex<PortAllocator>>,
+}
+
+impl std::ops::Deref for RtpSocket {
+    type Target = UdpSocket;
+    fn deref(&self) -> &UdpSocket {
+        &self.socket
+    }
+}
+
+impl Drop for RtpSocket {
+    fn drop(&mut self) {
+        self.ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(self.port);
+    }
+}
+
 /// The media runtime: playout threads, the receive thread, port allocation, speech and
 /// audio fetching. Cheap to share (`Arc`).
 pub struct MediaRuntime {
@@ -225,7 +249,7 @@ pub struct MediaRuntime {
     engine: Engine,
     rx: RxHandle,
     rx_join: Mutex<Option<JoinHandle<()>>>,
-    ports: Mutex<PortAllocator>,
+    ports: Arc<Mutex<PortAllocator>>,
     tts: Arc<dyn Tts>,
     fetcher: Arc<AudioFetcher>,
     handle: tokio::runtime::Handle,
@@ -262,7 +286,7 @@ impl MediaRuntime {
         let engine = Engine::start(config.engine_threads)?;
         let (rx, rx_join) = rx::start(handle.clone())?;
         Ok(Arc::new(MediaRuntime {
-            ports: Mutex::new(PortAllocator::new(&config.rtp_ports)),
+            ports: Arc::new(Mutex::new(PortAllocator::new(&config.rtp_ports))),
             config,
             engine,
             rx,
@@ -303,18 +327,19 @@ impl MediaRuntime {
             .bind(self.config.bind_ip)?;
         let local_addr = socket
             .local_addr()
-            .map_err(|e| MediaError::io("RTP socket", e))?;
-        let release = |runtime: &MediaRuntime| {
-            runtime
-                .ports
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .release(local_addr.port())
+            .map_err(|e| MediaError::io("RTP socket", e));
+        let socket = RtpSocket {
+            port: match &local_addr {
+                Ok(a) => a.port(),
+                Err(_) => 0,
+            },
+            socket,
+            ports: self.ports.clone(),
         };
-        if let Err(e) = socket.set_nonblocking(true) {
-            release(self);
-            return Err(MediaError::io("RTP socket", e));
-        }
+        let local_addr = local_addr?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| MediaError::io("RTP socket", e))?;
         let socket = Arc::new(socket);
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
@@ -332,7 +357,6 @@ impl MediaRuntime {
         })));
         if sent.is_err() {
             self.engine.release_thread(thread);
-            release(self);
             return Err(MediaError::Shutdown);
         }
         self.rx.send(RxCommand::Add(Box::new(RxSessionInit {
@@ -507,7 +531,8 @@ impl MediaSession {
     }
 
     /// Stops the stream (queued commands report `Interrupted`, a recording in progress
-    /// finishes with `Hangup`) and frees the port.
+    /// finishes with `Hangup`); the port is free again once the media threads have let go of
+    /// the socket (within a few milliseconds).
     pub fn close(mut self) {
         self.close_inner();
     }
@@ -520,11 +545,6 @@ impl MediaSession {
         let _ = self.engine.send(EngineCommand::Remove { key: self.key });
         self.runtime.rx.send(RxCommand::Remove { key: self.key });
         self.runtime.engine.release_thread(self.thread);
-        self.runtime
-            .ports
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release(self.local_addr.port());
     }
 }
 

@@ -3,7 +3,7 @@
 //! in-band tones when telephone-event was not negotiated) and feeds active recordings.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -37,7 +37,7 @@ const MAX_GAP_SAMPLES: u32 = 8000 * 5;
 
 pub(crate) struct RxSessionInit {
     pub key: u64,
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<crate::runtime::RtpSocket>,
     pub counters: Arc<SessionCounters>,
     pub outcomes: UnboundedSender<MediaOutcome>,
     pub engine: Sender<EngineCommand>,
@@ -110,7 +110,7 @@ struct ActiveRecording {
 
 struct RxSession {
     key: u64,
-    socket: Arc<UdpSocket>,
+    socket: Arc<crate::runtime::RtpSocket>,
     counters: Arc<SessionCounters>,
     outcomes: UnboundedSender<MediaOutcome>,
     engine: Sender<EngineCommand>,

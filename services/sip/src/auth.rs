@@ -205,8 +205,18 @@ mod tests {
         )
         .unwrap();
         assert!(c.qop_auth);
-        let v = c.respond("GET", "/dir/index.html", "Mufasa", "Circle Of Life", "0a4f113b", 1);
-        assert!(v.contains(r#"response="6629fae49393a05397450978507c4ef1""#), "{v}");
+        let v = c.respond(
+            "GET",
+            "/dir/index.html",
+            "Mufasa",
+            "Circle Of Life",
+            "0a4f113b",
+            1,
+        );
+        assert!(
+            v.contains(r#"response="6629fae49393a05397450978507c4ef1""#),
+            "{v}"
+        );
         assert!(v.contains("nc=00000001"));
         assert!(v.contains(r#"opaque="5ccc069c403ebaf9f0171e9517f40e41""#));
     }
@@ -237,7 +247,10 @@ mod tests {
 
     #[test]
     fn rejects_unusable_challenges() {
-        assert_eq!(Challenge::parse("Basic realm=\"x\""), Err(AuthError::NotDigest));
+        assert_eq!(
+            Challenge::parse("Basic realm=\"x\""),
+            Err(AuthError::NotDigest)
+        );
         assert_eq!(
             Challenge::parse(r#"Digest realm="r", nonce="n", algorithm=SHA-512-256"#),
             Err(AuthError::Algorithm("SHA-512-256".into()))
@@ -246,6 +259,9 @@ mod tests {
             Challenge::parse(r#"Digest realm="r", nonce="n", qop="auth-int""#),
             Err(AuthError::Qop)
         );
-        assert_eq!(Challenge::parse(r#"Digest realm="r""#), Err(AuthError::Missing("nonce")));
+        assert_eq!(
+            Challenge::parse(r#"Digest realm="r""#),
+            Err(AuthError::Missing("nonce"))
+        );
     }
 }

@@ -174,10 +174,7 @@ impl Dialog {
 
     fn request_with_cseq(&self, method: Method, seq: u32, via: &str) -> Request {
         let target = self.remote_target.clone();
-        let first_route = self
-            .route_set
-            .first()
-            .and_then(|r| NameAddr::parse(r).ok());
+        let first_route = self.route_set.first().and_then(|r| NameAddr::parse(r).ok());
         let loose = first_route
             .as_ref()
             .is_some_and(|r| r.uri.params().is_some_and(|p| p.contains("lr")));
@@ -237,7 +234,7 @@ impl Dialog {
             .and_then(crate::message::parse_host_ip)
             .or_else(|| sip.host_ip());
         match maddr_free_host {
-            Some(ip) if !(is_private(ip) && !is_private(flow.ip())) => {
+            Some(ip) if !is_private(ip) || is_private(flow.ip()) => {
                 SocketAddr::new(ip, sip.port_or_default())
             }
             _ => flow,
@@ -278,7 +275,10 @@ Call-ID: c1\r\nCSeq: 10 INVITE\r\nContact: <sip:gw@192.0.2.10:5080>\r\n{extra}Co
         let mut d = Dialog::uas(&inv, "ours").unwrap();
         assert_eq!(d.id.remote_tag, "abc");
         assert_eq!(d.local_uri, "<sip:+15550001111@198.51.100.1>;tag=ours");
-        assert_eq!(d.route_set, vec!["<sip:p1.example;lr>", "<sip:192.0.2.20;lr>"]);
+        assert_eq!(
+            d.route_set,
+            vec!["<sip:p1.example;lr>", "<sip:192.0.2.20;lr>"]
+        );
         let start = d.local_seq;
         let bye = d.new_request(Method::Bye, "SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKb");
         assert_eq!(bye.uri.to_string(), "sip:gw@192.0.2.10:5080");
@@ -311,7 +311,8 @@ Call-ID: c1\r\nCSeq: 10 INVITE\r\nContact: <sip:gw@192.0.2.10:5080>\r\n{extra}Co
     #[test]
     fn nat_private_contact_uses_flow() {
         let mut inv = invite("");
-        inv.headers.set(HeaderName::Contact, "<sip:phone@192.168.1.20:5060>");
+        inv.headers
+            .set(HeaderName::Contact, "<sip:phone@192.168.1.20:5060>");
         let d = Dialog::uas(&inv, "t").unwrap();
         let flow: SocketAddr = "203.0.113.9:34000".parse().unwrap();
         assert_eq!(d.next_hop(flow), flow);
@@ -330,8 +331,10 @@ Call-ID: c1\r\nCSeq: 10 INVITE\r\nContact: <sip:gw@192.0.2.10:5080>\r\n{extra}Co
             Err(DialogError::CSeqOutOfOrder { got: 9, last: 11 })
         );
         let mut ok = response_from_request(&inv, 200, None, Some("remote"));
-        ok.headers.push(HeaderName::RecordRoute, "<sip:a;lr>, <sip:b;lr>");
-        ok.headers.push(HeaderName::Contact, "<sip:callee@192.0.2.99>");
+        ok.headers
+            .push(HeaderName::RecordRoute, "<sip:a;lr>, <sip:b;lr>");
+        ok.headers
+            .push(HeaderName::Contact, "<sip:callee@192.0.2.99>");
         let u = Dialog::uac(&inv, &ok).unwrap();
         assert_eq!(u.id.local_tag, "abc");
         assert_eq!(u.id.remote_tag, "remote");

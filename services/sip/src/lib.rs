@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod dialog;
+pub mod endpoint;
 pub mod message;
 pub mod sdp;
 mod timer;

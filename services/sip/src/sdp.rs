@@ -388,8 +388,11 @@ fn is_rtp_avp(proto: &str) -> bool {
     proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF")
 }
 
-/// The codecs and telephone-event payload type chosen from one offered audio stream.
-fn choose(m: &MediaDescription, supported: &[Codec]) -> Option<(Codec, u8, Option<(u8, String)>)> {
+/// A chosen codec, its payload type, and telephone-event (payload type, fmtp) if offered.
+type Choice = (Codec, u8, Option<(u8, String)>);
+
+/// The codec and telephone-event payload type chosen from one offered audio stream.
+fn choose(m: &MediaDescription, supported: &[Codec]) -> Option<Choice> {
     let mut chosen = None;
     let mut te = None;
     for f in &m.formats {
@@ -423,7 +426,11 @@ pub fn answer(offer_sdp: &str, local: &LocalMedia) -> Result<(String, Negotiated
         return Err(SdpError::NoOffer);
     }
     let offer = SessionDescription::parse(offer_sdp)?;
-    if !offer.media.iter().any(|m| m.media.eq_ignore_ascii_case("audio")) {
+    if !offer
+        .media
+        .iter()
+        .any(|m| m.media.eq_ignore_ascii_case("audio"))
+    {
         return Err(SdpError::NoAudio);
     }
     let mut out = String::with_capacity(400);
@@ -435,7 +442,11 @@ pub fn answer(offer_sdp: &str, local: &LocalMedia) -> Result<(String, Negotiated
             && m.media.eq_ignore_ascii_case("audio")
             && m.port != 0
             && is_rtp_avp(&m.proto);
-        let choice = if usable { choose(m, &local.codecs) } else { None };
+        let choice = if usable {
+            choose(m, &local.codecs)
+        } else {
+            None
+        };
         if m.media.eq_ignore_ascii_case("audio") {
             offered_codecs.extend(m.formats.iter().cloned());
         }
@@ -451,11 +462,7 @@ pub fn answer(offer_sdp: &str, local: &LocalMedia) -> Result<(String, Negotiated
                 if let Some((te_pt, _)) = &te {
                     let _ = write!(out, " {te_pt}");
                 }
-                let _ = write!(
-                    out,
-                    "\r\na=rtpmap:{pt} {}/8000\r\n",
-                    codec.encoding_name()
-                );
+                let _ = write!(out, "\r\na=rtpmap:{pt} {}/8000\r\n", codec.encoding_name());
                 if let Some((te_pt, fmtp)) = &te {
                     let _ = write!(
                         out,
@@ -609,22 +616,34 @@ m=video 51372 RTP/AVP 31\r\n";
         assert_eq!(n.direction, Direction::RecvOnly);
         // Session-level direction applies to streams without their own.
         let o = "v=0\r\nc=IN IP4 192.0.2.1\r\na=inactive\r\nm=audio 4000 RTP/AVP 0\r\n";
-        assert_eq!(answer(o, &local()).unwrap().1.direction, Direction::Inactive);
+        assert_eq!(
+            answer(o, &local()).unwrap().1.direction,
+            Direction::Inactive
+        );
     }
 
     #[test]
     fn errors() {
         assert_eq!(answer("", &local()).unwrap_err(), SdpError::NoOffer);
         let o = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
-        assert!(matches!(answer(o, &local()), Err(SdpError::NoCommonCodec { .. })));
+        assert!(matches!(
+            answer(o, &local()),
+            Err(SdpError::NoCommonCodec { .. })
+        ));
         let o = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=video 4000 RTP/AVP 31\r\n";
         assert_eq!(answer(o, &local()).unwrap_err(), SdpError::NoAudio);
         let o = "v=0\r\nm=audio 4000 RTP/AVP 0\r\n";
         assert_eq!(answer(o, &local()).unwrap_err(), SdpError::NoConnection);
         let o = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/SAVP 0\r\n";
-        assert!(matches!(answer(o, &local()), Err(SdpError::NoCommonCodec { .. })));
+        assert!(matches!(
+            answer(o, &local()),
+            Err(SdpError::NoCommonCodec { .. })
+        ));
         let o = "v=0\r\nm=audio x RTP/AVP 0\r\n";
-        assert!(matches!(answer(o, &local()), Err(SdpError::Malformed { .. })));
+        assert!(matches!(
+            answer(o, &local()),
+            Err(SdpError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -647,7 +666,11 @@ m=video 51372 RTP/AVP 31\r\n";
             ..LocalMedia::new("198.51.100.7".parse().unwrap(), 30000)
         };
         let (ans, n_remote) = answer(&o, &remote).unwrap();
-        assert_eq!(n_remote.codec, Codec::Pcmu, "answerer follows the offerer's order");
+        assert_eq!(
+            n_remote.codec,
+            Codec::Pcmu,
+            "answerer follows the offerer's order"
+        );
         let n = accept_answer(&ans, &ours).unwrap();
         assert_eq!(n.codec, Codec::Pcmu);
         assert_eq!(n.telephone_event_pt, Some(101));

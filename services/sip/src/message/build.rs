@@ -78,9 +78,8 @@ pub fn response_from_request(
     to_tag: Option<&str>,
 ) -> Response {
     // A well-formed request always yields a response; the Option is for partial messages.
-    error_response_from_headers(&req.headers, status, reason, to_tag).unwrap_or_else(|| {
-        Response::new(status, reason.unwrap_or(reason_phrase(status)))
-    })
+    error_response_from_headers(&req.headers, status, reason, to_tag)
+        .unwrap_or_else(|| Response::new(status, reason.unwrap_or(reason_phrase(status))))
 }
 
 /// Builds a response from the headers of a (possibly malformed) request. `None` when there

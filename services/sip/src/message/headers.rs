@@ -283,7 +283,9 @@ impl Headers {
     /// Whether a list header (Supported, Require, Allow, ...) contains `option`
     /// (case-insensitive).
     pub fn list_contains(&self, name: &HeaderName, option: &str) -> bool {
-        self.list(name).iter().any(|o| o.eq_ignore_ascii_case(option))
+        self.list(name)
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(option))
     }
 
     fn single(&self, name: HeaderName, label: &'static str) -> Result<&str, HeaderError> {
@@ -299,7 +301,10 @@ impl Headers {
     pub fn call_id(&self) -> Result<&str, HeaderError> {
         let v = self.single(HeaderName::CallId, "Call-ID")?;
         if v.is_empty() || v.bytes().any(is_ws) {
-            return Err(HeaderError::invalid("Call-ID", "empty or contains whitespace"));
+            return Err(HeaderError::invalid(
+                "Call-ID",
+                "empty or contains whitespace",
+            ));
         }
         Ok(v)
     }
@@ -456,7 +461,11 @@ fn parse_small_number(v: &str, max: u64) -> Option<u64> {
     if digits.len() > 20 {
         return None;
     }
-    let n: u64 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let n: u64 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
     (n <= max).then_some(n)
 }
 
@@ -577,7 +586,11 @@ impl NameAddr {
         } else if let Some(lt) = find_unquoted_angle(v) {
             let dn = v[..lt].trim_matches(|c: char| c == ' ' || c == '\t');
             if !dn.is_empty() {
-                if !dn.split([' ', '\t']).filter(|w| !w.is_empty()).all(is_token) {
+                if !dn
+                    .split([' ', '\t'])
+                    .filter(|w| !w.is_empty())
+                    .all(is_token)
+                {
                     return Err(NameAddrError::BadDisplayName);
                 }
                 display_name = Some(dn.to_owned());
@@ -587,9 +600,7 @@ impl NameAddr {
         } else {
             // addr-spec: the URI ends at the first ';' (the rest are header params) or at
             // whitespace. A '?' or ',' would be ambiguous (RFC 3261 §20.10).
-            let end = v
-                .find(|ch: char| ch == ';' || ch == ' ' || ch == '\t')
-                .unwrap_or(v.len());
+            let end = v.find([';', ' ', '\t']).unwrap_or(v.len());
             let spec = &v[..end];
             if spec.contains(['?', ',']) {
                 return Err(NameAddrError::AmbiguousAddrSpec);
@@ -779,9 +790,7 @@ impl Via {
 
     /// `Some(None)` for a bare `rport`, `Some(Some(p))` once filled in.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params
-            .get("rport")
-            .map(|v| v.and_then(parse_port))
+        self.params.get("rport").map(|v| v.and_then(parse_port))
     }
 }
 

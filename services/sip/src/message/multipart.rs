@@ -68,10 +68,16 @@ fn split_part(part: &[u8]) -> (String, &[u8]) {
     let mut i = 0;
     while i < part.len() {
         if part[i..].starts_with(b"\r\n\r\n") {
-            return (String::from_utf8_lossy(&part[..i]).into_owned(), &part[i + 4..]);
+            return (
+                String::from_utf8_lossy(&part[..i]).into_owned(),
+                &part[i + 4..],
+            );
         }
         if part[i..].starts_with(b"\n\n") {
-            return (String::from_utf8_lossy(&part[..i]).into_owned(), &part[i + 2..]);
+            return (
+                String::from_utf8_lossy(&part[..i]).into_owned(),
+                &part[i + 2..],
+            );
         }
         i += 1;
     }

@@ -342,7 +342,10 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 
 /// `Method SP Request-URI SP SIP-Version`, single spaces, nothing else (RFC 4475 §3.1.2.8-10
 /// are answered 400 rather than guessed at).
-fn parse_request_line(line: &str, method_seen: &mut Option<Method>) -> Result<StartLine, ParseError> {
+fn parse_request_line(
+    line: &str,
+    method_seen: &mut Option<Method>,
+) -> Result<StartLine, ParseError> {
     let parts: Vec<&str> = line.split(' ').collect();
     if let Some(m) = parts.first().and_then(|m| Method::parse(m).ok()) {
         *method_seen = Some(m);
@@ -415,7 +418,10 @@ mod tests {
     #[test]
     fn folding_and_compact_forms() {
         let r = req(b"INVITE sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h\r\n ;branch=z9hG4bK1\r\ni: x\r\nl: 3\r\n\r\nabcdef");
-        assert_eq!(r.headers.get(&HeaderName::Via), Some("SIP/2.0/UDP h ;branch=z9hG4bK1"));
+        assert_eq!(
+            r.headers.get(&HeaderName::Via),
+            Some("SIP/2.0/UDP h ;branch=z9hG4bK1")
+        );
         assert_eq!(r.headers.get(&HeaderName::CallId), Some("x"));
         assert_eq!(r.body, b"abc");
     }
@@ -434,9 +440,17 @@ mod tests {
 
     #[test]
     fn short_body_is_an_error_with_headers() {
-        let e = parse_datagram(b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nContent-Length: 10\r\n\r\nabc")
-            .unwrap_err();
-        assert!(matches!(e.error, ParseError::BodyTooShort { declared: 10, available: 3 }));
+        let e = parse_datagram(
+            b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nContent-Length: 10\r\n\r\nabc",
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e.error,
+            ParseError::BodyTooShort {
+                declared: 10,
+                available: 3
+            }
+        ));
         assert_eq!(e.partial.unwrap().headers.count(&HeaderName::Via), 1);
     }
 
@@ -459,7 +473,10 @@ mod tests {
         let (p, n) = parse_stream(msg).unwrap().unwrap();
         assert!(matches!(p, Parsed::Message(_)));
         assert_eq!(n, msg.len() - 6);
-        assert_eq!(parse_stream(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5\r\n\r\nhi"), Ok(None));
+        assert_eq!(
+            parse_stream(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5\r\n\r\nhi"),
+            Ok(None)
+        );
         assert_eq!(parse_stream(b"OPTIONS sip:a@b SIP/2.0\r\nCon"), Ok(None));
         assert_eq!(parse_stream(b"\r\n\r\n"), Ok(Some((Parsed::KeepAlive, 4))));
     }

@@ -7,7 +7,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::syntax::{is_hostname_char, is_ipv6_char, is_token_char, is_visible, percent_decode_str};
+use super::syntax::{
+    is_hostname_char, is_ipv6_char, is_token_char, is_visible, percent_decode_str,
+};
 
 /// Why a URI did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +68,11 @@ impl Params {
     /// Replaces the first parameter called `name` or appends it.
     pub fn set(&mut self, name: &str, value: Option<&str>) {
         let value = value.map(str::to_owned);
-        if let Some(p) = self.0.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+        if let Some(p) = self
+            .0
+            .iter_mut()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+        {
             p.value = value;
         } else {
             self.0.push(Param {
@@ -169,9 +175,7 @@ impl SipUri {
             }
             None => (None, None),
         };
-        let host_end = hostpart
-            .find([';', '?'])
-            .unwrap_or(hostpart.len());
+        let host_end = hostpart.find([';', '?']).unwrap_or(hostpart.len());
         let (host, port) = parse_hostport(&hostpart[..host_end])?;
         let mut rest = &hostpart[host_end..];
         let mut params = Params::new();
@@ -263,7 +267,10 @@ pub enum Uri {
     Sip(SipUri),
     Tel(TelUri),
     /// Another scheme, kept opaque: `scheme` and everything after the colon.
-    Other { scheme: String, rest: String },
+    Other {
+        scheme: String,
+        rest: String,
+    },
 }
 
 impl Uri {
@@ -454,8 +461,8 @@ mod tests {
 
     #[test]
     fn parses_full_sip_uri() {
-        let u = Uri::parse("sips:alice:pw@[2001:db8::1]:5061;transport=tcp;lr?Subject=hi&X=1")
-            .unwrap();
+        let u =
+            Uri::parse("sips:alice:pw@[2001:db8::1]:5061;transport=tcp;lr?Subject=hi&X=1").unwrap();
         let s = u.as_sip().unwrap();
         assert!(s.secure);
         assert_eq!(s.user.as_deref(), Some("alice"));
@@ -483,7 +490,10 @@ mod tests {
     fn tel_and_other_schemes() {
         let t = Uri::parse("tel:+1-201-555-0123;phone-context=example.com").unwrap();
         assert_eq!(t.user().as_deref(), Some("+1-201-555-0123"));
-        assert_eq!(t.params().unwrap().value("phone-context"), Some("example.com"));
+        assert_eq!(
+            t.params().unwrap().value("phone-context"),
+            Some("example.com")
+        );
         let o = Uri::parse("soap.beep://192.0.2.103:3002").unwrap();
         assert_eq!(o.scheme(), "soap.beep");
         assert_eq!(o.to_string(), "soap.beep://192.0.2.103:3002");

@@ -75,12 +75,16 @@ pub fn validate_request(req: &Request) -> Result<(), Rejection> {
     h.record_route()?;
     if let Some(date) = h.get(&HeaderName::Date) {
         if !is_rfc1123_gmt(date) {
-            return Err(Rejection::bad_request("invalid Date header: not an RFC 1123 GMT date"));
+            return Err(Rejection::bad_request(
+                "invalid Date header: not an RFC 1123 GMT date",
+            ));
         }
     }
     if let Uri::Sip(u) = &req.uri {
         if !u.headers.is_empty() {
-            return Err(Rejection::bad_request("Request-URI must not contain headers"));
+            return Err(Rejection::bad_request(
+                "Request-URI must not contain headers",
+            ));
         }
     }
     Ok(())

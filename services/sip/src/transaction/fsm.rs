@@ -82,7 +82,12 @@ pub(crate) struct InviteClient {
 }
 
 impl InviteClient {
-    pub(crate) fn new(now: Instant, bytes: Bytes, reliable: bool, cfg: &TimerConfig) -> (Self, Step) {
+    pub(crate) fn new(
+        now: Instant,
+        bytes: Bytes,
+        reliable: bool,
+        cfg: &TimerConfig,
+    ) -> (Self, Step) {
         let m = InviteClient {
             state: InviteClientState::Calling,
             bytes: bytes.clone(),
@@ -203,7 +208,12 @@ pub(crate) struct NonInviteClient {
 }
 
 impl NonInviteClient {
-    pub(crate) fn new(now: Instant, bytes: Bytes, reliable: bool, cfg: &TimerConfig) -> (Self, Step) {
+    pub(crate) fn new(
+        now: Instant,
+        bytes: Bytes,
+        reliable: bool,
+        cfg: &TimerConfig,
+    ) -> (Self, Step) {
         let m = NonInviteClient {
             state: NonInviteClientState::Trying,
             bytes: bytes.clone(),

@@ -23,9 +23,7 @@ pub use fsm::{
 };
 use fsm::{InviteClient, InviteServer, NonInviteClient, NonInviteServer, Signal, Step};
 
-use crate::message::{
-    CSeq, HeaderError, HeaderName, Method, Request, Response, Via, MAGIC_COOKIE,
-};
+use crate::message::{CSeq, HeaderError, HeaderName, Method, Request, Response, Via, MAGIC_COOKIE};
 use crate::timer::TimerQueue;
 
 /// RFC 3261 timer base values.
@@ -235,7 +233,11 @@ pub fn stamp_received(req: &mut Request, source: SocketAddr) {
 
 /// A fresh RFC 3261 branch.
 pub fn new_branch() -> String {
-    format!("{MAGIC_COOKIE}{:016x}{:08x}", rand::random::<u64>(), rand::random::<u32>())
+    format!(
+        "{MAGIC_COOKIE}{:016x}{:08x}",
+        rand::random::<u64>(),
+        rand::random::<u32>()
+    )
 }
 
 /// The ACK for a non-2xx final response to `invite` (§17.1.1.3): same Request-URI, only
@@ -437,7 +439,12 @@ impl TransactionLayer {
     }
 
     /// Sends a response on a server transaction.
-    pub fn send_response(&mut self, now: Instant, tx: TxId, resp: &Response) -> Result<(), TxError> {
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        resp: &Response,
+    ) -> Result<(), TxError> {
         let cfg = self.cfg;
         let entry = self.entries.get_mut(&tx).ok_or(TxError::NotFound(tx))?;
         let bytes = Bytes::from(resp.to_bytes());
@@ -451,7 +458,12 @@ impl TransactionLayer {
     }
 
     /// Starts a client transaction for `req` (its top Via, with a fresh branch, must be set).
-    pub fn send_request(&mut self, now: Instant, req: Request, dest: SocketAddr) -> Result<TxId, TxError> {
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        req: Request,
+        dest: SocketAddr,
+    ) -> Result<TxId, TxError> {
         if req.method == Method::Ack {
             return Err(TxError::Ack);
         }
@@ -509,7 +521,14 @@ impl TransactionLayer {
             Some(Signal::Response(ref r)) => Some((id, r.clone())),
             _ => None,
         };
-        self.apply(id, Step { send: step.send, signal: None }, now);
+        self.apply(
+            id,
+            Step {
+                send: step.send,
+                signal: None,
+            },
+            now,
+        );
         out
     }
 

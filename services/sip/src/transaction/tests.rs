@@ -78,7 +78,9 @@ fn response_for(req: &Request, status: u16) -> Response {
 fn invite_client_timer_a_doubles_until_timer_b() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
-    let tx = l.send_request(t0, request("INVITE", "z9hG4bKa"), peer()).unwrap();
+    let tx = l
+        .send_request(t0, request("INVITE", "z9hG4bKa"), peer())
+        .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     let (sends, notices) = run_until(&mut l, t0, Duration::from_secs(40));
     assert_eq!(
@@ -87,7 +89,13 @@ fn invite_client_timer_a_doubles_until_timer_b() {
     );
     assert_eq!(
         notices,
-        vec![(ms(32000), TxNotice::Timeout { tx, method: Method::Invite })]
+        vec![(
+            ms(32000),
+            TxNotice::Timeout {
+                tx,
+                method: Method::Invite
+            }
+        )]
     );
     assert!(l.is_empty());
 }
@@ -99,9 +107,14 @@ fn invite_client_non_2xx_gets_ack_and_timer_d() {
     let inv = request("INVITE", "z9hG4bKb");
     let tx = l.send_request(t0, inv.clone(), peer()).unwrap();
     drain(&mut l);
-    let (id, r) = l.on_response(t0 + ms(100), response_for(&inv, 180)).unwrap();
+    let (id, r) = l
+        .on_response(t0 + ms(100), response_for(&inv, 180))
+        .unwrap();
     assert_eq!((id, r.status), (tx, 180));
-    assert_eq!(l.invite_client_state(tx), Some(InviteClientState::Proceeding));
+    assert_eq!(
+        l.invite_client_state(tx),
+        Some(InviteClientState::Proceeding)
+    );
     // No retransmissions in Proceeding, and no Timer B either.
     let (sends, notices) = run_until(&mut l, t0, Duration::from_secs(60));
     assert!(sends.is_empty() && notices.is_empty());
@@ -111,15 +124,23 @@ fn invite_client_non_2xx_gets_ack_and_timer_d() {
     let acks = drain(&mut l);
     assert_eq!(acks.len(), 1);
     let ack_text = String::from_utf8_lossy(&acks[0].data).to_string();
-    assert!(ack_text.starts_with("ACK sip:bob@192.0.2.2 SIP/2.0\r\n"), "{ack_text}");
+    assert!(
+        ack_text.starts_with("ACK sip:bob@192.0.2.2 SIP/2.0\r\n"),
+        "{ack_text}"
+    );
     assert!(ack_text.contains("branch=z9hG4bKb"));
     assert!(ack_text.contains("CSeq: 7 ACK"));
     assert!(ack_text.contains("To: <sip:bob@b.example>;tag=tt"));
     assert!(ack_text.contains("Route: <sip:proxy.example;lr>"));
     // A retransmitted 486 is absorbed but re-ACKed.
-    assert!(l.on_response(now + ms(10), response_for(&inv, 486)).is_none());
+    assert!(l
+        .on_response(now + ms(10), response_for(&inv, 486))
+        .is_none());
     assert_eq!(drain(&mut l).len(), 1);
-    assert_eq!(l.invite_client_state(tx), Some(InviteClientState::Completed));
+    assert_eq!(
+        l.invite_client_state(tx),
+        Some(InviteClientState::Completed)
+    );
     let (_, _) = run_until(&mut l, now, Duration::from_secs(31));
     assert_eq!(l.len(), 1);
     let (_, _) = run_until(&mut l, now, Duration::from_secs(33));
@@ -135,9 +156,14 @@ fn invite_client_2xx_accepted_until_timer_m() {
     drain(&mut l);
     assert!(l.on_response(t0, response_for(&inv, 200)).is_some());
     assert_eq!(l.invite_client_state(tx), Some(InviteClientState::Accepted));
-    assert!(drain(&mut l).is_empty(), "the TU, not the transaction, ACKs a 2xx");
+    assert!(
+        drain(&mut l).is_empty(),
+        "the TU, not the transaction, ACKs a 2xx"
+    );
     // 2xx retransmissions reach the TU.
-    assert!(l.on_response(t0 + ms(500), response_for(&inv, 200)).is_some());
+    assert!(l
+        .on_response(t0 + ms(500), response_for(&inv, 200))
+        .is_some());
     run_until(&mut l, t0, ms(31_999));
     assert_eq!(l.len(), 1);
     run_until(&mut l, t0, ms(32_000));
@@ -148,15 +174,28 @@ fn invite_client_2xx_accepted_until_timer_m() {
 fn non_invite_client_timer_e_caps_at_t2_and_timer_f_times_out() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
-    let tx = l.send_request(t0, request("BYE", "z9hG4bKd"), peer()).unwrap();
+    let tx = l
+        .send_request(t0, request("BYE", "z9hG4bKd"), peer())
+        .unwrap();
     drain(&mut l);
     let (sends, notices) = run_until(&mut l, t0, Duration::from_secs(40));
-    let expected: Vec<Duration> = [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
-        .into_iter()
-        .map(ms)
-        .collect();
+    let expected: Vec<Duration> = [
+        500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
+    ]
+    .into_iter()
+    .map(ms)
+    .collect();
     assert_eq!(sends, expected);
-    assert_eq!(notices, vec![(ms(32000), TxNotice::Timeout { tx, method: Method::Bye })]);
+    assert_eq!(
+        notices,
+        vec![(
+            ms(32000),
+            TxNotice::Timeout {
+                tx,
+                method: Method::Bye
+            }
+        )]
+    );
     assert!(l.is_empty());
 }
 
@@ -168,13 +207,18 @@ fn non_invite_client_proceeding_retransmits_every_t2_then_timer_k() {
     l.send_request(t0, bye.clone(), peer()).unwrap();
     drain(&mut l);
     run_until(&mut l, t0, ms(600)); // one retransmission at 500 ms, next due at 1500
-    assert!(l.on_response(t0 + ms(700), response_for(&bye, 100)).is_some());
+    assert!(l
+        .on_response(t0 + ms(700), response_for(&bye, 100))
+        .is_some());
     let (sends, _) = run_until(&mut l, t0, ms(10_000));
     assert_eq!(sends, vec![ms(1500), ms(5500), ms(9500)]);
     let now = t0 + ms(10_000);
     let (_, r) = l.on_response(now, response_for(&bye, 200)).unwrap();
     assert_eq!(r.status, 200);
-    assert!(l.on_response(now, response_for(&bye, 200)).is_none(), "absorbed in Completed");
+    assert!(
+        l.on_response(now, response_for(&bye, 200)).is_none(),
+        "absorbed in Completed"
+    );
     run_until(&mut l, now, ms(4_999));
     assert_eq!(l.len(), 1);
     run_until(&mut l, now, ms(5_000));
@@ -191,14 +235,21 @@ fn invite_server_non_2xx_timer_g_then_ack_then_timer_i() {
     l.send_response(t0, tx, &response_for(&inv, 180)).unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     // Retransmitted INVITE in Proceeding: the last provisional is resent.
-    assert!(l.on_request(t0 + ms(100), inv.clone(), peer()).unwrap().is_none());
+    assert!(l
+        .on_request(t0 + ms(100), inv.clone(), peer())
+        .unwrap()
+        .is_none());
     let re = drain(&mut l);
     assert_eq!(re.len(), 1);
     assert_eq!(status_of(&re[0]), 180);
-    l.send_response(t0 + ms(200), tx, &response_for(&inv, 486)).unwrap();
+    l.send_response(t0 + ms(200), tx, &response_for(&inv, 486))
+        .unwrap();
     drain(&mut l);
     let (sends, _) = run_until(&mut l, t0 + ms(200), ms(12_000));
-    assert_eq!(sends, vec![ms(500), ms(1500), ms(3500), ms(7500), ms(11500)]);
+    assert_eq!(
+        sends,
+        vec![ms(500), ms(1500), ms(3500), ms(7500), ms(11500)]
+    );
     // Retransmitted INVITE in Completed: the final is resent.
     let now = t0 + ms(12_300);
     assert!(l.on_request(now, inv.clone(), peer()).unwrap().is_none());
@@ -206,8 +257,14 @@ fn invite_server_non_2xx_timer_g_then_ack_then_timer_i() {
     // The ACK (same branch) confirms; no more retransmissions.
     let ack = ack_for_non_2xx(&inv, &response_for(&inv, 486));
     assert!(l.on_request(now, ack.clone(), peer()).unwrap().is_none());
-    assert_eq!(l.invite_server_state(tx), Some(InviteServerState::Confirmed));
-    assert!(l.on_request(now, ack, peer()).unwrap().is_none(), "ACK retransmission absorbed");
+    assert_eq!(
+        l.invite_server_state(tx),
+        Some(InviteServerState::Confirmed)
+    );
+    assert!(
+        l.on_request(now, ack, peer()).unwrap().is_none(),
+        "ACK retransmission absorbed"
+    );
     let (sends, _) = run_until(&mut l, now, ms(4_999));
     assert!(sends.is_empty());
     assert_eq!(l.len(), 1);
@@ -220,17 +277,33 @@ fn invite_server_timer_h_reports_missing_ack() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bKg");
-    let tx = l.on_request(t0, inv.clone(), peer()).unwrap().unwrap().tx.unwrap();
+    let tx = l
+        .on_request(t0, inv.clone(), peer())
+        .unwrap()
+        .unwrap()
+        .tx
+        .unwrap();
     l.send_response(t0, tx, &response_for(&inv, 603)).unwrap();
     drain(&mut l);
     let (sends, notices) = run_until(&mut l, t0, Duration::from_secs(40));
     // G: 0.5, 1.5, 3.5, 7.5, then every T2 (4 s) until H at 32 s.
-    let expected: Vec<Duration> = [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
-        .into_iter()
-        .map(ms)
-        .collect();
+    let expected: Vec<Duration> = [
+        500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
+    ]
+    .into_iter()
+    .map(ms)
+    .collect();
     assert_eq!(sends, expected);
-    assert_eq!(notices, vec![(ms(32_000), TxNotice::Timeout { tx, method: Method::Invite })]);
+    assert_eq!(
+        notices,
+        vec![(
+            ms(32_000),
+            TxNotice::Timeout {
+                tx,
+                method: Method::Invite
+            }
+        )]
+    );
     assert!(l.is_empty());
 }
 
@@ -239,14 +312,26 @@ fn invite_server_2xx_accepted_absorbs_invite_and_passes_ack() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bKh");
-    let tx = l.on_request(t0, inv.clone(), peer()).unwrap().unwrap().tx.unwrap();
+    let tx = l
+        .on_request(t0, inv.clone(), peer())
+        .unwrap()
+        .unwrap()
+        .tx
+        .unwrap();
     l.send_response(t0, tx, &response_for(&inv, 200)).unwrap();
     drain(&mut l);
     assert_eq!(l.invite_server_state(tx), Some(InviteServerState::Accepted));
-    assert!(l.on_request(t0 + ms(10), inv.clone(), peer()).unwrap().is_none());
-    assert!(drain(&mut l).is_empty(), "the transaction does not retransmit 2xx");
+    assert!(l
+        .on_request(t0 + ms(10), inv.clone(), peer())
+        .unwrap()
+        .is_none());
+    assert!(
+        drain(&mut l).is_empty(),
+        "the transaction does not retransmit 2xx"
+    );
     // The UAS core's retransmission goes through.
-    l.send_response(t0 + ms(500), tx, &response_for(&inv, 200)).unwrap();
+    l.send_response(t0 + ms(500), tx, &response_for(&inv, 200))
+        .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     // An ACK reusing the INVITE's branch (RFC 2543 style) goes to the TU.
     let mut ack = ack_for_non_2xx(&inv, &response_for(&inv, 200));
@@ -258,7 +343,12 @@ fn invite_server_2xx_accepted_absorbs_invite_and_passes_ack() {
     assert!(l.is_empty(), "Timer L");
     // A late ACK with its own branch has no transaction: the TU gets it.
     let late = request("ACK", "z9hG4bKother");
-    assert!(l.on_request(t0 + ms(40_000), late, peer()).unwrap().unwrap().tx.is_none());
+    assert!(l
+        .on_request(t0 + ms(40_000), late, peer())
+        .unwrap()
+        .unwrap()
+        .tx
+        .is_none());
 }
 
 #[test]
@@ -266,12 +356,23 @@ fn non_invite_server_retransmissions_and_timer_j() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let opt = request("OPTIONS", "z9hG4bKi");
-    let tx = l.on_request(t0, opt.clone(), peer()).unwrap().unwrap().tx.unwrap();
+    let tx = l
+        .on_request(t0, opt.clone(), peer())
+        .unwrap()
+        .unwrap()
+        .tx
+        .unwrap();
     assert!(l.on_request(t0, opt.clone(), peer()).unwrap().is_none());
-    assert!(drain(&mut l).is_empty(), "retransmission in Trying is absorbed silently");
+    assert!(
+        drain(&mut l).is_empty(),
+        "retransmission in Trying is absorbed silently"
+    );
     l.send_response(t0, tx, &response_for(&opt, 200)).unwrap();
     assert_eq!(drain(&mut l).len(), 1);
-    assert!(l.on_request(t0 + ms(1), opt.clone(), peer()).unwrap().is_none());
+    assert!(l
+        .on_request(t0 + ms(1), opt.clone(), peer())
+        .unwrap()
+        .is_none());
     assert_eq!(drain(&mut l).len(), 1, "final resent");
     assert!(l.send_response(t0, tx, &response_for(&opt, 500)).is_err());
     run_until(&mut l, t0, ms(31_999));
@@ -288,13 +389,29 @@ fn cancel_matches_its_invite_both_styles() {
     let tx = l.on_request(t0, inv, peer()).unwrap().unwrap().tx.unwrap();
     let cancel = request("CANCEL", "z9hG4bKj");
     assert_eq!(l.find_invite_for_cancel(&cancel), Some(tx));
-    let ctx = l.on_request(t0, cancel, peer()).unwrap().unwrap().tx.unwrap();
+    let ctx = l
+        .on_request(t0, cancel, peer())
+        .unwrap()
+        .unwrap()
+        .tx
+        .unwrap();
     assert_ne!(ctx, tx, "CANCEL has its own transaction");
-    assert_eq!(l.find_invite_for_cancel(&request("CANCEL", "z9hG4bKzz")), None);
+    assert_eq!(
+        l.find_invite_for_cancel(&request("CANCEL", "z9hG4bKzz")),
+        None
+    );
 
     let inv2543 = request("INVITE", "");
-    let tx2 = l.on_request(t0, inv2543.clone(), peer()).unwrap().unwrap().tx.unwrap();
-    assert!(l.on_request(t0, inv2543, peer()).unwrap().is_none(), "2543 retransmission matched");
+    let tx2 = l
+        .on_request(t0, inv2543.clone(), peer())
+        .unwrap()
+        .unwrap()
+        .tx
+        .unwrap();
+    assert!(
+        l.on_request(t0, inv2543, peer()).unwrap().is_none(),
+        "2543 retransmission matched"
+    );
     assert_eq!(l.find_invite_for_cancel(&request("CANCEL", "")), Some(tx2));
 }
 
@@ -303,11 +420,19 @@ fn rfc2543_ack_for_non_2xx_is_matched_and_bare_cookie_is_2543() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bK"); // RFC 4475 §3.2.1: the cookie alone
-    let tx = l.on_request(t0, inv.clone(), peer()).unwrap().unwrap().tx.unwrap();
+    let tx = l
+        .on_request(t0, inv.clone(), peer())
+        .unwrap()
+        .unwrap()
+        .tx
+        .unwrap();
     l.send_response(t0, tx, &response_for(&inv, 404)).unwrap();
     let ack = ack_for_non_2xx(&inv, &response_for(&inv, 404));
     assert!(l.on_request(t0, ack, peer()).unwrap().is_none());
-    assert_eq!(l.invite_server_state(tx), Some(InviteServerState::Confirmed));
+    assert_eq!(
+        l.invite_server_state(tx),
+        Some(InviteServerState::Confirmed)
+    );
 }
 
 #[test]
@@ -333,16 +458,23 @@ fn configurable_t1_and_response_destination() {
     };
     let mut l = TransactionLayer::new(cfg, false);
     let t0 = Instant::now();
-    l.send_request(t0, request("INVITE", "z9hG4bKl"), peer()).unwrap();
+    l.send_request(t0, request("INVITE", "z9hG4bKl"), peer())
+        .unwrap();
     drain(&mut l);
     let (sends, notices) = run_until(&mut l, t0, ms(7_000));
-    assert_eq!(sends, vec![ms(100), ms(300), ms(700), ms(1500), ms(3100), ms(6300)]);
+    assert_eq!(
+        sends,
+        vec![ms(100), ms(300), ms(700), ms(1500), ms(3100), ms(6300)]
+    );
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].0, ms(6_400));
 
     let src: SocketAddr = "198.51.100.9:40000".parse().unwrap();
     let plain = Via::parse("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1").unwrap();
-    assert_eq!(response_destination(&plain, src, false), "198.51.100.9:5070".parse().unwrap());
+    assert_eq!(
+        response_destination(&plain, src, false),
+        "198.51.100.9:5070".parse().unwrap()
+    );
     assert_eq!(response_destination(&plain, src, true), src);
     let rport = Via::parse("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1;rport").unwrap();
     assert_eq!(response_destination(&rport, src, false), src);
@@ -358,9 +490,14 @@ fn stamp_received_adds_received_and_rport() {
         r.headers.get(&HeaderName::Via),
         Some("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1;rport=40000;received=198.51.100.9, SIP/2.0/UDP p.example")
     );
-    let mut same = parse_req("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK1\r\n\r\n");
+    let mut same = parse_req(
+        "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK1\r\n\r\n",
+    );
     stamp_received(&mut same, "198.51.100.9:5060".parse().unwrap());
-    assert_eq!(same.headers.get(&HeaderName::Via), Some("SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK1"));
+    assert_eq!(
+        same.headers.get(&HeaderName::Via),
+        Some("SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK1")
+    );
 }
 
 #[test]
@@ -369,7 +506,12 @@ fn timer_queue_stays_bounded_under_many_transactions() {
     let t0 = Instant::now();
     for i in 0..1000 {
         let req = request("OPTIONS", &format!("z9hG4bKq{i}"));
-        let tx = l.on_request(t0, req.clone(), peer()).unwrap().unwrap().tx.unwrap();
+        let tx = l
+            .on_request(t0, req.clone(), peer())
+            .unwrap()
+            .unwrap()
+            .tx
+            .unwrap();
         l.send_response(t0, tx, &response_for(&req, 200)).unwrap();
     }
     assert_eq!(l.timer_queue_len(), 1000);

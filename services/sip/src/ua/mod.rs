@@ -30,17 +30,17 @@ use bytes::Bytes;
 
 use crate::dialog::Dialog;
 use crate::message::{
-    error_response_from_headers, parse_datagram, response_from_request,
-    validate_request, validate_response, HeaderName, Method, NameAddr, ParseFailure, Parsed,
-    Request, Response, SipMessage, Uri,
+    error_response_from_headers, parse_datagram, response_from_request, validate_request,
+    validate_response, HeaderName, Method, NameAddr, ParseFailure, Parsed, Request, Response,
+    SipMessage, Uri,
 };
 use crate::timer::TimerQueue;
 use crate::transaction::{
-    new_branch, response_destination, stamp_received, TimerConfig, Transmit, TransactionLayer,
+    new_branch, response_destination, stamp_received, TimerConfig, TransactionLayer, Transmit,
     TxError, TxId, TxNotice,
 };
 
-pub use uac::{OutgoingInvite, Credentials};
+pub use uac::{Credentials, OutgoingInvite};
 
 /// Methods we implement, for `Allow`.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -69,6 +69,9 @@ pub struct UaConfig {
     pub reoffer_timeout: Duration,
     /// New INVITEs beyond this many live calls get 503.
     pub max_calls: usize,
+    /// An inbound call neither answered nor rejected by the app within this is answered
+    /// 480 (a safety net against an app that lost the call).
+    pub unanswered_timeout: Duration,
 }
 
 impl Default for UaConfig {
@@ -84,6 +87,7 @@ impl Default for UaConfig {
             session_expires: 1800,
             reoffer_timeout: Duration::from_secs(10),
             max_calls: 100_000,
+            unanswered_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -130,7 +134,10 @@ impl InboundCall {
 
     /// Values of a header of the INVITE by name (e.g. `"X-Account"`).
     pub fn header(&self, name: &str) -> Vec<&str> {
-        self.invite.headers.get_all(&HeaderName::parse(name)).collect()
+        self.invite
+            .headers
+            .get_all(&HeaderName::parse(name))
+            .collect()
     }
 }
 
@@ -222,9 +229,15 @@ pub enum HangupOutcome {
 pub enum UaOutput {
     Transmit(Transmit),
     IncomingCall(Box<InboundCall>),
-    Call { key: CallKey, event: CallEvent },
+    Call {
+        key: CallKey,
+        event: CallEvent,
+    },
     /// A `hangup` finished (the call's `Terminated` event is also emitted).
-    HangupDone { key: CallKey, outcome: HangupOutcome },
+    HangupDone {
+        key: CallKey,
+        outcome: HangupOutcome,
+    },
 }
 
 /// A command the call cannot take.
@@ -314,6 +327,8 @@ enum CallTimer {
     RefreshRetry,
     /// Outbound: give up on an unanswered INVITE after a provisional (Timer C-like).
     RingTimeout,
+    /// Inbound: the app never answered.
+    AnswerTimeout,
 }
 
 #[derive(Debug)]
@@ -348,6 +363,8 @@ struct Call {
     pending_session: Option<(u32, bool)>,
     /// `o=` line of the last remote SDP: an unchanged offer is answered without the app.
     remote_origin: Option<String>,
+    /// Inbound: when the unanswered call is given up.
+    answer_deadline: Option<Instant>,
     /// Outbound-only state.
     uac: Option<uac::UacState>,
 }
@@ -360,6 +377,7 @@ impl Call {
             CallTimer::Session => self.session.as_ref().map(|s| s.deadline),
             CallTimer::RefreshRetry => self.refresh_retry_at,
             CallTimer::RingTimeout => self.uac.as_ref().and_then(|u| u.ring_deadline),
+            CallTimer::AnswerTimeout => self.answer_deadline,
         }
     }
 }
@@ -396,7 +414,10 @@ impl LogLimiter {
             Some(s) if now.duration_since(s) < Self::WINDOW => {}
             _ => {
                 if self.suppressed > 0 {
-                    tracing::warn!(suppressed = self.suppressed, "suppressed SIP garbage warnings");
+                    tracing::warn!(
+                        suppressed = self.suppressed,
+                        "suppressed SIP garbage warnings"
+                    );
                 }
                 self.window_start = Some(now);
                 self.in_window = 0;
@@ -487,6 +508,11 @@ impl UserAgent {
         self.calls.len()
     }
 
+    /// The Call-ID of a live call.
+    pub fn call_id_of(&self, key: CallKey) -> Option<String> {
+        self.calls.get(&key).map(|c| c.dialog.id.call_id.clone())
+    }
+
     /// Live transactions (diagnostics).
     pub fn transaction_count(&self) -> usize {
         self.txl.len()
@@ -537,9 +563,7 @@ impl UserAgent {
         match parse_datagram(data) {
             Ok(Parsed::KeepAlive) => {}
             Ok(Parsed::Message(SipMessage::Request(req))) => self.on_request(now, source, req),
-            Ok(Parsed::Message(SipMessage::Response(resp))) => {
-                self.on_response(now, source, resp)
-            }
+            Ok(Parsed::Message(SipMessage::Response(resp))) => self.on_response(now, source, resp),
             Err(failure) => self.on_malformed(now, source, failure),
         }
     }
@@ -648,6 +672,10 @@ impl UserAgent {
                     self.send_refresh(now, key);
                 }
                 CallTimer::RingTimeout => self.on_ring_timeout(now, key),
+                CallTimer::AnswerTimeout => {
+                    tracing::warn!(call = key.0, "inbound call never answered by the app; 480");
+                    let _ = self.reject(now, key, 480, None);
+                }
             }
         }
         while let Some((t, _)) = self.recent_order.front() {
@@ -655,7 +683,11 @@ impl UserAgent {
                 break;
             }
             if let Some((_, k)) = self.recent_order.pop_front() {
-                if self.recent_invites.get(&k).is_some_and(|r| r.expires <= now) {
+                if self
+                    .recent_invites
+                    .get(&k)
+                    .is_some_and(|r| r.expires <= now)
+                {
                     self.recent_invites.remove(&k);
                 }
             }
@@ -713,7 +745,8 @@ impl UserAgent {
 
     fn add_server_header(&self, resp: &mut Response) {
         if !self.cfg.user_agent.is_empty() {
-            resp.headers.push(HeaderName::Server, self.cfg.user_agent.clone());
+            resp.headers
+                .push(HeaderName::Server, self.cfg.user_agent.clone());
         }
     }
 
@@ -765,8 +798,10 @@ impl UserAgent {
     /// Removes a call and its indexes, emitting `Terminated`.
     fn end_call(&mut self, key: CallKey, reason: TerminationReason) {
         if let Some(call) = self.calls.remove(&key) {
-            self.by_dialog
-                .remove(&(call.dialog.id.call_id.clone(), call.dialog.id.local_tag.clone()));
+            self.by_dialog.remove(&(
+                call.dialog.id.call_id.clone(),
+                call.dialog.id.local_tag.clone(),
+            ));
             if let Some(tx) = call.invite_tx {
                 self.by_server_tx.remove(&tx);
             }
@@ -787,7 +822,13 @@ impl UserAgent {
     }
 
     /// Sends BYE for a call (or defers it until the ACK of our 2xx arrives).
-    fn start_bye(&mut self, now: Instant, key: CallKey, reason: TerminationReason, requested: bool) {
+    fn start_bye(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        reason: TerminationReason,
+        requested: bool,
+    ) {
         let via = self.our_via();
         let ua = self.cfg.user_agent.clone();
         let Some(call) = self.calls.get_mut(&key) else {
@@ -838,7 +879,8 @@ impl UserAgent {
             .clone()
             .unwrap_or(TerminationReason::LocalBye);
         if call.hangup_requested {
-            self.outputs.push_back(UaOutput::HangupDone { key, outcome });
+            self.outputs
+                .push_back(UaOutput::HangupDone { key, outcome });
         }
         self.end_call(key, reason);
     }
@@ -871,9 +913,7 @@ impl UserAgent {
             return;
         };
         if s.we_refresh {
-            if let Some(c) = self.calls.get_mut(&key) {
-                c.session = None;
-            }
+            // The session stays as is (its interval is reused) until the refresh answers.
             self.send_refresh(now, key);
         } else {
             tracing::info!(call = key.0, "session expired without refresh");
@@ -903,13 +943,19 @@ impl UserAgent {
             .map(|s| s.interval)
             .unwrap_or(self.cfg.session_expires.max(self.cfg.min_session_expires));
         let use_update = call.remote_allows_update || call.local_sdp.is_none();
-        let method = if use_update { Method::Update } else { Method::Invite };
+        let method = if use_update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
         let mut req = call.dialog.new_request(method, &via);
         // We are the UAC of this transaction.
         let refresher = "uac";
         req.headers.push(HeaderName::Contact, contact);
-        req.headers
-            .push(HeaderName::SessionExpires, format!("{interval};refresher={refresher}"));
+        req.headers.push(
+            HeaderName::SessionExpires,
+            format!("{interval};refresher={refresher}"),
+        );
         req.headers.push(HeaderName::Supported, SUPPORTED);
         req.headers.push(HeaderName::Allow, ALLOW);
         if !ua.is_empty() {
@@ -943,10 +989,18 @@ impl UserAgent {
             return;
         };
         call.refresh_tx = None;
-        let is_invite = resp.headers.cseq().map(|c| c.method == Method::Invite).unwrap_or(false);
+        let is_invite = resp
+            .headers
+            .cseq()
+            .map(|c| c.method == Method::Invite)
+            .unwrap_or(false);
         if resp.is_success() {
             if is_invite {
-                let seq = resp.headers.cseq().map(|c| c.seq).unwrap_or(call.dialog.local_seq);
+                let seq = resp
+                    .headers
+                    .cseq()
+                    .map(|c| c.seq)
+                    .unwrap_or(call.dialog.local_seq);
                 let ack = call.dialog.ack(seq, &via);
                 let dest = call.dialog.next_hop(call.flow);
                 let bytes = Bytes::from(ack.to_bytes());
@@ -961,7 +1015,8 @@ impl UserAgent {
                 Some(c) => c,
                 None => return,
             };
-            call.dialog.refresh_target(resp.headers.contact_uri().ok().flatten());
+            call.dialog
+                .refresh_target(resp.headers.contact_uri().ok().flatten());
             let (interval, we_refresh) = match resp.headers.session_expires() {
                 // We are the UAC of the refresh transaction.
                 Ok(Some(se)) => (
@@ -969,7 +1024,10 @@ impl UserAgent {
                     se.refresher.as_deref().is_none_or(|r| r == "uac"),
                 ),
                 _ => (
-                    call.session.as_ref().map(|s| s.interval).unwrap_or(self.cfg.session_expires),
+                    call.session
+                        .as_ref()
+                        .map(|s| s.interval)
+                        .unwrap_or(self.cfg.session_expires),
                     true,
                 ),
             };
@@ -985,8 +1043,18 @@ impl UserAgent {
             call.refresh_retry_at = Some(now + Duration::from_millis(ms));
             self.schedule(key, CallTimer::RefreshRetry);
         } else if resp.status == 422 {
-            let min = resp.headers.min_se().ok().flatten().unwrap_or(self.cfg.min_session_expires);
-            let interval = call.session.as_ref().map(|s| s.interval).unwrap_or(0).max(min);
+            let min = resp
+                .headers
+                .min_se()
+                .ok()
+                .flatten()
+                .unwrap_or(self.cfg.min_session_expires);
+            let interval = call
+                .session
+                .as_ref()
+                .map(|s| s.interval)
+                .unwrap_or(0)
+                .max(min);
             call.session = Some(SessionTimer {
                 interval,
                 we_refresh: true,
@@ -998,7 +1066,11 @@ impl UserAgent {
             self.start_bye(now, key, TerminationReason::SessionExpired, false);
         } else {
             // Any other failure: the session goes on (RFC 4028 §10); try again later.
-            let interval = call.session.as_ref().map(|s| s.interval).unwrap_or(self.cfg.session_expires);
+            let interval = call
+                .session
+                .as_ref()
+                .map(|s| s.interval)
+                .unwrap_or(self.cfg.session_expires);
             self.arm_session(now, key, interval, true);
         }
     }
@@ -1012,7 +1084,12 @@ impl UserAgent {
                 if resp.status < 200 {
                     self.by_client_tx.insert(tx, (key, role));
                 } else {
-                    self.finish_bye(key, HangupOutcome::ByeAnswered { status: resp.status });
+                    self.finish_bye(
+                        key,
+                        HangupOutcome::ByeAnswered {
+                            status: resp.status,
+                        },
+                    );
                 }
             }
             ClientRole::Refresh => self.on_refresh_response(now, key, tx, resp),
@@ -1032,7 +1109,9 @@ impl UserAgent {
         if !resp.is_success() {
             return;
         }
-        let Ok(cseq) = resp.headers.cseq() else { return };
+        let Ok(cseq) = resp.headers.cseq() else {
+            return;
+        };
         if cseq.method != Method::Invite {
             return;
         }
@@ -1040,7 +1119,11 @@ impl UserAgent {
             return;
         };
         let local_tag = from.tag().unwrap_or("").to_owned();
-        let Some(key) = self.by_dialog.get(&(call_id.to_owned(), local_tag)).copied() else {
+        let Some(key) = self
+            .by_dialog
+            .get(&(call_id.to_owned(), local_tag))
+            .copied()
+        else {
             return;
         };
         if let Some((seq, bytes, dest)) = self.calls.get(&key).and_then(|c| c.last_ack.clone()) {

@@ -96,7 +96,10 @@ impl UserAgent {
         let seq = 1 + (rand::random::<u32>() & 0xffff);
         let mut from = out.from.clone();
         from.params.set("tag", Some(&local_tag));
-        let to = out.to.clone().unwrap_or_else(|| NameAddr::new(out.target.clone()));
+        let to = out
+            .to
+            .clone()
+            .unwrap_or_else(|| NameAddr::new(out.target.clone()));
         let mut req = Request::new(Method::Invite, out.target.clone());
         let h = &mut req.headers;
         h.push(HeaderName::Via, self.our_via());
@@ -116,7 +119,10 @@ impl UserAgent {
         h.push(HeaderName::Allow, ALLOW);
         h.push(HeaderName::Supported, SUPPORTED);
         if self.cfg.session_expires > 0 {
-            h.push(HeaderName::SessionExpires, self.cfg.session_expires.to_string());
+            h.push(
+                HeaderName::SessionExpires,
+                self.cfg.session_expires.to_string(),
+            );
             h.push(HeaderName::MinSe, self.cfg.min_session_expires.to_string());
         }
         if !self.cfg.user_agent.is_empty() {
@@ -172,6 +178,7 @@ impl UserAgent {
                 remote_supports_timer: false,
                 pending_session: None,
                 remote_origin: None,
+                answer_deadline: None,
                 uac: Some(UacState {
                     invite_tx: Some(tx),
                     cancel_tx: None,
@@ -212,7 +219,9 @@ impl UserAgent {
 
     /// Asks for a CANCEL: sent now if a provisional arrived, else when one does (§9.1).
     fn request_cancel(&mut self, now: Instant, key: CallKey) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let Some(uac) = call.uac.as_mut() else { return };
         uac.cancel_requested = true;
         if uac.got_provisional && !uac.cancel_sent {
@@ -221,7 +230,9 @@ impl UserAgent {
     }
 
     fn send_cancel(&mut self, now: Instant, key: CallKey) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let Some(uac) = call.uac.as_mut() else { return };
         uac.cancel_sent = true;
         let inv = &call.invite;
@@ -248,6 +259,9 @@ impl UserAgent {
             cancel.headers.push(HeaderName::Route, r);
         }
         let dest = uac.destination;
+        // §9.1: if the INVITE gets no final response within 64*T1 of the CANCEL, give up.
+        uac.ring_deadline = Some(now + self.cfg.timers.timeout());
+        self.schedule(key, CallTimer::RingTimeout);
         match self.txl.send_request(now, cancel, dest) {
             Ok(tx) => {
                 if let Some(u) = self.calls.get_mut(&key).and_then(|c| c.uac.as_mut()) {
@@ -260,19 +274,43 @@ impl UserAgent {
     }
 
     pub(super) fn on_ring_timeout(&mut self, now: Instant, key: CallKey) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if call.phase != Phase::Early {
             return;
         }
-        if let Some(u) = call.uac.as_mut() {
-            u.ring_deadline = None;
+        let Some(u) = call.uac.as_mut() else { return };
+        u.ring_deadline = None;
+        if u.cancel_sent {
+            // The INVITE never got its final response after our CANCEL.
+            if let Some(tx) = u.invite_tx {
+                self.txl.forget(tx);
+                self.by_client_tx.remove(&tx);
+            }
+            let reason = call
+                .termination
+                .clone()
+                .unwrap_or(TerminationReason::LocalCancel);
+            if call.hangup_requested {
+                self.outputs.push_back(UaOutput::HangupDone {
+                    key,
+                    outcome: HangupOutcome::Cancelled,
+                });
+            }
+            self.end_call(key, reason);
+            return;
         }
-        call.termination = Some(TerminationReason::TimedOut);
+        if call.termination.is_none() {
+            call.termination = Some(TerminationReason::TimedOut);
+        }
         self.request_cancel(now, key);
     }
 
     pub(super) fn on_invite_timeout(&mut self, _now: Instant, key: CallKey) {
-        let Some(call) = self.calls.get(&key) else { return };
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
         if call.phase != Phase::Early {
             return;
         }
@@ -285,7 +323,13 @@ impl UserAgent {
         self.end_call(key, TerminationReason::TimedOut);
     }
 
-    pub(super) fn on_invite_response(&mut self, now: Instant, key: CallKey, tx: TxId, resp: Response) {
+    pub(super) fn on_invite_response(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        tx: TxId,
+        resp: Response,
+    ) {
         // Keep receiving: provisional responses and 2xx retransmissions follow.
         if resp.status < 300 {
             self.by_client_tx.insert(tx, (key, ClientRole::Invite));
@@ -300,7 +344,9 @@ impl UserAgent {
     }
 
     fn on_invite_provisional(&mut self, now: Instant, key: CallKey, resp: Response) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if call.phase != Phase::Early {
             return;
         }
@@ -330,7 +376,9 @@ impl UserAgent {
 
     fn on_invite_2xx(&mut self, now: Instant, key: CallKey, resp: Response) {
         let via = self.our_via();
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let to_tag = resp
             .headers
             .to()
@@ -383,7 +431,9 @@ impl UserAgent {
         call.last_ack = Some((seq, bytes.clone(), dest));
         call.phase = Phase::Confirmed;
         call.remote_allows_update = resp.headers.list_contains(&HeaderName::Allow, "UPDATE");
-        call.remote_supports_timer = resp.headers.list_contains(&HeaderName::Supported, SUPPORTED)
+        call.remote_supports_timer = resp
+            .headers
+            .list_contains(&HeaderName::Supported, SUPPORTED)
             || resp.headers.list_contains(&HeaderName::Require, SUPPORTED);
         let sdp = sdp_from_body(&resp.headers, &resp.body).ok().flatten();
         let session = resp.headers.session_expires().ok().flatten();
@@ -411,14 +461,21 @@ impl UserAgent {
     }
 
     fn on_invite_failure(&mut self, now: Instant, key: CallKey, resp: Response) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if call.phase != Phase::Early {
             return;
         }
         if (resp.status == 401 || resp.status == 407) && self.retry_with_auth(now, key, &resp) {
             return;
         }
-        let Some(call) = self.calls.get(&key) else { return };
+        if resp.status == 422 && self.retry_with_min_se(now, key, &resp) {
+            return;
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
         let reason = match (&call.termination, resp.status) {
             (Some(TerminationReason::LocalCancel), 487) => TerminationReason::LocalCancel,
             (Some(TerminationReason::TimedOut), 487) => TerminationReason::TimedOut,
@@ -437,22 +494,65 @@ impl UserAgent {
     }
 
     /// Resends the INVITE with credentials. `false` when we cannot or should not.
-    fn retry_with_auth(&mut self, now: Instant, key: CallKey, resp: &Response) -> bool {
-        let via = self.our_via();
-        let Some(call) = self.calls.get_mut(&key) else { return false };
-        let Some(uac) = call.uac.as_mut() else { return false };
-        let Some(creds) = uac.credentials.clone() else { return false };
-        if uac.auth_attempts >= 2 || uac.cancel_requested {
+    /// RFC 4028 §7.4: a 422 tells the smallest interval the callee accepts; ask again.
+    fn retry_with_min_se(&mut self, now: Instant, key: CallKey, resp: &Response) -> bool {
+        let Some(min) = resp.headers.min_se().ok().flatten() else {
             return false;
-        }
+        };
+        self.resend_invite(now, key, |req| {
+            req.headers.set(HeaderName::SessionExpires, min.to_string());
+            req.headers.set(HeaderName::MinSe, min.to_string());
+        })
+    }
+
+    fn retry_with_auth(&mut self, now: Instant, key: CallKey, resp: &Response) -> bool {
+        let Some(creds) = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.uac.as_ref())
+            .and_then(|u| u.credentials.clone())
+        else {
+            return false;
+        };
         let (challenge_header, answer_header) = if resp.status == 407 {
-            (HeaderName::ProxyAuthenticate, HeaderName::ProxyAuthorization)
+            (
+                HeaderName::ProxyAuthenticate,
+                HeaderName::ProxyAuthorization,
+            )
         } else {
             (HeaderName::WwwAuthenticate, HeaderName::Authorization)
         };
         let Some(challenge) = Challenge::best(resp.headers.get_all(&challenge_header)) else {
             return false;
         };
+        let uri = self
+            .calls
+            .get(&key)
+            .map(|c| c.invite.uri.to_string())
+            .unwrap_or_default();
+        let cnonce = random_tag();
+        let value = challenge.respond("INVITE", &uri, &creds.username, &creds.password, &cnonce, 1);
+        self.resend_invite(now, key, |req| req.headers.set(answer_header, value))
+    }
+
+    /// Sends the INVITE again (new branch, next CSeq, same Call-ID and tag) after `change`.
+    /// At most two retries per call; never once a CANCEL is wanted.
+    fn resend_invite(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        change: impl FnOnce(&mut Request),
+    ) -> bool {
+        let via = self.our_via();
+        let Some(call) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        let Some(uac) = call.uac.as_mut() else {
+            return false;
+        };
+        if uac.auth_attempts >= 2 || uac.cancel_requested {
+            return false;
+        }
         uac.auth_attempts += 1;
         let destination = uac.destination;
         let mut req = call.invite.clone();
@@ -466,10 +566,7 @@ impl UserAgent {
             }
             .to_string(),
         );
-        let uri = req.uri.to_string();
-        let cnonce = random_tag();
-        let value = challenge.respond("INVITE", &uri, &creds.username, &creds.password, &cnonce, 1);
-        req.headers.set(answer_header, value);
+        change(&mut req);
         call.dialog.local_seq = seq;
         match self.txl.send_request(now, req.clone(), destination) {
             Ok(tx) => {

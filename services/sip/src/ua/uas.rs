@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::Pending2xx;
 use super::{
-    random_tag, Call, CallDirection, CallError, CallEvent, CallKey, CallTimer,
-    HangupOutcome, InboundCall, InviteKey, Phase, RecentInvite, Reoffer, ReofferAnswer,
-    TerminationReason, UaOutput, UserAgent, ALLOW, SUPPORTED,
+    random_tag, Call, CallDirection, CallError, CallEvent, CallKey, CallTimer, HangupOutcome,
+    InboundCall, InviteKey, Phase, RecentInvite, Reoffer, ReofferAnswer, TerminationReason,
+    UaOutput, UserAgent, ALLOW, SUPPORTED,
 };
 use crate::dialog::{Dialog, DialogState};
 use crate::message::{
@@ -19,7 +20,6 @@ use crate::message::{
 };
 use crate::sdp::SessionDescription;
 use crate::transaction::TxId;
-use super::Pending2xx;
 
 /// A request whose body we cannot use: the status and headers to answer with.
 pub(super) struct BodyProblem {
@@ -107,11 +107,25 @@ impl UserAgent {
             | Method::Info
             | Method::Update => {}
             Method::Extension(_) => {
-                self.respond_simple(now, tx, &req, 501, None, &[(HeaderName::Allow, ALLOW.into())]);
+                self.respond_simple(
+                    now,
+                    tx,
+                    &req,
+                    501,
+                    None,
+                    &[(HeaderName::Allow, ALLOW.into())],
+                );
                 return;
             }
             _ => {
-                self.respond_simple(now, tx, &req, 405, None, &[(HeaderName::Allow, ALLOW.into())]);
+                self.respond_simple(
+                    now,
+                    tx,
+                    &req,
+                    405,
+                    None,
+                    &[(HeaderName::Allow, ALLOW.into())],
+                );
                 return;
             }
         }
@@ -174,9 +188,32 @@ impl UserAgent {
     }
 
     fn remember_invite(&mut self, now: Instant, key: InviteKey, branch: String) {
-        let expires = now + self.cfg.timers.timeout();
-        self.recent_invites.insert(key.clone(), RecentInvite { branch, expires });
+        let expires = now + self.cfg.timers.timeout() * 2;
+        self.recent_invites
+            .insert(key.clone(), RecentInvite { branch, expires });
         self.recent_order.push_back((expires, key));
+    }
+
+    /// Keeps absorbing late copies of a call's INVITE for 64*T1 after its final response.
+    fn extend_recent_invite(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let h = &call.invite.headers;
+        let (Ok(from), Ok(cseq), Ok(call_id)) = (h.from(), h.cseq(), h.call_id()) else {
+            return;
+        };
+        let ikey = InviteKey {
+            call_id: call_id.to_owned(),
+            from_tag: from.tag().unwrap_or("").to_owned(),
+            cseq: cseq.seq,
+        };
+        // Twice 64*T1: a UAC gives up retransmitting well before that.
+        let expires = now + self.cfg.timers.timeout() * 2;
+        if let Some(r) = self.recent_invites.get_mut(&ikey) {
+            r.expires = expires;
+            self.recent_order.push_back((expires, ikey));
+        }
     }
 
     /// Session parameters (interval, we refresh) asked for by a request, or the 422 to
@@ -212,8 +249,10 @@ impl UserAgent {
     fn session_headers(resp: &mut Response, session: Option<(u32, bool)>, peer_supports: bool) {
         if let Some((interval, we_refresh)) = session {
             let who = if we_refresh { "uas" } else { "uac" };
-            resp.headers
-                .push(HeaderName::SessionExpires, format!("{interval};refresher={who}"));
+            resp.headers.push(
+                HeaderName::SessionExpires,
+                format!("{interval};refresher={who}"),
+            );
             if peer_supports {
                 resp.headers.push(HeaderName::Require, SUPPORTED);
             }
@@ -222,12 +261,29 @@ impl UserAgent {
 
     fn on_new_invite(&mut self, now: Instant, tx: TxId, req: Request, source: SocketAddr) {
         if !self.accepting {
-            self.respond_simple(now, tx, &req, 503, None, &[(HeaderName::RetryAfter, "30".into())]);
+            self.respond_simple(
+                now,
+                tx,
+                &req,
+                503,
+                None,
+                &[(HeaderName::RetryAfter, "30".into())],
+            );
             return;
         }
         if self.calls.len() >= self.cfg.max_calls {
-            tracing::warn!(calls = self.calls.len(), "call limit reached, answering 503");
-            self.respond_simple(now, tx, &req, 503, None, &[(HeaderName::RetryAfter, "5".into())]);
+            tracing::warn!(
+                calls = self.calls.len(),
+                "call limit reached, answering 503"
+            );
+            self.respond_simple(
+                now,
+                tx,
+                &req,
+                503,
+                None,
+                &[(HeaderName::RetryAfter, "5".into())],
+            );
             return;
         }
         let (Ok(from), Ok(to), Ok(cseq), Ok(call_id), Ok(via)) = (
@@ -273,7 +329,10 @@ impl UserAgent {
                 None,
                 &[(
                     HeaderName::Warning,
-                    format!("399 {} \"Incompatible Accept header\"", self.cfg.contact_host),
+                    format!(
+                        "399 {} \"Incompatible Accept header\"",
+                        self.cfg.contact_host
+                    ),
                 )],
             );
             return;
@@ -281,7 +340,14 @@ impl UserAgent {
         let session = match self.session_from_request(&req, None) {
             Ok(s) => s,
             Err(min) => {
-                self.respond_simple(now, tx, &req, 422, None, &[(HeaderName::MinSe, min.to_string())]);
+                self.respond_simple(
+                    now,
+                    tx,
+                    &req,
+                    422,
+                    None,
+                    &[(HeaderName::MinSe, min.to_string())],
+                );
                 return;
             }
         };
@@ -316,30 +382,38 @@ impl UserAgent {
             remote_supports_timer: req.headers.list_contains(&HeaderName::Supported, SUPPORTED),
             pending_session: session,
             remote_origin: offer.as_deref().and_then(origin_of),
+            answer_deadline: Some(now + self.cfg.unanswered_timeout),
             uac: None,
         };
-        self.by_dialog
-            .insert((call_id.to_owned(), local_tag), key);
+        self.by_dialog.insert((call_id.to_owned(), local_tag), key);
         self.by_server_tx.insert(tx, key);
         self.calls.insert(key, call);
         self.remember_invite(now, ikey, branch);
+        self.schedule(key, CallTimer::AnswerTimeout);
         let mut trying = response_from_request(&req, 100, None, None);
         self.add_server_header(&mut trying);
         self.respond_tx(now, tx, &trying);
-        self.outputs.push_back(UaOutput::IncomingCall(Box::new(InboundCall {
-            key,
-            call_id: call_id.to_owned(),
-            from,
-            to,
-            request_uri: req.uri.clone(),
-            source,
-            sdp_offer: offer,
-            invite: req,
-        })));
+        self.outputs
+            .push_back(UaOutput::IncomingCall(Box::new(InboundCall {
+                key,
+                call_id: call_id.to_owned(),
+                from,
+                to,
+                request_uri: req.uri.clone(),
+                source,
+                sdp_offer: offer,
+                invite: req,
+            })));
     }
 
     /// A response to the initial INVITE of an inbound call, carrying our tag.
-    fn invite_response(&self, call: &Call, status: u16, reason: Option<&str>, sdp: Option<&str>) -> Response {
+    fn invite_response(
+        &self,
+        call: &Call,
+        status: u16,
+        reason: Option<&str>,
+        sdp: Option<&str>,
+    ) -> Response {
         let mut resp = response_from_request(
             &call.invite,
             status,
@@ -356,7 +430,8 @@ impl UserAgent {
         }
         self.add_server_header(&mut resp);
         if let Some(sdp) = sdp {
-            resp.headers.push(HeaderName::ContentType, "application/sdp");
+            resp.headers
+                .push(HeaderName::ContentType, "application/sdp");
             resp.body = sdp.as_bytes().to_vec();
         }
         resp
@@ -378,7 +453,12 @@ impl UserAgent {
     }
 
     /// 180 Ringing, or 183 Session Progress with early-media SDP.
-    pub fn ringing(&mut self, now: Instant, key: CallKey, sdp: Option<String>) -> Result<(), CallError> {
+    pub fn ringing(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        sdp: Option<String>,
+    ) -> Result<(), CallError> {
         let (call, tx) = self.inbound_early(key)?;
         let status = if sdp.is_some() { 183 } else { 180 };
         let resp = self.invite_response(call, status, None, sdp.as_deref());
@@ -395,6 +475,8 @@ impl UserAgent {
     pub fn answer(&mut self, now: Instant, key: CallKey, sdp: String) -> Result<(), CallError> {
         let (call, tx) = self.inbound_early(key)?;
         let mut resp = self.invite_response(call, 200, None, Some(&sdp));
+        self.extend_recent_invite(now, key);
+        let call = &self.calls[&key];
         Self::session_headers(&mut resp, call.pending_session, call.remote_supports_timer);
         let seq = call.invite.headers.cseq().map(|c| c.seq).unwrap_or(0);
         let session = call.pending_session;
@@ -435,8 +517,12 @@ impl UserAgent {
             return Err(CallError::InvalidStatus(status));
         }
         let (call, tx) = self.inbound_early(key)?;
-        let resp = self.invite_response(call, status, reason, None);
+        let mut resp = self.invite_response(call, status, reason, None);
+        if status == 503 {
+            resp.headers.push(HeaderName::RetryAfter, "5");
+        }
         self.txl.send_response(now, tx, &resp)?;
+        self.extend_recent_invite(now, key);
         self.end_call(key, TerminationReason::Rejected { status });
         Ok(())
     }
@@ -489,6 +575,14 @@ impl UserAgent {
         let req = &reoffer.request;
         match answer {
             ReofferAnswer::Accept { sdp } => {
+                // No SDP from the app: keep ours, when an SDP is due (an INVITE always needs
+                // one in its 2xx; an UPDATE only when it carried an offer).
+                let had_offer = !req.body.is_empty();
+                let sdp = sdp.or_else(|| {
+                    (req.method == Method::Invite || had_offer)
+                        .then(|| call.local_sdp.clone())
+                        .flatten()
+                });
                 let session = call.pending_session;
                 let mut resp = response_from_request(req, 200, None, None);
                 resp.headers.push(HeaderName::Contact, contact);
@@ -496,7 +590,8 @@ impl UserAgent {
                 resp.headers.push(HeaderName::Supported, SUPPORTED);
                 Self::session_headers(&mut resp, session, call.remote_supports_timer);
                 if let Some(sdp) = &sdp {
-                    resp.headers.push(HeaderName::ContentType, "application/sdp");
+                    resp.headers
+                        .push(HeaderName::ContentType, "application/sdp");
                     resp.body = sdp.as_bytes().to_vec();
                     call.local_sdp = Some(sdp.clone());
                 }
@@ -506,7 +601,10 @@ impl UserAgent {
                 self.add_server_header(&mut resp);
                 let is_invite = req.method == Method::Invite;
                 let seq = req.headers.cseq().map(|c| c.seq).unwrap_or(0);
-                let dest = self.txl.destination(reoffer.tx).unwrap_or(self.calls[&key].flow);
+                let dest = self
+                    .txl
+                    .destination(reoffer.tx)
+                    .unwrap_or(self.calls[&key].flow);
                 self.txl.send_response(now, reoffer.tx, &resp)?;
                 if is_invite {
                     let t1 = self.cfg.timers.t1;
@@ -525,7 +623,9 @@ impl UserAgent {
                     self.schedule(key, CallTimer::Retransmit2xx);
                 }
                 match session {
-                    Some((interval, we_refresh)) => self.arm_session(now, key, interval, we_refresh),
+                    Some((interval, we_refresh)) => {
+                        self.arm_session(now, key, interval, we_refresh)
+                    }
                     None => {
                         if let Some(c) = self.calls.get_mut(&key) {
                             c.session = None;
@@ -553,8 +653,12 @@ impl UserAgent {
             tracing::debug!(call_id, "ACK for no dialog dropped");
             return;
         };
-        let Some(call) = self.calls.get_mut(&key) else { return };
-        let Some(p) = call.pending_2xx.as_ref() else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(p) = call.pending_2xx.as_ref() else {
+            return;
+        };
         if p.cseq != cseq.seq {
             return;
         }
@@ -578,8 +682,12 @@ impl UserAgent {
 
     pub(super) fn on_retransmit_2xx(&mut self, now: Instant, key: CallKey) {
         let t2 = self.cfg.timers.t2;
-        let Some(call) = self.calls.get_mut(&key) else { return };
-        let Some(p) = call.pending_2xx.as_mut() else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(p) = call.pending_2xx.as_mut() else {
+            return;
+        };
         if now >= p.give_up {
             let initial = p.initial;
             call.pending_2xx = None;
@@ -594,19 +702,25 @@ impl UserAgent {
         let (dest, bytes) = (p.dest, p.bytes.clone());
         p.interval = (p.interval * 2).min(t2);
         p.next = (p.next + p.interval).min(p.give_up);
-        self.outputs.push_back(UaOutput::Transmit(crate::transaction::Transmit {
-            to: dest,
-            data: bytes,
-            tx: None,
-        }));
+        self.outputs
+            .push_back(UaOutput::Transmit(crate::transaction::Transmit {
+                to: dest,
+                data: bytes,
+                tx: None,
+            }));
         self.schedule(key, CallTimer::Retransmit2xx);
     }
 
     pub(super) fn on_reoffer_timeout(&mut self, now: Instant, key: CallKey) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let Some(r) = call.reoffer.take() else { return };
         self.by_server_tx.remove(&r.tx);
-        tracing::warn!(call = key.0, "app did not answer a re-INVITE/UPDATE in time; 500");
+        tracing::warn!(
+            call = key.0,
+            "app did not answer a re-INVITE/UPDATE in time; 500"
+        );
         self.respond_simple(
             now,
             r.tx,
@@ -631,10 +745,16 @@ impl UserAgent {
         self.add_server_header(&mut ok);
         self.respond_tx(now, tx, &ok);
         let Some(key) = key else { return };
-        let Some(call) = self.calls.get(&key) else { return };
-        if call.invite_tx == Some(inv_tx) && call.phase == Phase::Early && !self.txl.has_final(inv_tx) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.invite_tx == Some(inv_tx)
+            && call.phase == Phase::Early
+            && !self.txl.has_final(inv_tx)
+        {
             let resp = self.invite_response(call, 487, None, None);
             self.respond_tx(now, inv_tx, &resp);
+            self.extend_recent_invite(now, key);
             self.emit(key, CallEvent::Cancelled);
             self.end_call(key, TerminationReason::Cancelled);
         } else if call.reoffer.as_ref().is_some_and(|r| r.tx == inv_tx) {
@@ -663,9 +783,18 @@ impl UserAgent {
             return;
         };
         let seq = req.headers.cseq().map(|c| c.seq).unwrap_or(0);
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if let Err(e) = call.dialog.check_remote_cseq(seq) {
-            self.respond_simple(now, tx, &req, 500, Some(&format!("Server Internal Error ({e})")), &[]);
+            self.respond_simple(
+                now,
+                tx,
+                &req,
+                500,
+                Some(&format!("Server Internal Error ({e})")),
+                &[],
+            );
             return;
         }
         if call.phase == Phase::Terminating && req.method != Method::Bye {
@@ -687,13 +816,22 @@ impl UserAgent {
             }
             Method::Options => self.respond_options(now, tx, &req),
             Method::Invite | Method::Update => self.on_reoffer(now, tx, key, req),
-            _ => self.respond_simple(now, tx, &req, 501, None, &[(HeaderName::Allow, ALLOW.into())]),
+            _ => self.respond_simple(
+                now,
+                tx,
+                &req,
+                501,
+                None,
+                &[(HeaderName::Allow, ALLOW.into())],
+            ),
         }
     }
 
     fn on_bye(&mut self, now: Instant, tx: TxId, key: CallKey, req: Request) {
         self.respond_simple(now, tx, &req, 200, None, &[]);
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         // §15.1.2: a BYE before our final response ends the INVITE with 487.
         if call.direction == CallDirection::Inbound && call.phase == Phase::Early {
             if let Some(inv_tx) = call.invite_tx {
@@ -721,15 +859,31 @@ impl UserAgent {
 
     fn on_reoffer(&mut self, now: Instant, tx: TxId, key: CallKey, req: Request) {
         let retry_after = (rand::random::<u32>() % 10).to_string();
-        let Some(call) = self.calls.get(&key) else { return };
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
         let is_invite = req.method == Method::Invite;
         if is_invite && call.direction == CallDirection::Inbound && call.phase == Phase::Early {
             // §14.2: a second INVITE before our final response to the first.
-            self.respond_simple(now, tx, &req, 500, None, &[(HeaderName::RetryAfter, retry_after)]);
+            self.respond_simple(
+                now,
+                tx,
+                &req,
+                500,
+                None,
+                &[(HeaderName::RetryAfter, retry_after)],
+            );
             return;
         }
         if call.reoffer.is_some() {
-            self.respond_simple(now, tx, &req, 500, None, &[(HeaderName::RetryAfter, retry_after)]);
+            self.respond_simple(
+                now,
+                tx,
+                &req,
+                500,
+                None,
+                &[(HeaderName::RetryAfter, retry_after)],
+            );
             return;
         }
         if call.refresh_tx.is_some() || call.uac.as_ref().is_some_and(|u| u.reinvite_pending()) {
@@ -748,11 +902,20 @@ impl UserAgent {
         let session = match self.session_from_request(&req, current) {
             Ok(s) => s,
             Err(min) => {
-                self.respond_simple(now, tx, &req, 422, None, &[(HeaderName::MinSe, min.to_string())]);
+                self.respond_simple(
+                    now,
+                    tx,
+                    &req,
+                    422,
+                    None,
+                    &[(HeaderName::MinSe, min.to_string())],
+                );
                 return;
             }
         };
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         // A new INVITE on the dialog means the ACK of our previous 2xx was sent (and lost).
         if is_invite {
             if let Some(p) = call.pending_2xx.take() {
@@ -762,7 +925,9 @@ impl UserAgent {
                 }
             }
         }
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.dialog
             .refresh_target(req.headers.contact_uri().ok().flatten());
         call.pending_session = session;
@@ -794,8 +959,18 @@ impl UserAgent {
             }
         }
         self.schedule(key, CallTimer::Reoffer);
-        let method = if is_invite { Method::Invite } else { Method::Update };
+        if is_invite {
+            if let Some(r) = self.calls.get(&key).and_then(|c| c.reoffer.as_ref()) {
+                let mut trying = response_from_request(&r.request, 100, None, None);
+                self.add_server_header(&mut trying);
+                self.respond_tx(now, tx, &trying);
+            }
+        }
+        let method = if is_invite {
+            Method::Invite
+        } else {
+            Method::Update
+        };
         self.emit(key, CallEvent::ReInvite { sdp: offer, method });
     }
 }
-
