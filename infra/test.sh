@@ -34,9 +34,9 @@ export DIALTONE_KAFKA_BROKERS="${DIALTONE_KAFKA_BROKERS:-127.0.0.1:9092}"
 export RUST_BACKTRACE=1
 if cargo nextest --version >/dev/null 2>&1; then
   log "running the workspace tests (cargo nextest)"
-  cargo nextest run --workspace --profile ci "$@"
+  cargo nextest run --workspace --features dialtone-events/kafka --profile ci "$@"
 else
   log "running the workspace tests (cargo test)"
-  cargo test --workspace "$@"
+  cargo test --workspace --features dialtone-events/kafka "$@"
 fi
 log "all tests passed"

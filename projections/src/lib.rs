@@ -7,7 +7,8 @@
 //! - [`db`]: the read-model database (`<data-dir>/readmodels.db`) and [`ReadModels`], a small
 //!   pool of read-only connections for queries.
 //! - read models: [`accounts`] (and the auth-token scheme), [`numbers`], [`calls`],
-//!   [`billing`] (rating, usage), [`recordings`].
+//!   [`billing`] (rating, usage), [`recordings`], [`callbacks`] (the status-callback
+//!   outbox).
 //! - [`paging`]: keyset paging shared by the list queries.
 //!
 //! The usual set of projections, as `dialtone serve` runs it:
@@ -33,6 +34,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod callbacks;
 pub mod calls;
 pub mod db;
 pub mod numbers;
@@ -46,6 +48,7 @@ pub use accounts::{
     AccountEntry, AccountsProjection,
 };
 pub use billing::{BillingProjection, RateTable};
+pub use callbacks::CallbacksProjection;
 pub use calls::CallsProjection;
 pub use db::{open_read_model_db, ReadModels, READ_MODELS_FILE};
 pub use numbers::{NumberDirectory, NumberRoute, NumbersProjection};
@@ -55,7 +58,7 @@ pub use runner::{rebuild, Progress, ProjectionRunner, RebuildReport, RunnerConfi
 
 /// The projections `dialtone serve` runs: accounts and numbers (which keep the given
 /// in-memory directories live), calls, billing (rated with `rates` unless a published rate
-/// table is in force) and recordings.
+/// table is in force), recordings and the status-callback outbox.
 pub fn standard_projections(
     accounts: &AccountDirectory,
     numbers: &NumberDirectory,
@@ -67,5 +70,6 @@ pub fn standard_projections(
         Box::new(CallsProjection::new()),
         Box::new(BillingProjection::new(rates)),
         Box::new(RecordingsProjection::new()),
+        Box::new(CallbacksProjection::new()),
     ]
 }

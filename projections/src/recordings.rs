@@ -1,9 +1,12 @@
 //! Recordings: metadata and media location, from `call.recording.*` events.
 
 use dialtone_events::{Payload, RecordedEvent};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use time::OffsetDateTime;
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+use time::{Date, OffsetDateTime};
 
+use crate::calls::DateFilter;
+use crate::paging::{keyset, where_clause, Order, Page, PageRequest, SortKey};
 use crate::projection::{decode, load_time, sql, store_time, Projection, ProjectionError};
 
 /// A recording as the read model holds it.
@@ -44,70 +47,37 @@ CREATE INDEX IF NOT EXISTS recordings_by_account ON recordings (account_sid, dat
 CREATE INDEX IF NOT EXISTS recordings_by_call ON recordings (call_sid);
 ";
 
-/// A recording by SID if it belongs to `account_sid`.
-pub fn get_recording(
-    conn: &Connection,
-    account_sid: &str,
-    sid: &str,
-) -> Result<Option<RecordingRow>, ProjectionError> {
-    type Raw = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        u8,
-        Option<u64>,
-        Option<String>,
-        Option<u32>,
-        String,
-        String,
-        String,
-    );
-    let raw: Option<Raw> = conn
-        .prepare_cached(
-            "SELECT sid, account_sid, call_sid, status, source, channels, duration_ms, path,
-                error_code, start_time, date_created, date_updated
-             FROM recordings WHERE sid = ?1 AND account_sid = ?2",
-        )
-        .and_then(|mut s| {
-            s.query_row([sid, account_sid], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                    r.get(11)?,
-                ))
-            })
-            .optional()
-        })
-        .map_err(sql("reading a recording"))?;
-    let Some((
-        sid,
-        account_sid,
-        call_sid,
-        status,
-        source,
-        channels,
-        duration_ms,
-        path,
-        error_code,
-        start,
-        created,
-        updated,
-    )) = raw
-    else {
-        return Ok(None);
-    };
-    Ok(Some(RecordingRow {
+const COLUMNS: &str = "sid, account_sid, call_sid, status, source, channels, duration_ms, path,
+    error_code, start_time, date_created, date_updated";
+
+type RawRecording = (
+    (String, String, String, String, String, u8),
+    (Option<u64>, Option<String>, Option<u32>),
+    (String, String, String),
+);
+
+fn read_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecording> {
+    Ok((
+        (
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ),
+        (r.get(6)?, r.get(7)?, r.get(8)?),
+        (r.get(9)?, r.get(10)?, r.get(11)?),
+    ))
+}
+
+fn to_row(raw: RawRecording) -> Result<RecordingRow, ProjectionError> {
+    let (
+        (sid, account_sid, call_sid, status, source, channels),
+        (duration_ms, path, error_code),
+        (start, created, updated),
+    ) = raw;
+    Ok(RecordingRow {
         sid,
         account_sid,
         call_sid,
@@ -120,7 +90,106 @@ pub fn get_recording(
         start_time: load_time("recordings", &start)?,
         date_created: load_time("recordings", &created)?,
         date_updated: load_time("recordings", &updated)?,
-    }))
+    })
+}
+
+/// A recording by SID if it belongs to `account_sid` (deleted ones included: their
+/// `status` is `deleted`).
+pub fn get_recording(
+    conn: &Connection,
+    account_sid: &str,
+    sid: &str,
+) -> Result<Option<RecordingRow>, ProjectionError> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM recordings WHERE sid = ?1 AND account_sid = ?2"
+    ))
+    .and_then(|mut s| s.query_row([sid, account_sid], read_raw).optional())
+    .map_err(sql("reading a recording"))?
+    .map(to_row)
+    .transpose()
+}
+
+/// Filters of the Recordings list.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingFilter {
+    pub call_sid: Option<String>,
+    /// Twilio's `DateCreated`, `DateCreated<`, `DateCreated>` (UTC days, inclusive).
+    pub date_created: DateFilter,
+    /// Twilio's `IncludeSoftDeleted`: list deleted recordings too.
+    pub include_deleted: bool,
+}
+
+/// `YYYY-MM-DD`: as a prefix of stored times it sorts before every time of that day.
+fn day_text(date: Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// The account's recordings, newest first.
+pub fn list_recordings(
+    conn: &Connection,
+    account_sid: &str,
+    filter: &RecordingFilter,
+    page: &PageRequest,
+) -> Result<Page<RecordingRow>, ProjectionError> {
+    let mut conditions = vec!["account_sid = ?".to_owned()];
+    let mut values = vec![Value::Text(account_sid.to_owned())];
+    if let Some(call_sid) = &filter.call_sid {
+        conditions.push("call_sid = ?".to_owned());
+        values.push(Value::Text(call_sid.clone()));
+    }
+    if !filter.include_deleted {
+        conditions.push("status <> 'deleted'".to_owned());
+    }
+    let dates = &filter.date_created;
+    for (from, through) in [
+        (dates.on, dates.on),
+        (dates.on_or_after, dates.on_or_before),
+    ] {
+        if let Some(from) = from {
+            conditions.push("date_created >= ?".to_owned());
+            values.push(Value::Text(day_text(from)));
+        }
+        // Before the start of the next day (no upper bound at the end of time).
+        if let Some(next) = through.and_then(|d| d.next_day()) {
+            conditions.push("date_created < ?".to_owned());
+            values.push(Value::Text(day_text(next)));
+        }
+    }
+    let keyset = keyset(page, Order::Descending, "date_created", "sid");
+    if let Some(condition) = &keyset.condition {
+        conditions.push(condition.clone());
+        values.extend(keyset.params.iter().cloned());
+    }
+    let query = format!(
+        "SELECT {COLUMNS} FROM recordings {} {}",
+        where_clause(&conditions),
+        keyset.tail
+    );
+    let raws = conn
+        .prepare(&query)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(values), read_raw)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(sql("listing recordings"))?;
+    let rows = raws
+        .into_iter()
+        .map(to_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(keyset.finish(page, rows))
+}
+
+/// The sort key of a recording in its list.
+pub fn recording_sort_key(row: &RecordingRow) -> SortKey {
+    SortKey {
+        primary: store_time(row.date_created),
+        sid: row.sid.clone(),
+    }
 }
 
 /// Projects recording events into `recordings`.

@@ -58,6 +58,23 @@ pub struct Config {
     pub node_id: String,
     pub billing: BillingSettings,
     pub webhooks: WebhookSettings,
+    pub media: MediaSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Send RTP to where the caller's RTP comes from rather than to the SDP address (for
+    /// callers behind NAT). Turn off to honour SDP strictly.
+    pub symmetric_rtp: bool,
+    /// Playout threads.
+    pub engine_threads: usize,
+}
+
+impl Default for MediaSettings {
+    fn default() -> MediaSettings {
+        MediaSettings { symmetric_rtp: true, engine_threads: 1 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +115,7 @@ impl Default for Config {
             node_id: "node-1".into(),
             billing: BillingSettings::default(),
             webhooks: WebhookSettings::default(),
+            media: MediaSettings::default(),
         }
     }
 }

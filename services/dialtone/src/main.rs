@@ -1,8 +1,12 @@
 //! `dialtone`: one binary for every role, plus operator commands.
 
 mod cli;
+mod config;
 mod machine;
 mod paths;
+mod roles;
+mod secret;
+mod serve;
 
 use std::process::ExitCode;
 

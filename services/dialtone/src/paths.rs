@@ -19,4 +19,19 @@ impl DataDir {
     pub fn event_log(&self) -> PathBuf {
         self.0.join("events.db")
     }
+
+    /// The read models and projection checkpoints.
+    pub fn read_models(&self) -> PathBuf {
+        self.0.join(dialtone_projections::READ_MODELS_FILE)
+    }
+
+    /// Recordings (WAV files named by recording SID).
+    pub fn recordings(&self) -> PathBuf {
+        self.0.join("recordings")
+    }
+
+    /// Synthesised speech kept across restarts.
+    pub fn tts_cache(&self) -> PathBuf {
+        self.0.join("tts-cache")
+    }
 }

@@ -1,4 +1,4 @@
-//! `cargo run --release -p dialtone-media --example playout_bench -- <streams> <seconds> [threads]`
+//! `cargo run --release -p dialtone-media --example playout_bench -- <streams> <seconds> [threads] [rt-priority]`
 //! (the same measurement as `dialtone bench media`).
 
 fn main() {
@@ -8,6 +8,9 @@ fn main() {
     let mut options = dialtone_media::BenchOptions::new(streams, seconds);
     if let Some(t) = args.get(3).and_then(|s| s.parse().ok()) {
         options.engine_threads = t;
+    }
+    if let Some(p) = args.get(4).and_then(|s| s.parse().ok()) {
+        options.realtime_priority = Some(p);
     }
     match dialtone_media::run_playout_bench_with(&options) {
         Ok(result) => println!("{result}"),

@@ -78,8 +78,7 @@ impl<K: Hash + Eq + Clone> PcmCache<K> {
             entry.cell.clone()
         };
         if let Some(pcm) = cell.get() {
-            self.hits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(pcm.clone());
         }
         let result = cell
@@ -178,9 +177,7 @@ mod tests {
     async fn failures_are_not_cached_and_budget_evicts_lru() {
         let cache = PcmCache::<u32>::new(3 * (1600 + 64));
         let r = cache
-            .get_or_load(1, || async {
-                Err(MediaError::Task("boom".into()))
-            })
+            .get_or_load(1, || async { Err(MediaError::Task("boom".into())) })
             .await;
         assert!(r.is_err());
         assert_eq!(cache.stats().entries, 0);

@@ -196,7 +196,9 @@ mod tests {
 
     #[test]
     fn buffers_round_trip() {
-        let pcm: Vec<i16> = (0..160).map(|i| ((i * 397) % 20000 - 10000) as i16).collect();
+        let pcm: Vec<i16> = (0..160)
+            .map(|i| ((i * 397) % 20000 - 10000) as i16)
+            .collect();
         for codec in Codec::ALL {
             let enc = codec.encode(&pcm);
             assert_eq!(enc.len(), 160);

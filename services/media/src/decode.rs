@@ -103,14 +103,15 @@ pub fn decode_audio(
     content_type: Option<&str>,
     extension: Option<&str>,
 ) -> Result<Pcm, MediaError> {
-    let format =
-        sniff_format(bytes, content_type, extension).ok_or_else(|| MediaError::UnsupportedAudio {
+    let format = sniff_format(bytes, content_type, extension).ok_or_else(|| {
+        MediaError::UnsupportedAudio {
             content_type: content_type.map(str::to_string),
             magic: hex::encode(&bytes[..bytes.len().min(8)]),
-        })?;
+        }
+    })?;
     match format {
-        AudioFormat::Wav => decode_with_symphonia(bytes, "wav", format),
-        AudioFormat::Mp3 => decode_with_symphonia(bytes, "mp3", format),
+        AudioFormat::Wav => decode_guarded(bytes, "wav", format),
+        AudioFormat::Mp3 => decode_guarded(bytes, "mp3", format),
         AudioFormat::Au => decode_au(bytes),
         AudioFormat::RawG711(codec) => {
             check_length(bytes.len() as u64, SAMPLE_RATE)?;
@@ -126,6 +127,20 @@ fn check_length(frames: u64, rate: u32) -> Result<(), MediaError> {
         });
     }
     Ok(())
+}
+
+/// Symphonia documents that some malformed streams may panic its decoders: contain that, so
+/// that a bad file from an application is an error, not a crash.
+fn decode_guarded(bytes: &[u8], extension: &str, format: AudioFormat) -> Result<Pcm, MediaError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_with_symphonia(bytes, extension, format)
+    }))
+    .unwrap_or_else(|_| {
+        Err(MediaError::Decode {
+            format: format.name(),
+            reason: "the decoder panicked on malformed input".into(),
+        })
+    })
 }
 
 fn decode_with_symphonia(
@@ -226,7 +241,9 @@ fn decode_au(bytes: &[u8]) -> Result<Pcm, MediaError> {
     let encoding = word(3)?;
     let rate = word(4)?;
     let channels = word(5)?.max(1) as usize;
-    let data = bytes.get(offset..).ok_or_else(|| err("data offset beyond end"))?;
+    let data = bytes
+        .get(offset..)
+        .ok_or_else(|| err("data offset beyond end"))?;
     // 0xFFFFFFFF means "size unknown": take everything.
     let data = if declared != u32::MAX {
         &data[..data.len().min(declared as usize)]
@@ -316,7 +333,8 @@ mod tests {
 
     #[test]
     fn wav_at_any_rate_and_channels_becomes_8k_mono() {
-        for (rate, channels, bits) in [(8000, 1, 16), (16000, 1, 16), (44100, 2, 16), (22050, 1, 8)] {
+        for (rate, channels, bits) in [(8000, 1, 16), (16000, 1, 16), (44100, 2, 16), (22050, 1, 8)]
+        {
             let wav = wav_bytes(rate, channels, bits, 0.5, 440.0);
             let pcm = decode_audio(&wav, Some("audio/wav"), None).unwrap();
             assert!(
@@ -326,7 +344,10 @@ mod tests {
             );
             let mid = &pcm.samples()[500..3500];
             let level = crate::pcm::rms(mid);
-            assert!((level - 11585.0).abs() < 1000.0, "{rate}/{channels}/{bits}: rms {level}");
+            assert!(
+                (level - 11585.0).abs() < 1000.0,
+                "{rate}/{channels}/{bits}: rms {level}"
+            );
         }
     }
 
@@ -366,13 +387,58 @@ mod tests {
         assert_eq!(sniff_format(&bytes, None, None), Some(AudioFormat::Mp3));
         let pcm = decode_audio(&bytes, Some("audio/mpeg"), Some("mp3")).unwrap();
         // 0.8 s, plus up to one MP3 frame of encoder delay and padding
-        assert!((6400..=6400 + 1200).contains(&pcm.len()), "{} samples", pcm.len());
+        assert!(
+            (6400..=6400 + 1200).contains(&pcm.len()),
+            "{} samples",
+            pcm.len()
+        );
         let mid = &pcm.samples()[1600..4800];
         let level = crate::pcm::rms(mid);
-        assert!((level - 16000.0 / 2f64.sqrt()).abs() < 1500.0, "rms {level}");
+        assert!(
+            (level - 16000.0 / 2f64.sqrt()).abs() < 1500.0,
+            "rms {level}"
+        );
         let crossings = mid.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
         let freq = crossings as f64 / 2.0 / (mid.len() as f64 / 8000.0);
         assert!((freq - 600.0).abs() < 10.0, "frequency {freq}");
+    }
+
+    #[test]
+    fn random_bytes_behind_every_magic_never_panic() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(11);
+        let mp3 = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tone-600hz-44k-stereo.mp3"
+        ))
+        .unwrap();
+        let wav = wav_bytes(8000, 1, 16, 0.05, 440.0);
+        let prefixes: [&[u8]; 6] = [
+            b"RIFF\x24\x00\x00\x00WAVEfmt ",
+            b"ID3\x04\x00",
+            &[0xFF, 0xFB, 0x90, 0x64],
+            b".snd",
+            &mp3[..200],
+            &wav[..44],
+        ];
+        for prefix in prefixes {
+            for _ in 0..50 {
+                let mut bytes = prefix.to_vec();
+                let n = rng.random_range(0..2000);
+                bytes.extend((0..n).map(|_| rng.random::<u8>()));
+                let _ = decode_audio(&bytes, None, None);
+            }
+        }
+        // and corrupted real files
+        for _ in 0..50 {
+            let mut bytes = mp3.clone();
+            for _ in 0..20 {
+                let i = rng.random_range(0..bytes.len());
+                bytes[i] = rng.random();
+            }
+            let _ = decode_audio(&bytes, None, None);
+        }
     }
 
     #[test]

@@ -50,7 +50,10 @@ pub enum MediaError {
     },
 
     #[error("cannot decode audio ({format}): {reason}")]
-    Decode { format: &'static str, reason: String },
+    Decode {
+        format: &'static str,
+        reason: String,
+    },
 
     #[error("unsupported audio format (content type {content_type:?}, first bytes {magic})")]
     UnsupportedAudio {

@@ -265,7 +265,11 @@ impl AudioFetcher {
             return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| fetch_err(e.to_string()))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fetch_err(e.to_string()))?
+        {
             if body.len() as u64 + chunk.len() as u64 > self.config.max_bytes {
                 return Err(too_large());
             }
@@ -304,7 +308,10 @@ impl AudioFetcher {
                 limit: self.config.max_bytes,
             });
         }
-        let version = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let version = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        );
         if let Some(c) = self.cached(key) {
             if c.file_version == Some(version) {
                 self.fresh_hits.fetch_add(1, Ordering::Relaxed);
@@ -427,7 +434,9 @@ mod tests {
             Some(0)
         );
         assert!(CacheControl::parse(Some("No-Store")).no_store);
-        assert!(CacheControl::parse(Some("max-age=0")).fresh_until().is_none());
+        assert!(CacheControl::parse(Some("max-age=0"))
+            .fresh_until()
+            .is_none());
     }
 
     #[test]
@@ -442,8 +451,14 @@ mod tests {
             f.source("file:///etc/passwd"),
             Err(MediaError::InvalidUrl { .. })
         ));
-        assert!(matches!(f.source("ftp://x/a"), Err(MediaError::InvalidUrl { .. })));
-        assert!(matches!(f.source("not a url"), Err(MediaError::InvalidUrl { .. })));
+        assert!(matches!(
+            f.source("ftp://x/a"),
+            Err(MediaError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            f.source("not a url"),
+            Err(MediaError::InvalidUrl { .. })
+        ));
         let f = AudioFetcher::new(FetchConfig {
             allow_files: true,
             ..Default::default()

@@ -23,8 +23,8 @@ pub mod pcm;
 pub mod playout;
 pub mod recorder;
 pub mod rtp;
-mod rx;
 pub mod runtime;
+mod rx;
 pub mod tts;
 
 pub use bench::{run_playout_bench, run_playout_bench_with, BenchOptions, BenchResult};

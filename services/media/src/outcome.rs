@@ -19,7 +19,10 @@ pub enum MediaOutcome {
     Interrupted { id: CommandId },
     /// The command could not run (speech synthesis, download or decoding failed, bad
     /// digits); nothing of it was played.
-    Failed { id: CommandId, error: Arc<MediaError> },
+    Failed {
+        id: CommandId,
+        error: Arc<MediaError>,
+    },
     /// A key press from the remote party.
     Dtmf {
         digit: char,

@@ -221,10 +221,7 @@ mod tests {
         assert!((out.len() as i64 - 8000).abs() <= 2, "len {}", out.len());
         // count zero crossings in the middle to estimate the frequency
         let mid = &out[1000..7000];
-        let crossings = mid
-            .windows(2)
-            .filter(|w| (w[0] < 0) != (w[1] < 0))
-            .count();
+        let crossings = mid.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
         let freq = crossings as f64 / 2.0 / (6000.0 / 8000.0);
         assert!((freq - 440.0).abs() < 5.0, "frequency {freq}");
         assert!((rms(mid) - 0.5 * 32767.0 / 2f64.sqrt()).abs() < 500.0);

@@ -321,7 +321,9 @@ impl StreamPlayout {
             if !instant {
                 return;
             }
-            let Some(q) = self.queue.pop_front() else { return };
+            let Some(q) = self.queue.pop_front() else {
+                return;
+            };
             self.cursor = Cursor::default();
             match q.item {
                 // The recording reports its own outcomes.
@@ -407,7 +409,18 @@ mod tests {
         let mut s = stream(false, None);
         let pcm = Arc::new(Pcm::tone(&[440.0], 110, 8000.0)); // 880 samples: 5.5 frames
         let mut ev = Vec::new();
-        s.enqueue(0, vec![item(AudioItem::Pcm { pcm: pcm.clone(), loops: 1 }, 1, true)], &mut ev);
+        s.enqueue(
+            0,
+            vec![item(
+                AudioItem::Pcm {
+                    pcm: pcm.clone(),
+                    loops: 1,
+                },
+                1,
+                true,
+            )],
+            &mut ev,
+        );
         let (sent, events) = run(&mut s, 100..110);
         assert_eq!(sent.len(), 6);
         for (i, p) in sent.iter().enumerate() {
@@ -431,7 +444,14 @@ mod tests {
         s.enqueue(
             0,
             vec![
-                item(AudioItem::Pcm { pcm: pcm.clone(), loops: 1 }, 1, true),
+                item(
+                    AudioItem::Pcm {
+                        pcm: pcm.clone(),
+                        loops: 1,
+                    },
+                    1,
+                    true,
+                ),
                 item(AudioItem::Silence { ms: 100 }, 2, true),
                 item(AudioItem::Pcm { pcm, loops: 2 }, 3, true),
             ],
@@ -466,7 +486,11 @@ mod tests {
             vec![true, false, false]
         );
         let mut ev = Vec::new();
-        s.enqueue(0, vec![item(AudioItem::Silence { ms: 40 }, 1, true)], &mut ev);
+        s.enqueue(
+            0,
+            vec![item(AudioItem::Silence { ms: 40 }, 1, true)],
+            &mut ev,
+        );
         let (sent, events) = run(&mut s, 3..6);
         assert_eq!(sent.len(), 3);
         assert!(sent.iter().all(|p| !p.marker));
@@ -478,7 +502,11 @@ mod tests {
         let mut s = stream(false, None);
         let mut ev = Vec::new();
         let pcm = Arc::new(Pcm::tone(&[440.0], 1000, 8000.0));
-        s.enqueue(0, vec![item(AudioItem::Pcm { pcm, loops: 1 }, 1, true)], &mut ev);
+        s.enqueue(
+            0,
+            vec![item(AudioItem::Pcm { pcm, loops: 1 }, 1, true)],
+            &mut ev,
+        );
         let (a, _) = run(&mut s, 0..2);
         let (b, _) = run(&mut s, 10..11);
         assert!(a[0].marker && !a[1].marker && b[0].marker);
@@ -492,7 +520,14 @@ mod tests {
         s.enqueue(
             0,
             vec![
-                item(AudioItem::Key { key: '#', duration_ms: 100 }, 1, false),
+                item(
+                    AudioItem::Key {
+                        key: '#',
+                        duration_ms: 100,
+                    },
+                    1,
+                    false,
+                ),
                 item(AudioItem::Silence { ms: 100 }, 1, true),
             ],
             &mut ev,
@@ -521,7 +556,13 @@ mod tests {
         for (i, p) in sent.iter().enumerate() {
             rx.on_packet(p.ts, &p.payload, i as u64 * 20, &mut keys);
         }
-        assert_eq!(keys, vec![crate::dtmf::DtmfDigit { digit: '#', duration_ms: 100 }]);
+        assert_eq!(
+            keys,
+            vec![crate::dtmf::DtmfDigit {
+                digit: '#',
+                duration_ms: 100
+            }]
+        );
     }
 
     #[test]
@@ -531,9 +572,23 @@ mod tests {
         s.enqueue(
             0,
             vec![
-                item(AudioItem::Key { key: '4', duration_ms: 100 }, 1, false),
+                item(
+                    AudioItem::Key {
+                        key: '4',
+                        duration_ms: 100,
+                    },
+                    1,
+                    false,
+                ),
                 item(AudioItem::Silence { ms: 100 }, 1, false),
-                item(AudioItem::Key { key: '2', duration_ms: 100 }, 1, true),
+                item(
+                    AudioItem::Key {
+                        key: '2',
+                        duration_ms: 100,
+                    },
+                    1,
+                    true,
+                ),
             ],
             &mut ev,
         );
@@ -566,11 +621,26 @@ mod tests {
         let mut s = stream(false, None);
         let mut ev = Vec::new();
         let pcm = Arc::new(Pcm::tone(&[440.0], 40, 8000.0));
-        s.enqueue(0, vec![item(AudioItem::Pcm { pcm: pcm.clone(), loops: 3 }, 1, true)], &mut ev);
+        s.enqueue(
+            0,
+            vec![item(
+                AudioItem::Pcm {
+                    pcm: pcm.clone(),
+                    loops: 3,
+                },
+                1,
+                true,
+            )],
+            &mut ev,
+        );
         let (sent, events) = run(&mut s, 0..10);
         assert_eq!(sent.len(), 6);
         assert_eq!(events, vec![PlayoutEvent::Finished(CommandId(1))]);
-        s.enqueue(0, vec![item(AudioItem::Pcm { pcm, loops: 0 }, 2, true)], &mut ev);
+        s.enqueue(
+            0,
+            vec![item(AudioItem::Pcm { pcm, loops: 0 }, 2, true)],
+            &mut ev,
+        );
         let (sent, events) = run(&mut s, 10..1010);
         assert_eq!(sent.len(), 1000);
         assert!(events.is_empty());
@@ -585,9 +655,23 @@ mod tests {
         s.enqueue(
             0,
             vec![
-                item(AudioItem::Pcm { pcm: pcm.clone(), loops: 1 }, 1, false),
+                item(
+                    AudioItem::Pcm {
+                        pcm: pcm.clone(),
+                        loops: 1,
+                    },
+                    1,
+                    false,
+                ),
                 item(AudioItem::Silence { ms: 40 }, 1, true),
-                item(AudioItem::Pcm { pcm: pcm.clone(), loops: 1 }, 2, true),
+                item(
+                    AudioItem::Pcm {
+                        pcm: pcm.clone(),
+                        loops: 1,
+                    },
+                    2,
+                    true,
+                ),
             ],
             &mut ev,
         );
@@ -603,13 +687,35 @@ mod tests {
         );
         ev.clear();
         // a command issued before the barge-in but prepared after it
-        s.enqueue(0, vec![item(AudioItem::Pcm { pcm: pcm.clone(), loops: 1 }, 3, true)], &mut ev);
+        s.enqueue(
+            0,
+            vec![item(
+                AudioItem::Pcm {
+                    pcm: pcm.clone(),
+                    loops: 1,
+                },
+                3,
+                true,
+            )],
+            &mut ev,
+        );
         assert_eq!(ev, vec![PlayoutEvent::Interrupted(CommandId(3))]);
         ev.clear();
         let (sent, _) = run(&mut s, 5..10);
         assert!(sent.is_empty());
         // a new one plays from its beginning, as a new talkspurt
-        s.enqueue(1, vec![item(AudioItem::Pcm { pcm: pcm.clone(), loops: 1 }, 4, true)], &mut ev);
+        s.enqueue(
+            1,
+            vec![item(
+                AudioItem::Pcm {
+                    pcm: pcm.clone(),
+                    loops: 1,
+                },
+                4,
+                true,
+            )],
+            &mut ev,
+        );
         let (sent, _) = run(&mut s, 10..11);
         assert!(sent[0].marker);
         assert_eq!(sent[0].payload, pcm.encoded(Codec::Pcmu)[..160].to_vec());
@@ -627,7 +733,14 @@ mod tests {
         s.enqueue(
             0,
             vec![
-                item(AudioItem::Pcm { pcm: beep, loops: 1 }, 7, false),
+                item(
+                    AudioItem::Pcm {
+                        pcm: beep,
+                        loops: 1,
+                    },
+                    7,
+                    false,
+                ),
                 item(AudioItem::StartRecording(Box::new(req.clone())), 7, true),
             ],
             &mut ev,
@@ -651,7 +764,18 @@ mod tests {
         let mut s = stream(false, None);
         let mut ev = Vec::new();
         let pcm = Arc::new(Pcm::tone(&[440.0], 100, 8000.0));
-        s.enqueue(0, vec![item(AudioItem::Pcm { pcm: pcm.clone(), loops: 1 }, 1, true)], &mut ev);
+        s.enqueue(
+            0,
+            vec![item(
+                AudioItem::Pcm {
+                    pcm: pcm.clone(),
+                    loops: 1,
+                },
+                1,
+                true,
+            )],
+            &mut ev,
+        );
         let (a, _) = run(&mut s, 0..1);
         s.set_media(Codec::Pcma, None);
         let (b, _) = run(&mut s, 1..2);

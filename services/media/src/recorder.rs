@@ -84,7 +84,11 @@ pub struct Recorder {
     first_voiced: Option<usize>,
     /// End (exclusive) of the last voiced frame.
     last_voiced_end: usize,
-    last_voice_ms: u64,
+    /// Silent audio received since the last voiced frame (audio time, so that packets
+    /// arriving in bursts are measured by what they carry, not when they came).
+    silent_samples: usize,
+    /// When audio last arrived: with no packets at all, silence is measured in wall time.
+    last_audio_ms: u64,
     end: Option<RecordingEnd>,
 }
 
@@ -97,7 +101,8 @@ impl Recorder {
             frame_start: 0,
             first_voiced: None,
             last_voiced_end: 0,
-            last_voice_ms: now_ms,
+            silent_samples: 0,
+            last_audio_ms: now_ms,
             end: None,
         }
     }
@@ -132,10 +137,13 @@ impl Recorder {
             if rms(frame) >= self.config.voice_threshold_rms {
                 self.first_voiced.get_or_insert(self.frame_start);
                 self.last_voiced_end = self.frame_start + FRAME_SAMPLES;
-                self.last_voice_ms = now_ms;
+                self.silent_samples = 0;
+            } else {
+                self.silent_samples += FRAME_SAMPLES;
             }
             self.frame_start += FRAME_SAMPLES;
         }
+        self.last_audio_ms = now_ms;
         if take < samples.len() || self.samples.len() >= self.max_samples() {
             self.end = Some(RecordingEnd::MaxLength);
             return self.end;
@@ -160,10 +168,16 @@ impl Recorder {
         let timeout = u64::from(self.config.silence_timeout_ms);
         if max > 0 && now_ms.saturating_sub(self.started_ms) >= max {
             self.end = Some(RecordingEnd::MaxLength);
-        } else if timeout > 0 && now_ms.saturating_sub(self.last_voice_ms) >= timeout {
+        } else if timeout > 0 && self.silence_ms(now_ms) >= timeout {
             self.end = Some(RecordingEnd::SilenceTimeout);
         }
         self.end
+    }
+
+    /// Silence so far: silent audio since the last voice, plus the time since audio last
+    /// arrived.
+    fn silence_ms(&self, now_ms: u64) -> u64 {
+        samples_to_ms(self.silent_samples) + now_ms.saturating_sub(self.last_audio_ms)
     }
 
     /// Ends the recording (with the reason it already has, or `reason`) and returns the audio.
@@ -236,7 +250,9 @@ mod tests {
 
     fn quiet(ms: u32) -> Vec<i16> {
         // line noise well under the voice threshold
-        (0..ms * 8).map(|i| if i % 2 == 0 { 40 } else { -40 }).collect()
+        (0..ms * 8)
+            .map(|i| if i % 2 == 0 { 40 } else { -40 })
+            .collect()
     }
 
     /// Feeds `samples` in 20 ms packets starting at `t`; returns the time after them.
@@ -271,6 +287,34 @@ mod tests {
         assert!(!rec.silent && !rec.empty);
         // 1.5 s of voice plus the two margins
         assert_eq!(rec.duration_ms, 1500 + 2 * u64::from(TRIM_MARGIN_MS));
+    }
+
+    #[test]
+    fn silence_is_measured_in_audio_time_then_wall_time() {
+        let cfg = RecorderConfig {
+            silence_timeout_ms: 1000,
+            ..Default::default()
+        };
+        // a burst: 3 s of audio arriving at once is judged by its content
+        let mut r = Recorder::new(cfg.clone(), 0);
+        let mut audio = voice(500);
+        audio.extend(quiet(800));
+        audio.extend(voice(500));
+        audio.extend(quiet(1200));
+        let mut end = None;
+        for chunk in audio.chunks(160) {
+            end = end.or(r.on_audio(chunk, 10));
+        }
+        assert_eq!(end, Some(RecordingEnd::SilenceTimeout));
+        let rec = r.finish(RecordingEnd::Stopped);
+        // voice from the first sample: no leading margin to keep
+        assert_eq!(rec.duration_ms, 500 + 800 + 500 + u64::from(TRIM_MARGIN_MS));
+        // voice, then the remote stops sending: wall time counts, on top of silent audio
+        let mut r = Recorder::new(cfg, 0);
+        let (t, _) = feed(&mut r, &voice(400), 0);
+        let (t, _) = feed(&mut r, &quiet(300), t);
+        assert_eq!(r.on_time(t + 699), None);
+        assert_eq!(r.on_time(t + 700), Some(RecordingEnd::SilenceTimeout));
     }
 
     #[test]
@@ -352,7 +396,10 @@ mod tests {
         write_wav(&path, &samples).unwrap();
         let mut reader = hound::WavReader::open(&path).unwrap();
         let spec = reader.spec();
-        assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 1, 16));
+        assert_eq!(
+            (spec.sample_rate, spec.channels, spec.bits_per_sample),
+            (8000, 1, 16)
+        );
         let back: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
         assert_eq!(back, samples);
         assert!(!path.with_extension("wav.partial").exists());

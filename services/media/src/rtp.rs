@@ -113,7 +113,9 @@ mod tests {
         let payload = [0xFFu8; 160];
         let mut seqs = Vec::new();
         for i in 0..4u32 {
-            let n = p.write(&mut buf, 0, i == 0, 1000 + i * 160, &payload).unwrap();
+            let n = p
+                .write(&mut buf, 0, i == 0, 1000 + i * 160, &payload)
+                .unwrap();
             assert_eq!(n, 172);
             let r = RtpReader::new(&buf[..n]).unwrap();
             assert_eq!(r.ssrc(), 0x1234_5678);
@@ -131,7 +133,9 @@ mod tests {
         let mut p = RtpPacketizer::new(1, 10);
         let mut small = [0u8; 20];
         assert!(p.write(&mut small, 0, false, 0, &[0u8; 160]).is_err());
-        assert!(p.write(&mut [0u8; 200], 200, false, 0, &[0u8; 160]).is_err());
+        assert!(p
+            .write(&mut [0u8; 200], 200, false, 0, &[0u8; 160])
+            .is_err());
         assert_eq!(p.next_seq(), 10);
     }
 
@@ -143,10 +147,7 @@ mod tests {
         assert_eq!(c.timestamp(2), 219);
         // Far-away frames stay consistent modulo 2^32.
         let far = 30_000_000u64;
-        assert_eq!(
-            c.timestamp(far + 1).wrapping_sub(c.timestamp(far)),
-            160
-        );
+        assert_eq!(c.timestamp(far + 1).wrapping_sub(c.timestamp(far)), 160);
     }
 
     #[test]

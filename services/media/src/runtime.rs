@@ -58,8 +58,12 @@ pub struct MediaConfig {
     pub espeak_program: PathBuf,
     /// Downloads of `Play` URLs.
     pub fetch: FetchConfig,
-    /// Playout threads (each owns a share of the streams).
+    /// Playout threads (each owns a share of the streams). Default: one per CPU, at most 4.
     pub engine_threads: usize,
+    /// Run the playout threads with real-time scheduling (SCHED_FIFO at this priority, 1-99)
+    /// so that other processes cannot delay packets. Needs CAP_SYS_NICE (root); off by
+    /// default.
+    pub engine_realtime_priority: Option<u8>,
     /// Send silence packets while nothing plays (keeps NAT bindings and the remote's jitter
     /// buffer alive, like Twilio does). When off, idle streams send nothing and the first
     /// packet after a pause carries the marker bit.
@@ -77,7 +81,10 @@ impl Default for MediaConfig {
             tts_memory_cache_bytes: 64 << 20,
             espeak_program: PathBuf::from("espeak-ng"),
             fetch: FetchConfig::default(),
-            engine_threads: 1,
+            engine_threads: std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1),
+            engine_realtime_priority: None,
             idle_silence: true,
             symmetric_rtp: true,
         }
@@ -109,7 +116,11 @@ pub enum MediaCommand {
 }
 
 impl MediaCommand {
-    pub fn say(text: impl Into<String>, voice: Option<&str>, language: Option<&str>) -> MediaCommand {
+    pub fn say(
+        text: impl Into<String>,
+        voice: Option<&str>,
+        language: Option<&str>,
+    ) -> MediaCommand {
         MediaCommand::Say {
             text: text.into(),
             voice: voice.map(str::to_string),
@@ -274,7 +285,8 @@ impl MediaRuntime {
         config: MediaConfig,
         tts: Arc<dyn Tts>,
     ) -> Result<Arc<MediaRuntime>, MediaError> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoTokioRuntime)?;
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoTokioRuntime)?;
         if config.rtp_ports.is_empty() || *config.rtp_ports.end() < 2 {
             return Err(MediaError::Config(format!(
                 "empty RTP port range {:?}",
@@ -283,7 +295,7 @@ impl MediaRuntime {
         }
         raise_fd_limit();
         let fetcher = Arc::new(AudioFetcher::new(config.fetch.clone())?);
-        let engine = Engine::start(config.engine_threads)?;
+        let engine = Engine::start(config.engine_threads, config.engine_realtime_priority)?;
         let (rx, rx_join) = rx::start(handle.clone())?;
         Ok(Arc::new(MediaRuntime {
             ports: Arc::new(Mutex::new(PortAllocator::new(&config.rtp_ports))),
@@ -733,7 +745,13 @@ mod tests {
     fn digits_become_keys_gaps_and_waits() {
         let items = digit_items("1w#").unwrap();
         assert_eq!(items.len(), 5);
-        assert!(matches!(items[0], AudioItem::Key { key: '1', duration_ms: 100 }));
+        assert!(matches!(
+            items[0],
+            AudioItem::Key {
+                key: '1',
+                duration_ms: 100
+            }
+        ));
         assert!(matches!(items[1], AudioItem::Silence { ms: 100 }));
         assert!(matches!(items[2], AudioItem::Silence { ms: 500 }));
         assert!(matches!(items[3], AudioItem::Key { key: '#', .. }));
@@ -762,7 +780,9 @@ mod tests {
             .filter_map(|r| r.as_ref().ok())
             .map(|s| s.local_addr().unwrap().port())
             .collect();
-        assert!(got.iter().all(|p| p % 2 == 0 && (base..=base + 5).contains(p)));
+        assert!(got
+            .iter()
+            .all(|p| p % 2 == 0 && (base..=base + 5).contains(p)));
         assert!(!got.contains(&base), "the busy port was skipped");
         let taken: std::collections::HashSet<u16> = got.iter().copied().collect();
         assert_eq!(taken.len(), got.len());

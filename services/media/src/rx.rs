@@ -249,7 +249,9 @@ impl RxThread {
                         recorder: Recorder::new(config, now),
                         next_timestamp: None,
                     });
-                    let _ = s.outcomes.send(MediaOutcome::RecordingStarted { id: command });
+                    let _ = s
+                        .outcomes
+                        .send(MediaOutcome::RecordingStarted { id: command });
                 }
             }
             RxCommand::StopRecording { key } => {
@@ -276,10 +278,10 @@ impl RxThread {
         }
         let idx = self.free.pop().unwrap_or(self.sessions.len());
         let fd = init.socket.as_raw_fd();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut SourceFd(&fd), Token(idx), Interest::READABLE)
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(idx), Interest::READABLE)
         {
             tracing::error!(error = %e, key = init.key, "cannot watch the session socket");
             if idx < self.sessions.len() {
@@ -416,7 +418,8 @@ fn handle_packet(
         .store(u32::from(pt) + 1, Ordering::Relaxed);
     let payload = rtp.payload();
     if Some(pt) == s.telephone_event_pt {
-        s.rfc4733.on_packet(rtp.timestamp(), payload, now_ms, digits);
+        s.rfc4733
+            .on_packet(rtp.timestamp(), payload, now_ms, digits);
         report_digits(s, digits, DtmfSource::Rfc4733, runtime);
         return;
     }

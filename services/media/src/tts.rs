@@ -254,10 +254,7 @@ pub fn espeak_voice(voice: Option<&str>, language: Option<&str>) -> String {
             if let (Some(l), Some(c)) = (parts.next(), parts.next()) {
                 voice_language = Some(format!("{l}-{c}"));
             }
-        } else if let Some((_, g)) = BASIC_VOICES
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(v))
-        {
+        } else if let Some((_, g)) = BASIC_VOICES.iter().find(|(n, _)| n.eq_ignore_ascii_case(v)) {
             gender = Some(*g);
         }
     }
@@ -504,12 +501,21 @@ mod tests {
         assert_eq!(espeak_voice(Some("alice"), Some("de-DE")), "de+f3");
         assert_eq!(espeak_voice(Some("Alice"), Some("en_us")), "en-us+f3");
         // Polly voices carry their language and gender
-        assert_eq!(espeak_voice(Some("Polly.Joanna"), Some("de-DE")), "en-us+f3");
+        assert_eq!(
+            espeak_voice(Some("Polly.Joanna"), Some("de-DE")),
+            "en-us+f3"
+        );
         assert_eq!(espeak_voice(Some("Polly.Brian-Neural"), None), "en-gb+m3");
         assert_eq!(espeak_voice(Some("polly.hans"), None), "de+m3");
-        assert_eq!(espeak_voice(Some("Polly.Mia-Generative"), None), "es-419+f3");
+        assert_eq!(
+            espeak_voice(Some("Polly.Mia-Generative"), None),
+            "es-419+f3"
+        );
         // Google voices carry their language
-        assert_eq!(espeak_voice(Some("Google.fr-FR-Standard-A"), None), "fr-fr+m3");
+        assert_eq!(
+            espeak_voice(Some("Google.fr-FR-Standard-A"), None),
+            "fr-fr+m3"
+        );
         // unknown voices and languages fall back
         assert_eq!(espeak_voice(Some("Polly.Nobody"), Some("it-IT")), "it+m3");
         assert_eq!(espeak_voice(Some("robot"), Some("es-AR")), "es+m3");

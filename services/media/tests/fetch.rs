@@ -54,14 +54,31 @@ impl Server {
                         headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
                     }
                 }
-                lg.lock().unwrap().requests.push((path.clone(), headers.clone()));
+                lg.lock()
+                    .unwrap()
+                    .requests
+                    .push((path.clone(), headers.clone()));
                 let resource = res.lock().unwrap().get(&path).cloned();
                 let response = match resource {
-                    None => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            .to_vec()
+                    }
                     Some(r) => {
-                        let etag = r.headers.iter().find(|(k, _)| *k == "etag").map(|(_, v)| v.clone());
-                        let lm = r.headers.iter().find(|(k, _)| *k == "last-modified").map(|(_, v)| v.clone());
-                        let not_modified = match (headers.get("if-none-match"), headers.get("if-modified-since")) {
+                        let etag = r
+                            .headers
+                            .iter()
+                            .find(|(k, _)| *k == "etag")
+                            .map(|(_, v)| v.clone());
+                        let lm = r
+                            .headers
+                            .iter()
+                            .find(|(k, _)| *k == "last-modified")
+                            .map(|(_, v)| v.clone());
+                        let not_modified = match (
+                            headers.get("if-none-match"),
+                            headers.get("if-modified-since"),
+                        ) {
                             (Some(inm), _) => etag.as_ref() == Some(inm),
                             (None, Some(ims)) => lm.as_ref() == Some(ims),
                             _ => false,
@@ -89,13 +106,27 @@ impl Server {
                 let _ = stream.write_all(&response);
             }
         });
-        Server { addr, resources, log }
+        Server {
+            addr,
+            resources,
+            log,
+        }
     }
 
-    fn put(&self, path: &str, body: Vec<u8>, content_type: &'static str, headers: Vec<(&'static str, String)>) {
+    fn put(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &'static str,
+        headers: Vec<(&'static str, String)>,
+    ) {
         self.resources.lock().unwrap().insert(
             path.to_string(),
-            Resource { body, content_type, headers },
+            Resource {
+                body,
+                content_type,
+                headers,
+            },
         );
     }
 
@@ -139,22 +170,42 @@ fn wav(rate: u32, channels: u16, ms: u32, freq: f32) -> Vec<u8> {
 #[tokio::test]
 async fn etag_revalidation_uses_the_cache() {
     let server = Server::start();
-    server.put("/a.wav", wav(44100, 2, 500, 440.0), "audio/wav", vec![("etag", "\"v1\"".into())]);
+    server.put(
+        "/a.wav",
+        wav(44100, 2, 500, 440.0),
+        "audio/wav",
+        vec![("etag", "\"v1\"".into())],
+    );
     let fetcher = AudioFetcher::new(FetchConfig::default()).unwrap();
     let first = fetcher.fetch(&server.url("/a.wav")).await.unwrap();
-    assert!((first.len() as i64 - 4000).abs() <= 4, "{} samples", first.len());
+    assert!(
+        (first.len() as i64 - 4000).abs() <= 4,
+        "{} samples",
+        first.len()
+    );
     assert!(rms(first.samples()) > 5000.0);
     let second = fetcher.fetch(&server.url("/a.wav")).await.unwrap();
     assert!(Arc::ptr_eq(&first, &second), "served from the cache");
     let reqs = server.requests_to("/a.wav");
     assert_eq!(reqs.len(), 2, "revalidated");
     assert_eq!(reqs[0].get("if-none-match"), None);
-    assert_eq!(reqs[1].get("if-none-match").map(String::as_str), Some("\"v1\""));
+    assert_eq!(
+        reqs[1].get("if-none-match").map(String::as_str),
+        Some("\"v1\"")
+    );
     let stats = fetcher.stats();
-    assert_eq!((stats.requests, stats.not_modified, stats.decodes), (2, 1, 1));
+    assert_eq!(
+        (stats.requests, stats.not_modified, stats.decodes),
+        (2, 1, 1)
+    );
 
     // a new version is downloaded again
-    server.put("/a.wav", wav(8000, 1, 250, 440.0), "audio/wav", vec![("etag", "\"v2\"".into())]);
+    server.put(
+        "/a.wav",
+        wav(8000, 1, 250, 440.0),
+        "audio/wav",
+        vec![("etag", "\"v2\"".into())],
+    );
     let third = fetcher.fetch(&server.url("/a.wav")).await.unwrap();
     assert_eq!(third.len(), 2000);
     assert_eq!(fetcher.stats().decodes, 2);
@@ -164,14 +215,27 @@ async fn etag_revalidation_uses_the_cache() {
 async fn last_modified_and_max_age() {
     let server = Server::start();
     let lm = "Wed, 21 Oct 2015 07:28:00 GMT".to_string();
-    server.put("/lm.wav", wav(16000, 1, 200, 300.0), "audio/x-wav", vec![("last-modified", lm.clone())]);
+    server.put(
+        "/lm.wav",
+        wav(16000, 1, 200, 300.0),
+        "audio/x-wav",
+        vec![("last-modified", lm.clone())],
+    );
     server.put(
         "/fresh.wav",
         wav(8000, 1, 100, 300.0),
         "audio/wav",
-        vec![("cache-control", "public, max-age=300".into()), ("etag", "\"f\"".into())],
+        vec![
+            ("cache-control", "public, max-age=300".into()),
+            ("etag", "\"f\"".into()),
+        ],
     );
-    server.put("/nostore.wav", wav(8000, 1, 100, 300.0), "audio/wav", vec![("cache-control", "no-store".into())]);
+    server.put(
+        "/nostore.wav",
+        wav(8000, 1, 100, 300.0),
+        "audio/wav",
+        vec![("cache-control", "no-store".into())],
+    );
     let fetcher = AudioFetcher::new(FetchConfig::default()).unwrap();
     for _ in 0..3 {
         fetcher.fetch(&server.url("/lm.wav")).await.unwrap();
@@ -183,19 +247,29 @@ async fn last_modified_and_max_age() {
     assert_eq!(lm_reqs[2].get("if-modified-since"), Some(&lm));
     assert_eq!(server.requests_to("/fresh.wav").len(), 1, "fresh for 300 s");
     assert_eq!(server.requests_to("/nostore.wav").len(), 3);
-    assert!(server.requests_to("/nostore.wav").iter().all(|h| !h.contains_key("if-none-match")));
+    assert!(server
+        .requests_to("/nostore.wav")
+        .iter()
+        .all(|h| !h.contains_key("if-none-match")));
 }
 
 #[tokio::test]
 async fn concurrent_plays_of_one_url_share_a_request() {
     let server = Server::start();
-    server.put("/shared.wav", wav(8000, 1, 300, 500.0), "audio/wav", vec![("etag", "\"s\"".into())]);
+    server.put(
+        "/shared.wav",
+        wav(8000, 1, 300, 500.0),
+        "audio/wav",
+        vec![("etag", "\"s\"".into())],
+    );
     let fetcher = Arc::new(AudioFetcher::new(FetchConfig::default()).unwrap());
     let url = server.url("/shared.wav");
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let (f, u) = (fetcher.clone(), url.clone());
-        tasks.push(tokio::spawn(async move { f.fetch(&u).await.unwrap().len() }));
+        tasks.push(tokio::spawn(
+            async move { f.fetch(&u).await.unwrap().len() },
+        ));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 2400);
@@ -207,10 +281,30 @@ async fn concurrent_plays_of_one_url_share_a_request() {
 async fn formats_by_content_type_and_magic() {
     let server = Server::start();
     let tone = Pcm::tone(&[700.0], 400, 9000.0);
-    server.put("/ulaw", tone.encoded(Codec::Pcmu).to_vec(), "audio/basic", vec![]);
-    server.put("/mulaw", tone.encoded(Codec::Pcmu).to_vec(), "audio/x-mulaw", vec![]);
-    server.put("/prompt.mp3", std::fs::read("tests/fixtures/tone-600hz-44k-stereo.mp3").unwrap(), "application/octet-stream", vec![]);
-    server.put("/page", b"<html>not audio</html>".to_vec(), "text/html", vec![]);
+    server.put(
+        "/ulaw",
+        tone.encoded(Codec::Pcmu).to_vec(),
+        "audio/basic",
+        vec![],
+    );
+    server.put(
+        "/mulaw",
+        tone.encoded(Codec::Pcmu).to_vec(),
+        "audio/x-mulaw",
+        vec![],
+    );
+    server.put(
+        "/prompt.mp3",
+        std::fs::read("tests/fixtures/tone-600hz-44k-stereo.mp3").unwrap(),
+        "application/octet-stream",
+        vec![],
+    );
+    server.put(
+        "/page",
+        b"<html>not audio</html>".to_vec(),
+        "text/html",
+        vec![],
+    );
     let fetcher = AudioFetcher::new(FetchConfig::default()).unwrap();
     for path in ["/ulaw", "/mulaw"] {
         let pcm = fetcher.fetch(&server.url(path)).await.unwrap();
@@ -219,7 +313,11 @@ async fn formats_by_content_type_and_magic() {
     }
     let mp3 = fetcher.fetch(&server.url("/prompt.mp3")).await.unwrap();
     assert!(mp3.len() >= 6400, "mp3 decoded to {} samples", mp3.len());
-    assert!(rms(&mp3.samples()[1600..4800]) > 10000.0, "mp3 rms {}", rms(mp3.samples()));
+    assert!(
+        rms(&mp3.samples()[1600..4800]) > 10000.0,
+        "mp3 rms {}",
+        rms(mp3.samples())
+    );
     assert!(matches!(
         fetcher.fetch(&server.url("/page")).await,
         Err(MediaError::UnsupportedAudio { .. })
@@ -234,7 +332,11 @@ async fn formats_by_content_type_and_magic() {
 async fn size_limit() {
     let server = Server::start();
     server.put("/big.wav", wav(8000, 1, 2000, 300.0), "audio/wav", vec![]);
-    let fetcher = AudioFetcher::new(FetchConfig { max_bytes: 10_000, ..FetchConfig::default() }).unwrap();
+    let fetcher = AudioFetcher::new(FetchConfig {
+        max_bytes: 10_000,
+        ..FetchConfig::default()
+    })
+    .unwrap();
     assert!(matches!(
         fetcher.fetch(&server.url("/big.wav")).await,
         Err(MediaError::FetchTooLarge { .. })
@@ -251,10 +353,17 @@ async fn local_files_when_allowed() {
         denied.fetch(path.to_str().unwrap()).await,
         Err(MediaError::InvalidUrl { .. })
     ));
-    let fetcher = AudioFetcher::new(FetchConfig { allow_files: true, ..FetchConfig::default() }).unwrap();
+    let fetcher = AudioFetcher::new(FetchConfig {
+        allow_files: true,
+        ..FetchConfig::default()
+    })
+    .unwrap();
     let a = fetcher.fetch(path.to_str().unwrap()).await.unwrap();
     assert!((a.len() as i64 - 2400).abs() <= 2);
-    let b = fetcher.fetch(&format!("file://{}", path.display())).await.unwrap();
+    let b = fetcher
+        .fetch(&format!("file://{}", path.display()))
+        .await
+        .unwrap();
     assert_eq!(a.len(), b.len());
     let c = fetcher.fetch(path.to_str().unwrap()).await.unwrap();
     assert!(Arc::ptr_eq(&a, &c), "unchanged file served from the cache");
@@ -264,6 +373,8 @@ async fn local_files_when_allowed() {
     assert_eq!(d.len(), 800);
     let ul = dir.path().join("x.ul");
     std::fs::write(&ul, Pcm::tone(&[400.0], 100, 5000.0).encoded(Codec::Pcmu)).unwrap();
-    assert_eq!(fetcher.fetch(ul.to_str().unwrap()).await.unwrap().len(), 800);
+    assert_eq!(
+        fetcher.fetch(ul.to_str().unwrap()).await.unwrap().len(),
+        800
+    );
 }
-

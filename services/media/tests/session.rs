@@ -12,8 +12,8 @@ use common::{rtp, Peer, Received};
 use dialtone_media::dtmf::rfc4733::{Rfc4733Receiver, TelephoneEvent};
 use dialtone_media::pcm::rms;
 use dialtone_media::{
-    Codec, DtmfSource, MediaCommand, MediaConfig, MediaOutcome, MediaRuntime, Pcm,
-    RecordOptions, RecorderConfig, RecordingEnd,
+    Codec, DtmfSource, MediaCommand, MediaConfig, MediaOutcome, MediaRuntime, Pcm, RecordOptions,
+    RecorderConfig, RecordingEnd,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -49,7 +49,11 @@ fn assert_continuous(packets: &[Received]) {
     let ssrc = packets[0].ssrc;
     for w in packets.windows(2) {
         assert_eq!(w[1].ssrc, ssrc, "one SSRC");
-        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "consecutive sequence numbers");
+        assert_eq!(
+            w[1].seq,
+            w[0].seq.wrapping_add(1),
+            "consecutive sequence numbers"
+        );
         assert_eq!(w[1].ts.wrapping_sub(w[0].ts), 160, "timestamps +160");
     }
 }
@@ -66,9 +70,17 @@ async fn say_reaches_the_remote_as_a_continuous_stream() {
     session.set_remote(peer.addr(), Codec::Pcmu, Some(101));
 
     let text = "Welcome to Dialtone. Press one for sales.";
-    let expected = media.tts().synthesize(text, Some("alice"), Some("en-US")).await.unwrap();
+    let expected = media
+        .tts()
+        .synthesize(text, Some("alice"), Some("en-US"))
+        .await
+        .unwrap();
     let expected_packets = expected.len().div_ceil(160);
-    assert!(expected_packets > 50, "a real utterance: {} samples", expected.len());
+    assert!(
+        expected_packets > 50,
+        "a real utterance: {} samples",
+        expected.len()
+    );
 
     let id = session.play(MediaCommand::Say {
         text: text.into(),
@@ -101,7 +113,10 @@ async fn say_reaches_the_remote_as_a_continuous_stream() {
     // paced by the 20 ms clock: the stream lasted about as long as the audio
     let span = packets.last().unwrap().at - packets[0].at;
     let audio = Duration::from_millis(20 * (expected_packets as u64 - 1));
-    assert!(span + Duration::from_millis(500) >= audio, "span {span:?} audio {audio:?}");
+    assert!(
+        span + Duration::from_millis(500) >= audio,
+        "span {span:?} audio {audio:?}"
+    );
     // with idle silence off, nothing follows the prompt
     assert!(peer.collect_for(Duration::from_millis(200)).is_empty());
     let stats = session.stats();
@@ -119,11 +134,18 @@ async fn idle_silence_keeps_the_stream_going_around_prompts() {
     session.set_remote(peer.addr(), Codec::Pcma, None);
     let tone = Arc::new(Pcm::tone(&[440.0], 400, 8000.0));
     let first = collect_until(peer.clone(), Duration::from_secs(5), |p| p.len() >= 10).await;
-    let id = session.play(MediaCommand::PlayAudio { pcm: tone.clone(), loops: 2 });
+    let id = session.play(MediaCommand::PlayAudio {
+        pcm: tone.clone(),
+        loops: 2,
+    });
     let pause = session.play(MediaCommand::Pause { ms: 200 });
     let mut rest = collect_until(peer.clone(), Duration::from_secs(10), |p| p.len() >= 80).await;
-    assert!(matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id: d } if d == id));
-    assert!(matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id: d } if d == pause));
+    assert!(
+        matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id: d } if d == id)
+    );
+    assert!(
+        matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id: d } if d == pause)
+    );
     let mut all = first;
     all.append(&mut rest);
     assert_continuous(&all);
@@ -144,9 +166,13 @@ async fn digits_go_out_as_rfc4733_events() {
     let mut session = media.open_session().unwrap();
     let mut outcomes = session.outcomes().unwrap();
     session.set_remote(peer.addr(), Codec::Pcmu, Some(101));
-    let id = session.play(MediaCommand::Digits { digits: "1w2#".into() });
+    let id = session.play(MediaCommand::Digits {
+        digits: "1w2#".into(),
+    });
     let packets = collect_until(peer.clone(), Duration::from_secs(10), |p| p.len() >= 21).await;
-    assert!(matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id: d } if d == id));
+    assert!(
+        matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id: d } if d == id)
+    );
     assert_eq!(packets.len(), 21, "7 packets per key");
     assert!(packets.iter().all(|p| p.pt == 101));
     for w in packets.windows(2) {
@@ -166,7 +192,9 @@ async fn digits_go_out_as_rfc4733_events() {
     // packet twice more) + 100 ms gap + 500 ms after key 1
     assert_eq!(packets[7].ts.wrapping_sub(packets[0].ts), 8 * 740);
 
-    let bad = session.play(MediaCommand::Digits { digits: "12x".into() });
+    let bad = session.play(MediaCommand::Digits {
+        digits: "12x".into(),
+    });
     match next_outcome(&mut outcomes, 5).await {
         MediaOutcome::Failed { id, error } => {
             assert_eq!(id, bad);
@@ -179,7 +207,12 @@ async fn digits_go_out_as_rfc4733_events() {
 fn event_packets(key_code: u8, ts: u32, seq: u16, ssrc: u32) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for k in 1..=5u16 {
-        let ev = TelephoneEvent { event: key_code, end: k == 5, volume: 10, duration: 160 * k };
+        let ev = TelephoneEvent {
+            event: key_code,
+            end: k == 5,
+            volume: 10,
+            duration: 160 * k,
+        };
         out.push(rtp(101, seq + k - 1, ts, ssrc, k == 1, &ev.to_bytes()));
     }
     // the end packet twice more
@@ -205,7 +238,10 @@ async fn inbound_dtmf_rfc4733_and_latching() {
     let mut seq = 100;
     for i in 0..5u32 {
         peer.socket
-            .send_to(&rtp(0, seq, 8000 + i * 160, 42, i == 0, &[0xFF; 160]), target)
+            .send_to(
+                &rtp(0, seq, 8000 + i * 160, 42, i == 0, &[0xFF; 160]),
+                target,
+            )
             .unwrap();
         seq += 1;
     }
@@ -219,7 +255,11 @@ async fn inbound_dtmf_rfc4733_and_latching() {
     let mut keys = Vec::new();
     while keys.len() < 2 {
         match next_outcome(&mut outcomes, 5).await {
-            MediaOutcome::Dtmf { digit, source, duration_ms } => {
+            MediaOutcome::Dtmf {
+                digit,
+                source,
+                duration_ms,
+            } => {
                 assert_eq!(source, DtmfSource::Rfc4733);
                 assert_eq!(duration_ms, 100);
                 keys.push(digit);
@@ -231,12 +271,21 @@ async fn inbound_dtmf_rfc4733_and_latching() {
     let stats = session.stats();
     assert_eq!(stats.rx_packets, 5 + 7 + 7);
     assert_eq!(stats.rx_last_payload_type, Some(101));
-    assert_eq!(stats.remote, Some(peer.addr()), "latched on the first packet's source");
+    assert_eq!(
+        stats.remote,
+        Some(peer.addr()),
+        "latched on the first packet's source"
+    );
     // and playback now goes to the latched address
-    let id = session.play(MediaCommand::PlayAudio { pcm: Arc::new(Pcm::tone(&[300.0], 100, 5000.0)), loops: 1 });
+    let id = session.play(MediaCommand::PlayAudio {
+        pcm: Arc::new(Pcm::tone(&[300.0], 100, 5000.0)),
+        loops: 1,
+    });
     let got = collect_until(peer.clone(), Duration::from_secs(5), |p| p.len() >= 5).await;
     assert_eq!(got.len(), 5);
-    assert!(matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id: d } if d == id));
+    assert!(
+        matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id: d } if d == id)
+    );
     // garbage is counted, not fatal
     peer.socket.send_to(b"hello", target).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -262,7 +311,10 @@ async fn inbound_inband_dtmf_without_telephone_event() {
             let payload = Codec::Pcma.encode(chunk);
             sender
                 .socket
-                .send_to(&rtp(8, i as u16, i as u32 * 160, 7, i == 0, &payload), target)
+                .send_to(
+                    &rtp(8, i as u16, i as u32 * 160, 7, i == 0, &payload),
+                    target,
+                )
                 .unwrap();
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -270,7 +322,11 @@ async fn inbound_inband_dtmf_without_telephone_event() {
     .await
     .unwrap();
     match next_outcome(&mut outcomes, 5).await {
-        MediaOutcome::Dtmf { digit, source, duration_ms } => {
+        MediaOutcome::Dtmf {
+            digit,
+            source,
+            duration_ms,
+        } => {
             assert_eq!((digit, source), ('7', DtmfSource::Inband));
             assert!((100..=140).contains(&duration_ms), "{duration_ms}");
         }
@@ -304,13 +360,21 @@ async fn stop_playback_interrupts_current_queued_and_preparing_commands() {
     assert_eq!(interrupted, vec![forever, queued]);
     tokio::time::sleep(Duration::from_millis(100)).await;
     peer.drain();
-    assert!(peer.collect_for(Duration::from_millis(300)).is_empty(), "silent after barge-in");
+    assert!(
+        peer.collect_for(Duration::from_millis(300)).is_empty(),
+        "silent after barge-in"
+    );
     // the session still plays what comes next, as a new talkspurt
-    let next = session.play(MediaCommand::PlayAudio { pcm: Arc::new(Pcm::tone(&[500.0], 60, 6000.0)), loops: 1 });
+    let next = session.play(MediaCommand::PlayAudio {
+        pcm: Arc::new(Pcm::tone(&[500.0], 60, 6000.0)),
+        loops: 1,
+    });
     let got = collect_until(peer.clone(), Duration::from_secs(5), |p| p.len() >= 3).await;
     assert!(got[0].marker);
     assert_eq!(got[1].seq, got[0].seq.wrapping_add(1));
-    assert!(matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id } if id == next));
+    assert!(
+        matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Finished { id } if id == next)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +389,10 @@ async fn record_with_beep_silence_timeout_and_trim() {
     let id = session.play(MediaCommand::Record(RecordOptions {
         path: path.clone(),
         beep: true,
-        recorder: RecorderConfig { silence_timeout_ms: 1000, ..RecorderConfig::default() },
+        recorder: RecorderConfig {
+            silence_timeout_ms: 1000,
+            ..RecorderConfig::default()
+        },
     }));
     // the beep arrives first (250 ms = 13 packets)
     let beep = collect_until(peer.clone(), Duration::from_secs(5), |p| p.len() >= 13).await;
@@ -338,14 +405,17 @@ async fn record_with_beep_silence_timeout_and_trim() {
     let target = SocketAddr::new("127.0.0.1".parse().unwrap(), session.local_port());
     let mut audio = vec![10i16; 2400];
     audio.extend(Pcm::tone(&[250.0, 900.0], 600, 5000.0).samples());
-    audio.extend(vec![10i16; 8 * 1600]);
+    audio.extend(vec![10i16; 8 * 3000]);
     let sender = peer.clone();
     let send = tokio::task::spawn_blocking(move || {
         for (i, chunk) in audio.chunks(160).enumerate() {
             let payload = Codec::Pcmu.encode(chunk);
             if sender
                 .socket
-                .send_to(&rtp(0, i as u16, 5000 + i as u32 * 160, 9, i == 0, &payload), target)
+                .send_to(
+                    &rtp(0, i as u16, 5000 + i as u32 * 160, 9, i == 0, &payload),
+                    target,
+                )
                 .is_err()
             {
                 break;
@@ -353,10 +423,17 @@ async fn record_with_beep_silence_timeout_and_trim() {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-    let outcome = next_outcome(&mut outcomes, 10).await;
+    let outcome = next_outcome(&mut outcomes, 15).await;
     send.await.unwrap();
     match outcome {
-        MediaOutcome::RecordingFinished { id: done, path: p, duration_ms, empty, silent, end } => {
+        MediaOutcome::RecordingFinished {
+            id: done,
+            path: p,
+            duration_ms,
+            empty,
+            silent,
+            end,
+        } => {
             assert_eq!(done, id);
             assert_eq!(p, path);
             assert_eq!(end, RecordingEnd::SilenceTimeout);
@@ -365,7 +442,10 @@ async fn record_with_beep_silence_timeout_and_trim() {
             assert!((760..=840).contains(&duration_ms), "duration {duration_ms}");
             let reader = hound::WavReader::open(&p).unwrap();
             let spec = reader.spec();
-            assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 1, 16));
+            assert_eq!(
+                (spec.sample_rate, spec.channels, spec.bits_per_sample),
+                (8000, 1, 16)
+            );
             assert_eq!(u64::from(reader.duration()) / 8, duration_ms);
         }
         other => panic!("unexpected {other:?}"),
@@ -385,11 +465,24 @@ async fn record_finishes_on_key_and_on_hangup() {
     options.beep = false;
     options.recorder.finish_on_keys = "#".into();
     let id = session.play(MediaCommand::Record(options));
-    assert!(matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::RecordingStarted { .. }));
+    assert!(matches!(
+        next_outcome(&mut outcomes, 5).await,
+        MediaOutcome::RecordingStarted { .. }
+    ));
     let voice = Pcm::tone(&[250.0, 900.0], 400, 5000.0);
     for (i, chunk) in voice.samples().chunks(160).enumerate() {
         peer.socket
-            .send_to(&rtp(0, i as u16, i as u32 * 160, 9, false, &Codec::Pcmu.encode(chunk)), target)
+            .send_to(
+                &rtp(
+                    0,
+                    i as u16,
+                    i as u32 * 160,
+                    9,
+                    false,
+                    &Codec::Pcmu.encode(chunk),
+                ),
+                target,
+            )
             .unwrap();
     }
     for p in event_packets(11, 5000, 100, 9) {
@@ -399,7 +492,12 @@ async fn record_finishes_on_key_and_on_hangup() {
     for _ in 0..2 {
         match next_outcome(&mut outcomes, 5).await {
             MediaOutcome::Dtmf { digit: '#', .. } => {}
-            MediaOutcome::RecordingFinished { id: done, end, duration_ms, .. } => {
+            MediaOutcome::RecordingFinished {
+                id: done,
+                end,
+                duration_ms,
+                ..
+            } => {
                 assert_eq!(done, id);
                 finished = Some((end, duration_ms));
             }
@@ -414,10 +512,19 @@ async fn record_finishes_on_key_and_on_hangup() {
     let mut options = RecordOptions::new(dir.path().join("hangup.wav"));
     options.beep = false;
     let id = session.play(MediaCommand::Record(options));
-    assert!(matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::RecordingStarted { .. }));
+    assert!(matches!(
+        next_outcome(&mut outcomes, 5).await,
+        MediaOutcome::RecordingStarted { .. }
+    ));
     session.close();
     match next_outcome(&mut outcomes, 5).await {
-        MediaOutcome::RecordingFinished { id: done, end, empty, path, .. } => {
+        MediaOutcome::RecordingFinished {
+            id: done,
+            end,
+            empty,
+            path,
+            ..
+        } => {
             assert_eq!(done, id);
             assert_eq!(end, RecordingEnd::Hangup);
             assert!(empty);
@@ -445,17 +552,27 @@ async fn failures_are_reported_and_ports_come_back() {
     match next_outcome(&mut outcomes, 10).await {
         MediaOutcome::Failed { id: failed, error } => {
             assert_eq!(failed, id);
-            assert!(matches!(*error, dialtone_media::MediaError::Fetch { .. }), "{error}");
+            assert!(
+                matches!(*error, dialtone_media::MediaError::Fetch { .. }),
+                "{error}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
     let id = a.play(MediaCommand::play("/etc/passwd"));
-    assert!(matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Failed { id: f, .. } if f == id));
+    assert!(
+        matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Failed { id: f, .. } if f == id)
+    );
     // queued commands are interrupted when the session closes
-    let long = a.play(MediaCommand::PlayAudio { pcm: Arc::new(Pcm::tone(&[400.0], 2000, 5000.0)), loops: 1 });
+    let long = a.play(MediaCommand::PlayAudio {
+        pcm: Arc::new(Pcm::tone(&[400.0], 2000, 5000.0)),
+        loops: 1,
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     a.close();
-    assert!(matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Interrupted { id } if id == long));
+    assert!(
+        matches!(next_outcome(&mut outcomes, 5).await, MediaOutcome::Interrupted { id } if id == long)
+    );
     b.close();
     // the ports come back once the media threads have closed the sockets
     tokio::time::sleep(Duration::from_millis(200)).await;

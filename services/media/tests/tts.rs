@@ -11,18 +11,30 @@ use dialtone_media::{EspeakConfig, EspeakTts, MediaError, Tts};
 async fn speech_is_8k_audio_cached_in_memory() {
     let tts = EspeakTts::new(EspeakConfig::default());
     let text = "Thank you for calling. Your call is important to us.";
-    let a = tts.synthesize(text, Some("woman"), Some("en-US")).await.unwrap();
+    let a = tts
+        .synthesize(text, Some("woman"), Some("en-US"))
+        .await
+        .unwrap();
     // ~3 s of speech at 8 kHz
     assert!((8000..8000 * 8).contains(&a.len()), "{} samples", a.len());
     assert!(rms(a.samples()) > 1000.0, "rms {}", rms(a.samples()));
-    let b = tts.synthesize(text, Some("woman"), Some("en-US")).await.unwrap();
+    let b = tts
+        .synthesize(text, Some("woman"), Some("en-US"))
+        .await
+        .unwrap();
     assert!(Arc::ptr_eq(&a, &b));
     // alice maps to the same espeak voice as woman
-    let c = tts.synthesize(text, Some("alice"), Some("en-us")).await.unwrap();
+    let c = tts
+        .synthesize(text, Some("alice"), Some("en-us"))
+        .await
+        .unwrap();
     assert!(Arc::ptr_eq(&a, &c));
     assert_eq!(tts.synth_runs(), 1);
     // another voice is another synthesis, and sounds different
-    let d = tts.synthesize(text, Some("man"), Some("en-US")).await.unwrap();
+    let d = tts
+        .synthesize(text, Some("man"), Some("en-US"))
+        .await
+        .unwrap();
     assert_eq!(tts.synth_runs(), 2);
     assert_ne!(a.samples(), d.samples());
     let stats = tts.cache_stats();
@@ -37,7 +49,10 @@ async fn concurrent_requests_run_espeak_once() {
     for _ in 0..16 {
         let tts = tts.clone();
         tasks.push(tokio::spawn(async move {
-            tts.synthesize("Please hold.", None, None).await.unwrap().len()
+            tts.synthesize("Please hold.", None, None)
+                .await
+                .unwrap()
+                .len()
         }));
     }
     let lens: Vec<usize> = futures_join(tasks).await;
@@ -61,11 +76,17 @@ async fn disk_cache_survives_a_restart() {
         ..EspeakConfig::default()
     };
     let first = EspeakTts::new(config.clone());
-    let a = first.synthesize("Goodbye.", Some("Polly.Amy"), None).await.unwrap();
+    let a = first
+        .synthesize("Goodbye.", Some("Polly.Amy"), None)
+        .await
+        .unwrap();
     assert_eq!(first.synth_runs(), 1);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     let second = EspeakTts::new(config);
-    let b = second.synthesize("Goodbye.", Some("Polly.Amy"), None).await.unwrap();
+    let b = second
+        .synthesize("Goodbye.", Some("Polly.Amy"), None)
+        .await
+        .unwrap();
     assert_eq!(second.synth_runs(), 0);
     assert_eq!(second.disk_hits(), 1);
     assert_eq!(a.samples(), b.samples());
@@ -80,7 +101,10 @@ async fn languages() {
         ("Hallo und willkommen", "de-DE"),
         ("Hello and welcome", "en-GB"),
     ] {
-        let pcm = tts.synthesize(text, Some("alice"), Some(lang)).await.unwrap();
+        let pcm = tts
+            .synthesize(text, Some("alice"), Some(lang))
+            .await
+            .unwrap();
         assert!(rms(pcm.samples()) > 1000.0, "{lang}");
     }
 }

@@ -174,6 +174,14 @@ fn parse_req(name: &str) -> dialtone_sip::message::Request {
 }
 
 #[test]
+fn wsinv_without_its_to_tag_is_a_new_call() {
+    let text = String::from_utf8(read("wsinv")).expect("wsinv is UTF-8");
+    let (responses, calls) = run(text.replace(";   tag    = 1918181833n", "").as_bytes());
+    assert_eq!(calls, 1);
+    assert_eq!(responses[0].1.status, 100);
+}
+
+#[test]
 fn responses_copy_the_request_identifiers_and_go_back_to_the_sender() {
     let (responses, _) = run(&read("lwsdisp"));
     let (to, r) = &responses[0];

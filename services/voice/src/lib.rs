@@ -6,7 +6,9 @@
 //! - [`signature`]: `X-Twilio-Signature` (HMAC-SHA1 / HMAC-SHA256, `bodySHA256`).
 //! - [`webhook`]: the HTTP client that fetches TwiML and delivers callbacks (imperative shell).
 //! - [`interpreter`]: the sans-IO state machine that runs one call's TwiML.
+//! - [`callbacks`]: the status-callback deliverer (ordered per call, retried, recorded).
 
+pub mod callbacks;
 pub mod interpreter;
 pub mod signature;
 pub mod twiml;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use dialtone_events::kafka::{KafkaConfig, KafkaLog};
 use dialtone_events::payload::MediaSay;
 use dialtone_events::sid::{AccountSid, CallSid};
 use dialtone_events::sqlite::SqliteLog;
@@ -60,7 +61,12 @@ pub async fn log(args: LogBenchArgs) -> anyhow::Result<ExitCode> {
             };
             Arc::new(SqliteLog::open(dir.join("events.db"), "bench")?)
         }
-        Backend::Kafka => anyhow::bail!("KAFKA-PENDING {}", uuid_suffix()),
+        Backend::Kafka => {
+            let mut config = KafkaConfig::new(args.brokers.clone(), "bench");
+            // A fresh prefix: the benchmark never mixes with real topics.
+            config.topic_prefix = format!("bench-{}", uuid_suffix());
+            Arc::new(KafkaLog::open(config).await?)
+        }
     };
 
     let account = AccountSid::generate();

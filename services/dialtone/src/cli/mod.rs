@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch to each command.
 
+mod accounts;
 mod audit;
 mod bench;
 
@@ -21,12 +22,31 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run Dialtone: SIP edge, voice, media, API, projections and callbacks in one process.
+    Serve(crate::config::ServeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
     /// Check the integrity of the event log.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Benchmarks that print their figures and the machine they ran on.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Create an account; prints `{"account_sid": "AC…", "auth_token": "…"}`.
+    Create {
+        #[arg(long, default_value = "Dialtone account")]
+        friendly_name: String,
+        #[arg(long, env = "DIALTONE_DATA_DIR", default_value = "./dialtone-data")]
+        data_dir: PathBuf,
+        /// Event log: `sqlite` or `kafka://HOST:PORT`.
+        #[arg(long, env = "DIALTONE_LOG", default_value = "sqlite")]
+        log: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +78,10 @@ pub fn init_tracing(verbose: u8) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => crate::serve::serve(args).await,
+        Command::Accounts(AccountsCommand::Create { friendly_name, data_dir, log }) => {
+            accounts::create(&friendly_name, data_dir, log).await
+        }
         Command::Audit(AuditCommand::Verify { data_dir }) => audit::verify(&data_dir).await,
         Command::Bench(BenchCommand::Log(args)) => bench::log(args).await,
     }

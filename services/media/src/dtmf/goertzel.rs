@@ -69,7 +69,10 @@ impl Default for GoertzelDetector {
 impl GoertzelDetector {
     pub fn new(config: GoertzelConfig) -> GoertzelDetector {
         let mut coefficients = [0f32; 8];
-        for (c, f) in coefficients.iter_mut().zip(ROW_HZ.iter().chain(COL_HZ.iter())) {
+        for (c, f) in coefficients
+            .iter_mut()
+            .zip(ROW_HZ.iter().chain(COL_HZ.iter()))
+        {
             *c = 2.0 * (std::f32::consts::TAU * f / SAMPLE_RATE as f32).cos();
         }
         GoertzelDetector {
@@ -183,11 +186,10 @@ impl GoertzelDetector {
 }
 
 fn strongest(group: &[f32]) -> (usize, f32) {
-    group
-        .iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::MIN), |best, (i, s)| if s > best.1 { (i, s) } else { best })
+    group.iter().copied().enumerate().fold(
+        (0, f32::MIN),
+        |best, (i, s)| if s > best.1 { (i, s) } else { best },
+    )
 }
 
 #[cfg(test)]
@@ -277,7 +279,11 @@ mod tests {
             long.extend(tone('7', 45, 6000.0, 6000.0));
             long.extend(silence(60));
             let found = detect(&with_noise(&long, 50.0, 1), 160);
-            assert_eq!(found.len(), 1, "45 ms tone at offset {offset} ms: {found:?}");
+            assert_eq!(
+                found.len(),
+                1,
+                "45 ms tone at offset {offset} ms: {found:?}"
+            );
 
             let mut short = silence(offset);
             short.extend(tone('7', 20, 6000.0, 6000.0));

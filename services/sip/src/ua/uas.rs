@@ -476,7 +476,7 @@ impl UserAgent {
         let (call, tx) = self.inbound_early(key)?;
         let mut resp = self.invite_response(call, 200, None, Some(&sdp));
         self.extend_recent_invite(now, key);
-        let call = &self.calls[&key];
+        let call = self.calls.get(&key).ok_or(CallError::NoSuchCall)?;
         Self::session_headers(&mut resp, call.pending_session, call.remote_supports_timer);
         let seq = call.invite.headers.cseq().map(|c| c.seq).unwrap_or(0);
         let session = call.pending_session;
@@ -571,6 +571,7 @@ impl UserAgent {
             }
         }
         let reoffer = call.reoffer.take().ok_or(CallError::NoPendingReoffer)?;
+        let flow = call.flow;
         self.by_server_tx.remove(&reoffer.tx);
         let req = &reoffer.request;
         match answer {
@@ -601,10 +602,7 @@ impl UserAgent {
                 self.add_server_header(&mut resp);
                 let is_invite = req.method == Method::Invite;
                 let seq = req.headers.cseq().map(|c| c.seq).unwrap_or(0);
-                let dest = self
-                    .txl
-                    .destination(reoffer.tx)
-                    .unwrap_or(self.calls[&key].flow);
+                let dest = self.txl.destination(reoffer.tx).unwrap_or(flow);
                 self.txl.send_response(now, reoffer.tx, &resp)?;
                 if is_invite {
                     let t1 = self.cfg.timers.t1;
@@ -829,13 +827,13 @@ impl UserAgent {
 
     fn on_bye(&mut self, now: Instant, tx: TxId, key: CallKey, req: Request) {
         self.respond_simple(now, tx, &req, 200, None, &[]);
-        let Some(call) = self.calls.get_mut(&key) else {
+        let Some(call) = self.calls.get(&key) else {
             return;
         };
         // §15.1.2: a BYE before our final response ends the INVITE with 487.
         if call.direction == CallDirection::Inbound && call.phase == Phase::Early {
             if let Some(inv_tx) = call.invite_tx {
-                let resp = self.invite_response(&self.calls[&key], 487, None, None);
+                let resp = self.invite_response(call, 487, None, None);
                 self.respond_tx(now, inv_tx, &resp);
             }
         }

@@ -1,0 +1,191 @@
+//! The edge role: turns SIP INVITEs for provisioned numbers into calls. It routes by the
+//! dialed number, negotiates media, writes `call.initiated`/`call.ringing`, and starts the
+//! call's task on this node (which then owns the call for its lifetime).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dialtone_events::payload::{CallApplication, CallInitiated, CallRinging, CallStatus, Direction};
+use dialtone_events::sid::{AccountSid, CallSid};
+use dialtone_events::{EventLog, ExpectedVersion, NewEvent};
+use dialtone_media::runtime::MediaRuntime;
+use dialtone_projections::numbers::normalize_e164;
+use dialtone_projections::{AccountDirectory, NumberDirectory};
+use dialtone_sip::endpoint::IncomingCall;
+use dialtone_sip::message::NameAddr;
+use dialtone_sip::sdp::{self, LocalMedia};
+use dialtone_voice::interpreter::{CallContext, Interpreter, InterpreterConfig};
+use dialtone_voice::webhook::WebhookClient;
+use tokio::sync::mpsc;
+
+use crate::roles::call::{self, CallSetup};
+use crate::roles::registry::CallRegistry;
+
+/// What the edge needs, shared by every call it accepts.
+pub struct Edge {
+    pub log: Arc<dyn EventLog>,
+    pub numbers: NumberDirectory,
+    pub accounts: AccountDirectory,
+    pub secret: Arc<Vec<u8>>,
+    pub media: Arc<MediaRuntime>,
+    pub public_ip: IpAddr,
+    pub node_id: String,
+    pub webhooks: WebhookClient,
+    pub interpreter: InterpreterConfig,
+    pub recordings_dir: PathBuf,
+    pub registry: CallRegistry,
+}
+
+impl Edge {
+    /// Accepts calls until the endpoint stops.
+    pub async fn run(self: Arc<Self>, mut incoming: mpsc::Receiver<IncomingCall>) {
+        while let Some(call) = incoming.recv().await {
+            let edge = self.clone();
+            tokio::spawn(async move { edge.accept(call).await });
+        }
+    }
+
+    async fn accept(&self, incoming: IncomingCall) {
+        let invited_at = Instant::now();
+        metrics::counter!("dialtone_sip_invites_total").increment(1);
+        let dialed = dialed_number(&incoming);
+        let Some(route) = dialed.as_deref().and_then(|n| self.numbers.lookup(n)) else {
+            tracing::info!(to = %incoming.request_uri, from = %incoming.from.uri, "no such number: 404");
+            metrics::counter!("dialtone_calls_rejected_total", "reason" => "unknown-number").increment(1);
+            let _ = incoming.call.reject(404, None).await;
+            return;
+        };
+        let dialed = route.config.phone_number.clone();
+        let (Some(entry), Ok(account)) = (self.accounts.get(&route.account_sid), AccountSid::parse(&route.account_sid)) else {
+            tracing::error!(number = %dialed, account = %route.account_sid, "number's account is unknown");
+            let _ = incoming.call.reject(503, None).await;
+            return;
+        };
+        let media = match self.media.open_session() {
+            Ok(media) => media,
+            Err(error) => {
+                tracing::warn!(%error, "no media session available: 503");
+                metrics::counter!("dialtone_calls_rejected_total", "reason" => "media").increment(1);
+                let _ = incoming.call.reject(503, None).await;
+                return;
+            }
+        };
+        let local = LocalMedia::new(self.public_ip, media.local_port());
+        let (sdp_answer, negotiated) = match incoming.sdp_offer.as_deref().map(|offer| sdp::answer(offer, &local)) {
+            Some(Ok(answer)) => answer,
+            Some(Err(error)) => {
+                tracing::info!(%error, "unacceptable SDP offer: 488");
+                metrics::counter!("dialtone_calls_rejected_total", "reason" => "sdp").increment(1);
+                media.close();
+                let _ = incoming.call.reject(488, None).await;
+                return;
+            }
+            None => {
+                tracing::info!("INVITE without an SDP offer: 488");
+                metrics::counter!("dialtone_calls_rejected_total", "reason" => "sdp").increment(1);
+                media.close();
+                let _ = incoming.call.reject(488, None).await;
+                return;
+            }
+        };
+
+        let sid = CallSid::generate();
+        let from = caller_id(&incoming.from);
+        let forwarded_from = incoming.diversion.as_ref().map(caller_id);
+        let config = &route.config;
+        let application = CallApplication {
+            url: config.voice_url.clone(),
+            method: config.voice_method,
+            twiml: None,
+            fallback_url: config.voice_fallback_url.clone(),
+            fallback_method: config.voice_fallback_method,
+            status_callback: config.status_callback.clone(),
+            status_callback_method: config.status_callback_method,
+            // A number's status callback reports the completed call only (Twilio).
+            status_callback_events: Vec::new(),
+        };
+        let initiated = CallInitiated {
+            direction: Direction::Inbound,
+            from: from.clone(),
+            to: dialed.clone(),
+            owner_node: self.node_id.clone(),
+            sip_call_id: Some(incoming.call_id.clone()),
+            source_addr: Some(incoming.remote_addr.to_string()),
+            phone_number_sid: route.sid.parse().ok(),
+            parent_call_sid: None,
+            forwarded_from: forwarded_from.clone(),
+            application: application.clone(),
+        };
+        let events = vec![
+            NewEvent::new(account.as_str(), initiated),
+            NewEvent::new(account.as_str(), CallRinging { sip_code: None }),
+        ];
+        if let Err(error) = self.log.append(sid.as_str(), ExpectedVersion::NoStream, events).await {
+            tracing::error!(%error, "cannot record the new call: 503");
+            media.close();
+            let _ = incoming.call.reject(503, None).await;
+            return;
+        }
+        tracing::info!(call = %sid, %from, to = %dialed, "inbound call");
+        let _ = incoming.call.ringing(None).await;
+
+        let context = CallContext {
+            call_sid: sid.clone(),
+            account_sid: account.clone(),
+            from,
+            to: dialed,
+            direction: Direction::Inbound,
+            call_status: CallStatus::Ringing,
+            parent_call_sid: None,
+            forwarded_from,
+            caller_name: incoming.from.display_name.clone(),
+            application,
+            extra_params: vec![("SipCallId".to_owned(), incoming.call_id.clone())],
+        };
+        let mut interpreter = Interpreter::new(context, self.interpreter.clone());
+        let first_actions = interpreter.start(Instant::now());
+        let control = self.registry.register(sid.clone());
+        let setup = CallSetup {
+            sid,
+            account,
+            sip: incoming.call,
+            sip_events: incoming.events,
+            media,
+            negotiated,
+            sdp_answer,
+            interpreter,
+            webhooks: self.webhooks.session(entry.auth_token(&self.secret)),
+            log: self.log.clone(),
+            recordings_dir: self.recordings_dir.clone(),
+            registry: self.registry.clone(),
+            control,
+            invited_at,
+        };
+        call::run(setup, first_actions).await;
+    }
+}
+
+/// The dialed number in E.164: the Request-URI's user part, else the To header's.
+fn dialed_number(incoming: &IncomingCall) -> Option<String> {
+    [incoming.request_uri.user(), incoming.to.uri.user()]
+        .into_iter()
+        .flatten()
+        .find_map(|user| normalize_e164(&user).ok())
+}
+
+/// Twilio's `From`: E.164 when the caller's user part is a phone number, else the SIP URI.
+fn caller_id(name_addr: &NameAddr) -> String {
+    match name_addr.uri.user().map(|u| normalize_e164(&u)) {
+        Some(Ok(e164)) => e164,
+        _ => {
+            let mut uri = name_addr.uri.to_string();
+            // Drop URI parameters: `sip:alice@example.com;transport=udp` → `sip:alice@example.com`.
+            if let Some(cut) = uri.find(';') {
+                uri.truncate(cut);
+            }
+            uri
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `dialtone serve`: every role in one process.
+//!
+//! Start-up order: the log, the projections (caught up, so the number and account
+//! directories are complete), the first account on an empty data dir, metrics, the media
+//! runtime, the SIP edge, the HTTP API. Shutdown (Ctrl-C or SIGTERM) drains: new INVITEs get
+//! 503, live calls get BYE and write `call.completed`, then projections and the log stop.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dialtone_events::kafka::{KafkaConfig, KafkaLog};
+use dialtone_events::sqlite::SqliteLog;
+use dialtone_events::EventLog;
+use dialtone_media::runtime::{MediaConfig, MediaRuntime};
+use dialtone_projections::{
+    create_account, standard_projections, AccountDirectory, NumberDirectory, ProjectionRunner, RateTable,
+    ReadModels, RunnerConfig,
+};
+use dialtone_sip::endpoint::{EndpointConfig, SipEndpoint};
+use dialtone_voice::interpreter::InterpreterConfig;
+use dialtone_voice::webhook::{Timeouts, WebhookClient, WebhookConfig};
+
+use crate::config::{Config, LogBackend, ServeArgs};
+use crate::paths::DataDir;
+use crate::roles::edge::Edge;
+use crate::roles::registry::CallRegistry;
+
+/// Opens the configured event log.
+pub async fn open_log(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn EventLog>> {
+    Ok(match config.log_backend()? {
+        LogBackend::Sqlite => Arc::new(
+            SqliteLog::open(data.event_log(), &config.node_id)
+                .with_context(|| format!("opening the event log {}", data.event_log().display()))?,
+        ),
+        LogBackend::Kafka { brokers } => {
+            let mut kafka = KafkaConfig::new(brokers.clone(), config.node_id.clone());
+            kafka.topic_prefix = config.kafka.topic_prefix.clone();
+            kafka.partitions = config.kafka.partitions;
+            Arc::new(KafkaLog::open(kafka).await.with_context(|| format!("connecting to Kafka at {brokers}"))?)
+        }
+    })
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args)?;
+    let data = DataDir::new(&config.data_dir);
+    std::fs::create_dir_all(data.root()).with_context(|| format!("creating {}", data.root().display()))?;
+    let secret = Arc::new(crate::secret::load_or_create(data.root())?);
+    let log = open_log(&config, &data).await?;
+    tracing::info!(backend = log.backend(), data_dir = %data.root().display(), node = %config.node_id, "event log open");
+
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+
+    // Projections, caught up before anything routes on them.
+    let accounts = AccountDirectory::default();
+    let numbers = NumberDirectory::default();
+    let rates = RateTable { currency: config.billing.currency.clone(), per_minute_micros: config.rates_micros()? };
+    let runner = ProjectionRunner::start(
+        log.clone(),
+        &data.read_models(),
+        standard_projections(&accounts, &numbers, rates.clone()),
+        RunnerConfig::default(),
+    )
+    .await
+    .context("starting the projections")?;
+    runner.catch_up(log.as_ref()).await.context("catching up the projections")?;
+
+    if accounts.is_empty() {
+        let (sid, token) = create_account(log.as_ref(), &secret, "Default account").await?;
+        runner.catch_up(log.as_ref()).await?;
+        // Printed once, on the first start: the only time the token is shown.
+        println!("{}", serde_json::json!({ "account_sid": sid, "auth_token": token }));
+        tracing::info!(account = %sid, "created the first account");
+    }
+
+    // Media and SIP.
+    let public_ip = config.advertised_ip();
+    let media = MediaRuntime::start(MediaConfig {
+        rtp_ports: config.rtp_port_range()?,
+        tts_cache_dir: Some(data.tts_cache()),
+        symmetric_rtp: config.media.symmetric_rtp,
+        engine_threads: config.media.engine_threads.max(1),
+        ..MediaConfig::default()
+    })
+    .context("starting the media runtime")?;
+    let endpoint_config = EndpointConfig::new(config.sip_addr).public_host(public_ip.to_string());
+    let (endpoint, incoming) = SipEndpoint::bind(endpoint_config).await.context("starting the SIP endpoint")?;
+
+    let webhooks = WebhookClient::new(WebhookConfig {
+        timeouts: Timeouts {
+            connect: Duration::from_millis(config.webhooks.connect_timeout_ms),
+            read: Duration::from_millis(config.webhooks.read_timeout_ms),
+            ..Timeouts::default()
+        },
+        ..WebhookConfig::default()
+    })
+    .context("building the webhook client")?;
+    let registry = CallRegistry::default();
+    let edge = Arc::new(Edge {
+        log: log.clone(),
+        numbers: numbers.clone(),
+        accounts: accounts.clone(),
+        secret: secret.clone(),
+        media: media.clone(),
+        public_ip,
+        node_id: config.node_id.clone(),
+        webhooks,
+        interpreter: InterpreterConfig { api_base_url: config.public_base_url(), ..InterpreterConfig::default() },
+        recordings_dir: data.recordings(),
+        registry: registry.clone(),
+    });
+    let edge_task = tokio::spawn(edge.run(incoming));
+
+    // HTTP API.
+    let state = dialtone_api::ApiState::new(
+        log.clone(),
+        ReadModels::new(data.read_models()),
+        accounts.clone(),
+        numbers.clone(),
+        runner.handle(),
+        config.node_id.clone(),
+    )
+    .with_metrics(metrics)
+    .with_default_currency(&rates.currency);
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP API on {}", config.http_addr))?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, dialtone_api::router(state))
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    tracing::info!(
+        sip = %endpoint.local_addr(),
+        http = %config.http_addr,
+        public_ip = %public_ip,
+        "dialtone is ready"
+    );
+
+    shutdown_signal().await;
+    tracing::info!(live_calls = registry.len(), "shutting down: refusing new calls, hanging up live ones");
+    let _ = endpoint.shutdown().await;
+    let left = registry.hang_up_all(Duration::from_secs(10)).await;
+    if left > 0 {
+        tracing::warn!(left, "calls still live after the grace period");
+    }
+    let _ = stop_http.send(());
+    let _ = http.await;
+    edge_task.abort();
+    // Let the projections apply what the drained calls wrote before stopping them.
+    let _ = tokio::time::timeout(Duration::from_secs(5), runner.catch_up(log.as_ref())).await;
+    runner.shutdown().await;
+    media.shutdown();
+    drop(endpoint);
+    drop(log);
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

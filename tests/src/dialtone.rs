@@ -1,0 +1,251 @@
+//! `dialtone serve` as a child process with its own data dir and ports.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::free_port;
+
+/// Which event log the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Kafka,
+}
+
+/// A running server. Killed (SIGTERM, then SIGKILL) on drop.
+pub struct Dialtone {
+    child: Option<Child>,
+    pub data_dir: tempfile::TempDir,
+    pub sip_port: u16,
+    pub http_url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    pub backend: Backend,
+    stderr_log: PathBuf,
+    http: reqwest::Client,
+}
+
+/// The `dialtone` binary built beside this test binary (`target/<profile>/dialtone`), or
+/// `DIALTONE_BIN`.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("DIALTONE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let bin = profile_dir.join("dialtone");
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p dialtone`", bin.display());
+    bin
+}
+
+impl Dialtone {
+    /// Starts a server on fresh ports and data dir; waits for `/healthz` and the first
+    /// account, which `serve` prints on its first start.
+    pub async fn start(backend: Backend) -> Dialtone {
+        Self::start_with(backend, "").await
+    }
+
+    /// Like [`Dialtone::start`], with extra TOML appended to the config file.
+    pub async fn start_with(backend: Backend, extra_toml: &str) -> Dialtone {
+        let data_dir = tempfile::tempdir().unwrap();
+        let sip_port = free_port(true);
+        let http_port = free_port(false);
+        let rtp_low = 20_000 + (rand_u16() % 400) * 100;
+        let log = match backend {
+            Backend::Sqlite => "sqlite".to_owned(),
+            Backend::Kafka => format!(
+                "kafka://{}",
+                std::env::var("DIALTONE_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+            ),
+        };
+        let config = format!(
+            "data_dir = {data:?}\nlog = {log:?}\nsip_addr = \"127.0.0.1:{sip_port}\"\nhttp_addr = \"127.0.0.1:{http_port}\"\n\
+             rtp_ports = \"{rtp_low}-{rtp_high}\"\npublic_ip = \"127.0.0.1\"\nnode_id = \"e2e\"\n\
+             [kafka]\ntopic_prefix = \"e2e-{prefix:04x}{prefix2:04x}\"\npartitions = 2\n\
+             [media]\n# Tests listen for Dialtone's RTP where the SDP says, while sipp sends from elsewhere.\nsymmetric_rtp = false\n{extra_toml}\n",
+            data = data_dir.path().join("data"),
+            rtp_high = rtp_low + 99,
+            prefix = rand_u16(),
+            prefix2 = rand_u16(),
+        );
+        let config_path = data_dir.path().join("dialtone.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let stderr_log = data_dir.path().join("serve.log");
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info,dialtone=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .spawn()
+            .expect("start dialtone serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(90)).unwrap_or_else(|_| {
+            panic!(
+                "serve printed no account within 90 s; its log:\n{}",
+                std::fs::read_to_string(&stderr_log).unwrap_or_default()
+            )
+        });
+        let account: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad account line {line:?}: {e}"));
+        let mut server = Dialtone {
+            child: Some(child),
+            data_dir,
+            sip_port,
+            http_url: format!("http://127.0.0.1:{http_port}"),
+            account_sid: account["account_sid"].as_str().unwrap().to_owned(),
+            auth_token: account["auth_token"].as_str().unwrap().to_owned(),
+            backend,
+            stderr_log,
+            http: reqwest::Client::new(),
+        };
+        let health = format!("{}/healthz", server.http_url);
+        let http = server.http.clone();
+        crate::eventually(60, "/healthz", || {
+            let (http, health) = (http.clone(), health.clone());
+            async move { http.get(&health).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+        server.check_alive();
+        server
+    }
+
+    fn check_alive(&mut self) {
+        if let Some(child) = &mut self.child {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("dialtone serve exited with {status}; log:\n{}", self.log());
+            }
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn sip_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.sip_port)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/2010-04-01/Accounts/{}/{}", self.http_url, self.account_sid, path)
+    }
+
+    /// GET a Twilio API path (relative to the account) → (status, JSON).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST a form to a Twilio API path → (status, JSON).
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Provisions `number` with the given voice URL (and optional fallback).
+    pub async fn provision(&self, number: &str, voice_url: &str, fallback_url: Option<&str>) -> Value {
+        let mut form = vec![("PhoneNumber", number), ("VoiceUrl", voice_url)];
+        if let Some(fallback) = fallback_url {
+            form.push(("VoiceFallbackUrl", fallback));
+        }
+        let (status, body) = self.post("IncomingPhoneNumbers.json", &form).await;
+        assert_eq!(status, 201, "provisioning {number}: {body}");
+        body
+    }
+
+    /// All calls of the account, newest first.
+    pub async fn calls(&self) -> Vec<Value> {
+        let (status, body) = self.get("Calls.json").await;
+        assert_eq!(status, 200, "{body}");
+        body["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until a call exists and has a final status; returns it.
+    pub async fn finished_call(&self) -> Value {
+        crate::eventually(30, "a finished call", || async {
+            self.calls().await.into_iter().find(|c| {
+                matches!(c["status"].as_str(), Some("completed" | "busy" | "failed" | "no-answer" | "canceled"))
+            })
+        })
+        .await
+    }
+
+    /// The call's event history (`/v1/…/Events`).
+    pub async fn call_events(&self, call_sid: &str) -> Vec<Value> {
+        let url = format!("{}/v1/Accounts/{}/Calls/{}/Events", self.http_url, self.account_sid, call_sid);
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "events: {}", response.status());
+        response.json::<Vec<Value>>().await.unwrap()
+    }
+
+    /// `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http.get(format!("{}/metrics", self.http_url)).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Stops the server with SIGTERM (a clean drain) and waits for it.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Dialtone {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("---- dialtone serve log ----\n{}", self.log());
+            }
+        }
+    }
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let pid = std::process::id();
+    ((nanos ^ pid.rotate_left(16) ^ (nanos >> 7)) & 0xffff) as u16
+}

@@ -1,0 +1,76 @@
+//! sipp as the SIP peer: runs a committed scenario (`tests/scenarios/*.xml`) as a child
+//! process and reports whether every call succeeded.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::free_port;
+
+pub struct Sipp {
+    scenario: PathBuf,
+    keys: Vec<(String, String)>,
+    duration_ms: Option<u64>,
+    calls: u32,
+}
+
+/// What sipp did.
+#[derive(Debug)]
+pub struct SippRun {
+    pub success: bool,
+    pub output: String,
+}
+
+impl Sipp {
+    /// A scenario from `tests/scenarios/`.
+    pub fn scenario(name: &str) -> Sipp {
+        let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name);
+        assert!(scenario.exists(), "no scenario {}", scenario.display());
+        Sipp { scenario, keys: Vec::new(), duration_ms: None, calls: 1 }
+    }
+
+    /// A `[key]` substitution in the scenario.
+    pub fn key(mut self, key: &str, value: impl ToString) -> Sipp {
+        self.keys.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    /// How long `<pause/>` lasts (sipp `-d`).
+    pub fn pause_ms(mut self, ms: u64) -> Sipp {
+        self.duration_ms = Some(ms);
+        self
+    }
+
+    /// Runs against `target` (`host:port`) on a blocking thread.
+    pub async fn run(self, target: String) -> SippRun {
+        tokio::task::spawn_blocking(move || self.run_blocking(&target)).await.unwrap()
+    }
+
+    pub fn run_blocking(&self, target: &str) -> SippRun {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new("sipp");
+        command
+            .current_dir(dir.path())
+            .arg("-sf")
+            .arg(&self.scenario)
+            .args(["-m", &self.calls.to_string(), "-i", "127.0.0.1", "-nostdin", "-trace_err"])
+            .args(["-p", &free_port(true).to_string()])
+            .args(["-mp", &free_port(true).to_string()])
+            .args(["-timeout", "60s", "-timeout_error"]);
+        if let Some(ms) = self.duration_ms {
+            command.args(["-d", &ms.to_string()]);
+        }
+        for (key, value) in &self.keys {
+            command.args(["-key", key, value]);
+        }
+        command.arg(target);
+        let output = command.output().expect("sipp is installed (apt install sip-tester)");
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        for entry in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().ends_with("errors.log") {
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        SippRun { success: output.status.success(), output: text }
+    }
+}
