@@ -690,8 +690,14 @@ mod tests {
                 },
             }
             .into(),
-            CallRinging { sip_code: Some(180) }.into(),
-            CallAnswered { codec: Some("PCMU".into()) }.into(),
+            CallRinging {
+                sip_code: Some(180),
+            }
+            .into(),
+            CallAnswered {
+                codec: Some("PCMU".into()),
+            }
+            .into(),
             WebhookRequested {
                 request_id: 1,
                 purpose: WebhookPurpose::Voice,
@@ -710,13 +716,48 @@ mod tests {
                 error: None,
             }
             .into(),
-            TwimlFailed { code: 12100, class: "parse".into(), url: "https://a/".into(), message: "bad".into() }.into(),
-            TwimlWarning { code: 12200, message: "Dial is not supported yet".into(), verb: Some("Dial".into()) }.into(),
-            VerbStarted { index: 0, verb: "Say".into() }.into(),
-            VerbFinished { index: 0, verb: "Say".into(), outcome: "done".into() }.into(),
-            DtmfReceived { digit: "5".into(), source: DtmfSource::Rfc4733, duration_ms: Some(160) }.into(),
-            GatherCompleted { digits: "123".into(), finished_on_key: "#".into(), reason: "finish-key".into() }.into(),
-            RecordingStarted { recording_sid: rec(), source: "RecordVerb".into(), channels: 1 }.into(),
+            TwimlFailed {
+                code: 12100,
+                class: "parse".into(),
+                url: "https://a/".into(),
+                message: "bad".into(),
+            }
+            .into(),
+            TwimlWarning {
+                code: 12200,
+                message: "Dial is not supported yet".into(),
+                verb: Some("Dial".into()),
+            }
+            .into(),
+            VerbStarted {
+                index: 0,
+                verb: "Say".into(),
+            }
+            .into(),
+            VerbFinished {
+                index: 0,
+                verb: "Say".into(),
+                outcome: "done".into(),
+            }
+            .into(),
+            DtmfReceived {
+                digit: "5".into(),
+                source: DtmfSource::Rfc4733,
+                duration_ms: Some(160),
+            }
+            .into(),
+            GatherCompleted {
+                digits: "123".into(),
+                finished_on_key: "#".into(),
+                reason: "finish-key".into(),
+            }
+            .into(),
+            RecordingStarted {
+                recording_sid: rec(),
+                source: "RecordVerb".into(),
+                channels: 1,
+            }
+            .into(),
             RecordingCompleted {
                 recording_sid: rec(),
                 status: "completed".into(),
@@ -728,13 +769,37 @@ mod tests {
                 error_code: None,
             }
             .into(),
-            RecordingDeleted { recording_sid: rec() }.into(),
-            DialStarted { child_call_sids: vec![call()], targets: vec!["+14155550102".into()] }.into(),
-            DialAnswered { child_call_sid: call() }.into(),
-            DialCompleted { dial_call_status: "completed".into(), child_call_sid: Some(call()), duration_s: 30, bridged: true }
-                .into(),
-            CallRedirected { url: "https://a/next".into(), method: HttpMethod::Post, by: "twiml".into() }.into(),
-            CallRejected { reason: "busy".into(), sip_code: 486 }.into(),
+            RecordingDeleted {
+                recording_sid: rec(),
+            }
+            .into(),
+            DialStarted {
+                child_call_sids: vec![call()],
+                targets: vec!["+14155550102".into()],
+            }
+            .into(),
+            DialAnswered {
+                child_call_sid: call(),
+            }
+            .into(),
+            DialCompleted {
+                dial_call_status: "completed".into(),
+                child_call_sid: Some(call()),
+                duration_s: 30,
+                bridged: true,
+            }
+            .into(),
+            CallRedirected {
+                url: "https://a/next".into(),
+                method: HttpMethod::Post,
+                by: "twiml".into(),
+            }
+            .into(),
+            CallRejected {
+                reason: "busy".into(),
+                sip_code: 486,
+            }
+            .into(),
             CallCompleted {
                 status: CallStatus::Completed,
                 duration_s: 61,
@@ -762,10 +827,26 @@ mod tests {
                 for_sequence: 4,
             }
             .into(),
-            MediaSay { text: "Hello".into(), voice: "alice".into(), language: "en-US".into(), loops: 1 }.into(),
-            MediaPlay { url: Some("https://a/x.wav".into()), digits: None, loops: 2 }.into(),
+            MediaSay {
+                text: "Hello".into(),
+                voice: "alice".into(),
+                language: "en-US".into(),
+                loops: 1,
+            }
+            .into(),
+            MediaPlay {
+                url: Some("https://a/x.wav".into()),
+                digits: None,
+                loops: 2,
+            }
+            .into(),
             MediaPause { length_ms: 1000 }.into(),
-            MediaGather { timeout_ms: 5000, finish_on_key: "#".into(), num_digits: Some(4) }.into(),
+            MediaGather {
+                timeout_ms: 5000,
+                finish_on_key: "#".into(),
+                num_digits: Some(4),
+            }
+            .into(),
             MediaRecord {
                 recording_sid: rec(),
                 max_length_ms: 3_600_000,
@@ -775,24 +856,61 @@ mod tests {
                 trim: true,
             }
             .into(),
-            MediaBridge { other_call_sid: call() }.into(),
-            MediaHangup { reason: Some("end of document".into()) }.into(),
+            MediaBridge {
+                other_call_sid: call(),
+            }
+            .into(),
+            MediaHangup {
+                reason: Some("end of document".into()),
+            }
+            .into(),
             MediaStop { reason: None }.into(),
-            NumberProvisioned { config: number_config() }.into(),
-            NumberUpdated { config: number_config() }.into(),
-            NumberReleased { phone_number: "+14155550100".into() }.into(),
-            AccountCreated { friendly_name: "Acme".into(), token_sha256: "ab".repeat(32), token_salt: "s1".into() }.into(),
-            AccountTokenRotated { token_sha256: "cd".repeat(32), token_salt: "s2".into() }.into(),
+            NumberProvisioned {
+                config: number_config(),
+            }
+            .into(),
+            NumberUpdated {
+                config: number_config(),
+            }
+            .into(),
+            NumberReleased {
+                phone_number: "+14155550100".into(),
+            }
+            .into(),
+            AccountCreated {
+                friendly_name: "Acme".into(),
+                token_sha256: "ab".repeat(32),
+                token_salt: "s1".into(),
+            }
+            .into(),
+            AccountTokenRotated {
+                token_sha256: "cd".repeat(32),
+                token_salt: "s2".into(),
+            }
+            .into(),
             RatePublished {
                 effective_from: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
                 currency: "USD".into(),
-                prices: vec![RatePrice { category: "calls-inbound".into(), per_minute_micros: 8500 }],
+                prices: vec![RatePrice {
+                    category: "calls-inbound".into(),
+                    per_minute_micros: 8500,
+                }],
             }
             .into(),
-            ConferenceStarted { friendly_name: "room".into() }.into(),
-            ParticipantJoined { call_sid: call(), muted: false }.into(),
+            ConferenceStarted {
+                friendly_name: "room".into(),
+            }
+            .into(),
+            ParticipantJoined {
+                call_sid: call(),
+                muted: false,
+            }
+            .into(),
             ParticipantLeft { call_sid: call() }.into(),
-            ConferenceEnded { reason: "last-participant-left".into() }.into(),
+            ConferenceEnded {
+                reason: "last-participant-left".into(),
+            }
+            .into(),
         ]
     }
 
@@ -832,8 +950,14 @@ mod tests {
 
     #[test]
     fn call_status_strings_match_twilio() {
-        assert_eq!(serde_json::to_string(&CallStatus::InProgress).unwrap(), "\"in-progress\"");
+        assert_eq!(
+            serde_json::to_string(&CallStatus::InProgress).unwrap(),
+            "\"in-progress\""
+        );
         assert_eq!(CallStatus::NoAnswer.as_str(), "no-answer");
-        assert_eq!(serde_json::to_string(&Direction::OutboundDial).unwrap(), "\"outbound-dial\"");
+        assert_eq!(
+            serde_json::to_string(&Direction::OutboundDial).unwrap(),
+            "\"outbound-dial\""
+        );
     }
 }

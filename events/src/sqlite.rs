@@ -137,7 +137,10 @@ impl SqliteLog {
             thread::Builder::new()
                 .name("sqlite-log-checkpointer".into())
                 .spawn(move || run_checkpointer(&path, stopped))
-                .map_err(|source| LogError::Io { context: "starting the checkpointer thread", source })?
+                .map_err(|source| LogError::Io {
+                    context: "starting the checkpointer thread",
+                    source,
+                })?
         };
         Ok(SqliteLog {
             path,
@@ -391,22 +394,23 @@ impl EventLog for SqliteLog {
                 // after the read wakes us up: no event can fall between read and wait.
                 let last_committed = *committed.borrow_and_update();
                 let start = cursor.next_offset(PARTITION);
-                let page = if start > last_committed && !external_check_due(&mut last_external_check) {
-                    Ok(Vec::new())
-                } else {
-                    let (readers, path) = (readers.clone(), path.clone());
-                    tokio::task::spawn_blocking(move || {
-                        SqliteLog::with_reader(&readers, &path, |conn| {
-                            query_events(
-                                conn,
-                                "WHERE position >= ?1 ORDER BY position LIMIT ?2",
-                                params![start, SUBSCRIBE_PAGE as i64],
-                            )
+                let page =
+                    if start > last_committed && !external_check_due(&mut last_external_check) {
+                        Ok(Vec::new())
+                    } else {
+                        let (readers, path) = (readers.clone(), path.clone());
+                        tokio::task::spawn_blocking(move || {
+                            SqliteLog::with_reader(&readers, &path, |conn| {
+                                query_events(
+                                    conn,
+                                    "WHERE position >= ?1 ORDER BY position LIMIT ?2",
+                                    params![start, SUBSCRIBE_PAGE as i64],
+                                )
+                            })
                         })
-                    })
-                    .await
-                    .unwrap_or(Err(LogError::Closed))
-                };
+                        .await
+                        .unwrap_or(Err(LogError::Closed))
+                    };
                 match page {
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;

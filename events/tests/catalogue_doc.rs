@@ -16,6 +16,12 @@ fn every_event_type_is_documented_and_every_documented_type_exists() {
     let known: BTreeSet<&str> = Payload::TYPES.iter().copied().collect();
     let undocumented: Vec<_> = known.difference(&documented).collect();
     let unknown: Vec<_> = documented.difference(&known).collect();
-    assert!(undocumented.is_empty(), "types missing from docs/events.md: {undocumented:?}");
-    assert!(unknown.is_empty(), "docs/events.md lists types the code does not know: {unknown:?}");
+    assert!(
+        undocumented.is_empty(),
+        "types missing from docs/events.md: {undocumented:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "docs/events.md lists types the code does not know: {unknown:?}"
+    );
 }

@@ -24,8 +24,13 @@ const ROUNDS: usize = 20;
 /// partial batch from a whole one. Prints `ack <stream> <first_seq> <last_seq> <batch>`.
 #[test]
 fn crash_child() {
-    let Ok(path) = std::env::var(CHILD_ENV) else { return };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let log = Arc::new(SqliteLog::open(&path, "crash-child").unwrap());
         let account = AccountSid::generate();
@@ -43,9 +48,20 @@ fn crash_child() {
                         let size = 1 + (n * 7 + writer) % 5;
                         let batch = format!("{run}-{writer}-{n}-{size}");
                         let events = (0..size)
-                            .map(|i| NewEvent::new(account.as_str(), VerbStarted { index: i, verb: batch.clone() }))
+                            .map(|i| {
+                                NewEvent::new(
+                                    account.as_str(),
+                                    VerbStarted {
+                                        index: i,
+                                        verb: batch.clone(),
+                                    },
+                                )
+                            })
                             .collect();
-                        let appended = log.append(stream.as_str(), ExpectedVersion::Any, events).await.unwrap();
+                        let appended = log
+                            .append(stream.as_str(), ExpectedVersion::Any, events)
+                            .await
+                            .unwrap();
                         let _ = tx.send(format!(
                             "ack {stream} {} {} {batch}",
                             appended.first_sequence, appended.last_sequence
@@ -93,7 +109,13 @@ async fn acknowledged_events_survive_sigkill() {
     let mut total_acked = 0usize;
     for round in 0..ROUNDS {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_ENV, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -110,7 +132,9 @@ async fn acknowledged_events_survive_sigkill() {
             }
         });
         let mut acks = Vec::new();
-        let first = lines_rx.recv_timeout(Duration::from_secs(60)).expect("child never acknowledged an append");
+        let first = lines_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("child never acknowledged an append");
         acks.extend(parse_ack(&first));
         let kill_after = Duration::from_millis(rand::random_range(10..400));
         let start = Instant::now();
@@ -120,7 +144,10 @@ async fn acknowledged_events_survive_sigkill() {
             }
         }
         // SAFETY-free SIGKILL through the kill(1) program: no libc dependency needed.
-        let status = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         child.wait().unwrap();
         // Acks printed before the kill are acknowledged appends: collect every one.
@@ -143,9 +170,16 @@ async fn acknowledged_events_survive_sigkill() {
                 let event = events
                     .iter()
                     .find(|r| r.event.sequence == sequence)
-                    .unwrap_or_else(|| panic!("round {round}: acknowledged {} #{sequence} lost", ack.stream));
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "round {round}: acknowledged {} #{sequence} lost",
+                            ack.stream
+                        )
+                    });
                 match event.event.payload().unwrap() {
-                    Payload::VerbStarted(v) => assert_eq!(v.verb, ack.batch, "round {round}: wrong event"),
+                    Payload::VerbStarted(v) => {
+                        assert_eq!(v.verb, ack.batch, "round {round}: wrong event")
+                    }
                     other => panic!("round {round}: unexpected payload {other:?}"),
                 }
             }
@@ -171,7 +205,10 @@ async fn acknowledged_events_survive_sigkill() {
             assert_eq!(seen, size, "round {round}: batch {batch} is partly visible");
         }
         let report = log.verify(|_| {}).unwrap();
-        assert!(matches!(report, VerifyReport::Ok { .. }), "round {round}: {report:?}");
+        assert!(
+            matches!(report, VerifyReport::Ok { .. }),
+            "round {round}: {report:?}"
+        );
         log.close();
     }
     eprintln!("{ROUNDS} rounds, {total_acked} acknowledged appends checked");

@@ -253,7 +253,13 @@ impl CallbackTracker {
                 if self.answered {
                     return None;
                 }
-                self.plan(CallbackEvent::Ringing, "ringing", sequence, time, Vec::new())
+                self.plan(
+                    CallbackEvent::Ringing,
+                    "ringing",
+                    sequence,
+                    time,
+                    Vec::new(),
+                )
             }
             Payload::CallAnswered(_) => {
                 if self.answered {
@@ -261,7 +267,13 @@ impl CallbackTracker {
                 }
                 self.answered = true;
                 let extra = vec![("SipResponseCode".to_owned(), "200".to_owned())];
-                self.plan(CallbackEvent::Answered, "in-progress", sequence, time, extra)
+                self.plan(
+                    CallbackEvent::Answered,
+                    "in-progress",
+                    sequence,
+                    time,
+                    extra,
+                )
             }
             Payload::CallRejected(rejected) => {
                 self.reject_code = Some(rejected.sip_code);
@@ -544,10 +556,15 @@ pub fn pending_for_node(
 }
 
 /// Every callback of a call, in sequence order.
-pub fn outbox_of_call(conn: &Connection, call_sid: &str) -> Result<Vec<OutboxRow>, ProjectionError> {
+pub fn outbox_of_call(
+    conn: &Connection,
+    call_sid: &str,
+) -> Result<Vec<OutboxRow>, ProjectionError> {
     query_rows(
         conn,
-        &format!("SELECT {COLUMNS} FROM callback_outbox WHERE call_sid = ?1 ORDER BY sequence_number"),
+        &format!(
+            "SELECT {COLUMNS} FROM callback_outbox WHERE call_sid = ?1 ORDER BY sequence_number"
+        ),
         params![call_sid],
         "reading a call's callbacks",
     )
@@ -556,9 +573,11 @@ pub fn outbox_of_call(conn: &Connection, call_sid: &str) -> Result<Vec<OutboxRow
 /// The highest outbox id (0 when empty). Lower than a reader's last seen id only after the
 /// projection was rebuilt.
 pub fn max_outbox_id(conn: &Connection) -> Result<i64, ProjectionError> {
-    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM callback_outbox", [], |r| {
-        r.get(0)
-    })
+    conn.query_row(
+        "SELECT COALESCE(MAX(id), 0) FROM callback_outbox",
+        [],
+        |r| r.get(0),
+    )
     .map_err(sql("reading the outbox head"))
 }
 
@@ -740,8 +759,17 @@ impl Projection for CallbacksProjection {
                 Ok(())
             }
             _ => {
-                let staged = self.staged(tx, call_sid)?;
                 let is_initiated = event.event_type == "dialtone.call.initiated";
+                if is_initiated && event.sequence == 1 {
+                    // The first event of a stream: no tracker can exist yet, skip the lookup.
+                    self.staged
+                        .entry(call_sid.to_owned())
+                        .or_insert(StagedTracker {
+                            tracker: None,
+                            dirty: false,
+                        });
+                }
+                let staged = self.staged(tx, call_sid)?;
                 // Most calls have no status callback: skip decoding their events.
                 if staged.tracker.is_none() && !is_initiated {
                     return Ok(());
@@ -876,7 +904,10 @@ mod tests {
         let (mut tracker, first) = CallbackTracker::start(
             CALL,
             ACCOUNT,
-            &initiated(&["initiated ringing", "answered", "completed"], Some("https://a/s")),
+            &initiated(
+                &["initiated ringing", "answered", "completed"],
+                Some("https://a/s"),
+            ),
             1,
             T0,
         )
@@ -986,7 +1017,11 @@ mod tests {
                 .apply(&completed(status, 0, completed_code), 3, T0)
                 .unwrap();
             assert_eq!(param(&done, "CallStatus"), Some(status.as_str()));
-            assert_eq!(param(&done, "SipResponseCode"), Some(expected), "{status:?}");
+            assert_eq!(
+                param(&done, "SipResponseCode"),
+                Some(expected),
+                "{status:?}"
+            );
             assert_eq!(param(&done, "CallDuration"), Some("0"));
             assert_eq!(param(&done, "Duration"), Some("0"));
         }

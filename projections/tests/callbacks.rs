@@ -60,7 +60,9 @@ impl Fixture {
     async fn append(&self, call: &CallSid, account: &AccountSid, events: Vec<(Payload, i64)>) {
         let events = events
             .into_iter()
-            .map(|(p, ms)| NewEvent::new(account.as_str(), p).at(T0 + time::Duration::milliseconds(ms)))
+            .map(|(p, ms)| {
+                NewEvent::new(account.as_str(), p).at(T0 + time::Duration::milliseconds(ms))
+            })
             .collect();
         let appended = self
             .log
@@ -68,10 +70,13 @@ impl Fixture {
             .await
             .unwrap();
         let handle = self.runner.as_ref().unwrap().handle();
-        tokio::time::timeout(Duration::from_secs(10), handle.wait_for(&appended.positions))
-            .await
-            .expect("projections applied the append in time")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            handle.wait_for(&appended.positions),
+        )
+        .await
+        .expect("projections applied the append in time")
+        .unwrap();
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, ProjectionError>) -> T {
@@ -153,20 +158,33 @@ async fn a_call_with_all_events_fills_the_outbox_in_order() {
     assert_eq!(events, CallbackEvent::ALL.to_vec());
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row.sequence_number, i as u32);
-        assert_eq!(row.for_sequence, i as u64 + 1, "caused by the i-th call event");
+        assert_eq!(
+            row.for_sequence,
+            i as u64 + 1,
+            "caused by the i-th call event"
+        );
         assert_eq!(row.state, DeliveryState::Pending);
         assert_eq!(row.url, "https://app.example/status");
         assert_eq!(row.method, HttpMethod::Get);
         assert_eq!(row.owner_node, "node-1");
         assert_eq!(row.account_sid, account.as_str());
-        assert_eq!(row.idempotency_token, idempotency_token(call.as_str(), i as u32));
+        assert_eq!(
+            row.idempotency_token,
+            idempotency_token(call.as_str(), i as u32)
+        );
         assert_eq!(param(row, "SequenceNumber"), Some(i.to_string().as_str()));
         assert_eq!(param(row, "CallbackSource"), Some("call-progress-events"));
         assert_eq!(param(row, "ForwardedFrom"), Some("+15550001111"));
         assert_eq!(param(row, "CallSid"), Some(call.as_str()));
     }
-    let statuses: Vec<_> = rows.iter().map(|r| param(r, "CallStatus").unwrap()).collect();
-    assert_eq!(statuses, ["initiated", "ringing", "in-progress", "completed"]);
+    let statuses: Vec<_> = rows
+        .iter()
+        .map(|r| param(r, "CallStatus").unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["initiated", "ringing", "in-progress", "completed"]
+    );
     assert_eq!(param(&rows[3], "CallDuration"), Some("75"));
     assert_eq!(param(&rows[3], "Duration"), Some("2"));
     assert_eq!(
@@ -238,14 +256,20 @@ async fn outcome_events_mark_rows_done_and_rebuild_is_identical() {
     .await;
     let after = fx.outbox(&call);
     assert_eq!(after[0].state, DeliveryState::Delivered);
-    assert_eq!((after[0].attempts, after[0].http_status), (Some(3), Some(204)));
+    assert_eq!(
+        (after[0].attempts, after[0].http_status),
+        (Some(3), Some(204))
+    );
     assert_eq!(after[1].state, DeliveryState::Failed);
     assert_eq!(after[1].error.as_deref(), Some("HTTP 500"));
     assert_eq!(after[2].state, DeliveryState::Pending);
     assert_eq!(after[3].state, DeliveryState::Pending);
     let pending = fx.read(|c| callbacks::pending_for_node(c, "node-1", 0, 100));
     assert_eq!(
-        pending.iter().map(|r| r.sequence_number).collect::<Vec<_>>(),
+        pending
+            .iter()
+            .map(|r| r.sequence_number)
+            .collect::<Vec<_>>(),
         [2, 3]
     );
     assert_eq!(fx.read(|c| callbacks::count_pending(c, "node-1")), 2);
@@ -292,7 +316,10 @@ async fn only_subscribed_calls_and_events_produce_rows() {
     fx.append(&default, &account, events).await;
     let rows = fx.outbox(&default);
     assert_eq!(rows.len(), 1);
-    assert_eq!((rows[0].event, rows[0].sequence_number), (CallbackEvent::Completed, 0));
+    assert_eq!(
+        (rows[0].event, rows[0].sequence_number),
+        (CallbackEvent::Completed, 0)
+    );
     assert_eq!(rows[0].owner_node, "node-2");
 
     // A busy call split over several appends (trackers persist between batches).
@@ -301,7 +328,11 @@ async fn only_subscribed_calls_and_events_produce_rows() {
         &busy,
         &account,
         vec![(
-            initiated("node-1", Some("https://app.example/s"), &["ringing completed"]),
+            initiated(
+                "node-1",
+                Some("https://app.example/s"),
+                &["ringing completed"],
+            ),
             0,
         )],
     )
@@ -312,7 +343,13 @@ async fn only_subscribed_calls_and_events_produce_rows() {
         &busy,
         &account,
         vec![
-            (CallRinging { sip_code: Some(183) }.into(), 20),
+            (
+                CallRinging {
+                    sip_code: Some(183),
+                }
+                .into(),
+                20,
+            ),
             (
                 CallRejected {
                     reason: "busy".into(),

@@ -22,7 +22,10 @@ pub struct AppRequest {
 
 impl AppRequest {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -79,7 +82,11 @@ impl TwimlApp {
     pub fn reply(&self, path: &str, status: u16, content_type: &str, body: &str) {
         self.inner.replies.lock().unwrap().insert(
             path.to_owned(),
-            Reply { status, content_type: content_type.to_owned(), body: body.to_owned() },
+            Reply {
+                status,
+                content_type: content_type.to_owned(),
+                body: body.to_owned(),
+            },
         );
     }
 
@@ -90,19 +97,41 @@ impl TwimlApp {
 
     /// Requests to `path`.
     pub fn requests_to(&self, path: &str) -> Vec<AppRequest> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 }
 
-async fn handle(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
-    let mut params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
     let url = format!("{}{}", inner.base.lock().unwrap(), uri);
-    let signature = headers.get("x-twilio-signature").and_then(|h| h.to_str().ok()).unwrap_or("");
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     let token = inner.token.lock().unwrap().clone();
-    let signed_params = if method == Method::GET { Vec::new() } else { params.clone() };
-    let signature_valid = dialtone_voice::signature::validate(&token, &url, &signed_params, signature);
+    let signed_params = if method == Method::GET {
+        Vec::new()
+    } else {
+        params.clone()
+    };
+    let signature_valid =
+        dialtone_voice::signature::validate(&token, &url, &signed_params, signature);
     if method == Method::GET {
-        params = uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+        params = uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
     }
     inner.requests.lock().unwrap().push(AppRequest {
         method: method.to_string(),

@@ -36,9 +36,16 @@ pub fn binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
     let bin = profile_dir.join("dialtone");
-    assert!(bin.exists(), "{} is missing: build it with `cargo build -p dialtone`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p dialtone`",
+        bin.display()
+    );
     bin
 }
 
@@ -93,13 +100,16 @@ impl Dialtone {
                 }
             }
         });
-        let line = rx.recv_timeout(Duration::from_secs(90)).unwrap_or_else(|_| {
-            panic!(
-                "serve printed no account within 90 s; its log:\n{}",
-                std::fs::read_to_string(&stderr_log).unwrap_or_default()
-            )
-        });
-        let account: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad account line {line:?}: {e}"));
+        let line = rx
+            .recv_timeout(Duration::from_secs(90))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "serve printed no account within 90 s; its log:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                )
+            });
+        let account: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("bad account line {line:?}: {e}"));
         let mut server = Dialtone {
             child: Some(child),
             data_dir,
@@ -115,7 +125,14 @@ impl Dialtone {
         let http = server.http.clone();
         crate::eventually(60, "/healthz", || {
             let (http, health) = (http.clone(), health.clone());
-            async move { http.get(&health).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+            async move {
+                http.get(&health)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
         })
         .await;
         server.check_alive();
@@ -140,7 +157,10 @@ impl Dialtone {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/2010-04-01/Accounts/{}/{}", self.http_url, self.account_sid, path)
+        format!(
+            "{}/2010-04-01/Accounts/{}/{}",
+            self.http_url, self.account_sid, path
+        )
     }
 
     /// GET a Twilio API path (relative to the account) → (status, JSON).
@@ -171,7 +191,12 @@ impl Dialtone {
     }
 
     /// Provisions `number` with the given voice URL (and optional fallback).
-    pub async fn provision(&self, number: &str, voice_url: &str, fallback_url: Option<&str>) -> Value {
+    pub async fn provision(
+        &self,
+        number: &str,
+        voice_url: &str,
+        fallback_url: Option<&str>,
+    ) -> Value {
         let mut form = vec![("PhoneNumber", number), ("VoiceUrl", voice_url)];
         if let Some(fallback) = fallback_url {
             form.push(("VoiceFallbackUrl", fallback));
@@ -192,7 +217,10 @@ impl Dialtone {
     pub async fn finished_call(&self) -> Value {
         crate::eventually(30, "a finished call", || async {
             self.calls().await.into_iter().find(|c| {
-                matches!(c["status"].as_str(), Some("completed" | "busy" | "failed" | "no-answer" | "canceled"))
+                matches!(
+                    c["status"].as_str(),
+                    Some("completed" | "busy" | "failed" | "no-answer" | "canceled")
+                )
             })
         })
         .await
@@ -200,7 +228,10 @@ impl Dialtone {
 
     /// The call's event history (`/v1/…/Events`).
     pub async fn call_events(&self, call_sid: &str) -> Vec<Value> {
-        let url = format!("{}/v1/Accounts/{}/Calls/{}/Events", self.http_url, self.account_sid, call_sid);
+        let url = format!(
+            "{}/v1/Accounts/{}/Calls/{}/Events",
+            self.http_url, self.account_sid, call_sid
+        );
         let response = self
             .http
             .get(url)
@@ -208,19 +239,32 @@ impl Dialtone {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "events: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "events: {}",
+            response.status()
+        );
         response.json::<Vec<Value>>().await.unwrap()
     }
 
     /// `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.http.get(format!("{}/metrics", self.http_url)).send().await.unwrap().text().await.unwrap()
+        self.http
+            .get(format!("{}/metrics", self.http_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Stops the server with SIGTERM (a clean drain) and waits for it.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         for _ in 0..300 {
             if let Ok(Some(status)) = child.try_wait() {
                 return status;
@@ -245,7 +289,10 @@ impl Drop for Dialtone {
 }
 
 fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     let pid = std::process::id();
     ((nanos ^ pid.rotate_left(16) ^ (nanos >> 7)) & 0xffff) as u16
 }

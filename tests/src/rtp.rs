@@ -46,7 +46,11 @@ impl RtpSink {
     /// The decoded audio of all packets with `payload_type`.
     pub fn audio(&self, codec: Codec, payload_type: u8) -> Vec<i16> {
         let mut pcm = Vec::new();
-        for packet in self.packets().iter().filter(|p| p.payload_type == payload_type) {
+        for packet in self
+            .packets()
+            .iter()
+            .filter(|p| p.payload_type == payload_type)
+        {
             codec.decode_append(&packet.payload, &mut pcm);
         }
         pcm
@@ -74,5 +78,9 @@ pub fn rms(pcm: &[i16]) -> f64 {
     if pcm.is_empty() {
         return 0.0;
     }
-    (pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / pcm.len() as f64).sqrt()
+    (pcm.iter()
+        .map(|&s| f64::from(s) * f64::from(s))
+        .sum::<f64>()
+        / pcm.len() as f64)
+        .sqrt()
 }

@@ -23,9 +23,16 @@ pub struct SippRun {
 impl Sipp {
     /// A scenario from `tests/scenarios/`.
     pub fn scenario(name: &str) -> Sipp {
-        let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name);
+        let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(name);
         assert!(scenario.exists(), "no scenario {}", scenario.display());
-        Sipp { scenario, keys: Vec::new(), duration_ms: None, calls: 1 }
+        Sipp {
+            scenario,
+            keys: Vec::new(),
+            duration_ms: None,
+            calls: 1,
+        }
     }
 
     /// A `[key]` substitution in the scenario.
@@ -42,7 +49,9 @@ impl Sipp {
 
     /// Runs against `target` (`host:port`) on a blocking thread.
     pub async fn run(self, target: String) -> SippRun {
-        tokio::task::spawn_blocking(move || self.run_blocking(&target)).await.unwrap()
+        tokio::task::spawn_blocking(move || self.run_blocking(&target))
+            .await
+            .unwrap()
     }
 
     pub fn run_blocking(&self, target: &str) -> SippRun {
@@ -52,7 +61,14 @@ impl Sipp {
             .current_dir(dir.path())
             .arg("-sf")
             .arg(&self.scenario)
-            .args(["-m", &self.calls.to_string(), "-i", "127.0.0.1", "-nostdin", "-trace_err"])
+            .args([
+                "-m",
+                &self.calls.to_string(),
+                "-i",
+                "127.0.0.1",
+                "-nostdin",
+                "-trace_err",
+            ])
             .args(["-p", &free_port(true).to_string()])
             .args(["-mp", &free_port(true).to_string()])
             .args(["-timeout", "60s", "-timeout_error"]);
@@ -63,14 +79,23 @@ impl Sipp {
             command.args(["-key", key, value]);
         }
         command.arg(target);
-        let output = command.output().expect("sipp is installed (apt install sip-tester)");
+        let output = command
+            .output()
+            .expect("sipp is installed (apt install sip-tester)");
         let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stderr));
-        for entry in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if entry.file_name().to_string_lossy().ends_with("errors.log") {
                 text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
             }
         }
-        SippRun { success: output.status.success(), output: text }
+        SippRun {
+            success: output.status.success(),
+            output: text,
+        }
     }
 }

@@ -16,11 +16,17 @@ async fn setup(backend: Backend) -> (Dialtone, TwimlApp) {
 }
 
 fn types(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect()
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 fn position(types: &[String], t: &str) -> usize {
-    types.iter().position(|x| x == t).unwrap_or_else(|| panic!("no {t} in {types:?}"))
+    types
+        .iter()
+        .position(|x| x == t)
+        .unwrap_or_else(|| panic!("no {t} in {types:?}"))
 }
 
 /// Say, then the caller hangs up after ~3 s: completed, right duration, events in order with
@@ -38,7 +44,12 @@ async fn answered_call_end_to_end(backend: Backend) {
         .pause_ms(3_000)
         .run(dialtone.sip_addr())
         .await;
-    assert!(run.success, "sipp failed:\n{}\n{}", run.output, dialtone.log());
+    assert!(
+        run.success,
+        "sipp failed:\n{}\n{}",
+        run.output,
+        dialtone.log()
+    );
 
     // The webhook: Twilio's parameters, validly signed.
     let requests = app.requests_to("/voice");
@@ -51,7 +62,10 @@ async fn answered_call_end_to_end(backend: Backend) {
     assert_eq!(voice.param("CallStatus"), Some("ringing"));
     assert_eq!(voice.param("Direction"), Some("inbound"));
     assert_eq!(voice.param("ApiVersion"), Some("2010-04-01"));
-    assert_eq!(voice.param("AccountSid"), Some(dialtone.account_sid.as_str()));
+    assert_eq!(
+        voice.param("AccountSid"),
+        Some(dialtone.account_sid.as_str())
+    );
     let call_sid = voice.param("CallSid").unwrap().to_owned();
 
     // The Call resource.
@@ -61,11 +75,17 @@ async fn answered_call_end_to_end(backend: Backend) {
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["to"], NUMBER);
     let duration: u64 = call["duration"].as_str().unwrap().parse().unwrap();
-    assert!((3..=4).contains(&duration), "duration {duration} for a 3 s call: {call}");
+    assert!(
+        (3..=4).contains(&duration),
+        "duration {duration} for a 3 s call: {call}"
+    );
     assert_eq!(call["price"], "-0.00850", "{call}");
     assert_eq!(call["price_unit"], "USD");
     let (status, fetched) = dialtone.get(&format!("Calls/{call_sid}.json")).await;
-    assert_eq!((status, &fetched["status"]), (200, &Value::from("completed")));
+    assert_eq!(
+        (status, &fetched["status"]),
+        (200, &Value::from("completed"))
+    );
 
     // The event history, in order, with the TwiML document.
     let events = dialtone.call_events(&call_sid).await;
@@ -86,7 +106,10 @@ async fn answered_call_end_to_end(backend: Backend) {
         "dialtone.call.completed",
     ];
     let positions: Vec<usize> = order.iter().map(|o| position(&t, o)).collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order: {t:?}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {t:?}"
+    );
     let responded = &events[position(&t, "dialtone.call.webhook.responded")];
     assert_eq!(responded["data"]["body"], twiml);
     assert_eq!(responded["data"]["status"], 200);
@@ -95,17 +118,37 @@ async fn answered_call_end_to_end(backend: Backend) {
 
     // Dialtone's RTP reached the caller: one stream, 20 ms packets, audible speech.
     let packets = rtp.packets();
-    assert!(packets.len() > 50, "only {} RTP packets reached the caller", packets.len());
+    assert!(
+        packets.len() > 50,
+        "only {} RTP packets reached the caller",
+        packets.len()
+    );
     let ssrc = packets[0].ssrc;
-    assert!(packets.iter().all(|p| p.ssrc == ssrc && p.payload_type == 8), "one PCMA stream expected");
+    assert!(
+        packets
+            .iter()
+            .all(|p| p.ssrc == ssrc && p.payload_type == 8),
+        "one PCMA stream expected"
+    );
     for pair in packets.windows(2) {
-        assert_eq!(pair[1].sequence, pair[0].sequence.wrapping_add(1), "sequence gap");
-        assert_eq!(pair[1].timestamp.wrapping_sub(pair[0].timestamp), 160, "timestamp step");
+        assert_eq!(
+            pair[1].sequence,
+            pair[0].sequence.wrapping_add(1),
+            "sequence gap"
+        );
+        assert_eq!(
+            pair[1].timestamp.wrapping_sub(pair[0].timestamp),
+            160,
+            "timestamp step"
+        );
         assert_eq!(pair[1].payload.len(), 160);
     }
     let audio = rtp.audio(Codec::Pcma, 8);
     let loudest_second = audio.chunks(8000).map(rms).fold(0.0, f64::max);
-    assert!(loudest_second > 500.0, "the <Say> audio is silence (RMS {loudest_second:.0})");
+    assert!(
+        loudest_second > 500.0,
+        "the <Say> audio is silence (RMS {loudest_second:.0})"
+    );
 
     // The caller's RTP (sipp's pcap) was read.
     let metrics = dialtone.metrics().await;
@@ -114,12 +157,21 @@ async fn answered_call_end_to_end(backend: Backend) {
         .find_map(|l| l.strip_prefix("dialtone_rtp_packets_received_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
-    assert!(received > 50.0, "Dialtone read {received} RTP packets from the caller");
+    assert!(
+        received > 50.0,
+        "Dialtone read {received} RTP packets from the caller"
+    );
 
     // Usage: one inbound call, one minute.
     let usage = eventually(20, "usage for the call", || async {
-        let (_, body) = dialtone.get("Usage/Records.json?Category=calls-inbound").await;
-        body["usage_records"].as_array()?.first().filter(|r| r["count"] == "1").cloned()
+        let (_, body) = dialtone
+            .get("Usage/Records.json?Category=calls-inbound")
+            .await;
+        body["usage_records"]
+            .as_array()?
+            .first()
+            .filter(|r| r["count"] == "1")
+            .cloned()
     })
     .await;
     assert_eq!(usage["usage"], "1");
@@ -132,18 +184,38 @@ async fn reject_busy_is_486_and_unbilled(backend: Backend) {
     let (dialtone, app) = setup(backend).await;
     app.twiml("/voice", r#"<Response><Reject reason="busy"/></Response>"#);
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
-    let run = Sipp::scenario("inbound_busy.xml").key("dialed", NUMBER).key("rtp_port", 9).run(dialtone.sip_addr()).await;
-    assert!(run.success, "sipp expected 486:\n{}\n{}", run.output, dialtone.log());
+    let run = Sipp::scenario("inbound_busy.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", 9)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        run.success,
+        "sipp expected 486:\n{}\n{}",
+        run.output,
+        dialtone.log()
+    );
     let call = dialtone.finished_call().await;
     assert_eq!(call["status"], "busy", "{call}");
-    assert!(call["start_time"].is_null() || call["duration"].is_null() || call["duration"] == "0", "{call}");
+    assert!(
+        call["start_time"].is_null() || call["duration"].is_null() || call["duration"] == "0",
+        "{call}"
+    );
     let events = dialtone.call_events(call["sid"].as_str().unwrap()).await;
     let t = types(&events);
-    assert!(!t.contains(&"dialtone.call.answered".to_owned()), "a rejected call was answered: {t:?}");
+    assert!(
+        !t.contains(&"dialtone.call.answered".to_owned()),
+        "a rejected call was answered: {t:?}"
+    );
     assert!(t.contains(&"dialtone.call.rejected".to_owned()), "{t:?}");
-    let (_, usage) = dialtone.get("Usage/Records.json?Category=calls-inbound").await;
+    let (_, usage) = dialtone
+        .get("Usage/Records.json?Category=calls-inbound")
+        .await;
     let record = &usage["usage_records"][0];
-    assert!(record.is_null() || record["count"] == "0", "a rejected call was billed: {usage}");
+    assert!(
+        record.is_null() || record["count"] == "0",
+        "a rejected call was billed: {usage}"
+    );
 }
 
 /// A number nobody provisioned: 404 and no call.
@@ -156,7 +228,12 @@ async fn unknown_number_is_404(backend: Backend) {
         .key("rtp_port", 9)
         .run(dialtone.sip_addr())
         .await;
-    assert!(run.success, "sipp expected 404:\n{}\n{}", run.output, dialtone.log());
+    assert!(
+        run.success,
+        "sipp expected 404:\n{}\n{}",
+        run.output,
+        dialtone.log()
+    );
     assert!(app.requests().is_empty());
     assert!(dialtone.calls().await.is_empty());
 }
@@ -166,29 +243,48 @@ async fn unknown_number_is_404(backend: Backend) {
 async fn broken_twiml_goes_to_the_fallback(backend: Backend) {
     let (dialtone, app) = setup(backend).await;
     app.reply("/voice", 200, "text/xml", "<Response><Say>unterminated");
-    app.twiml("/fallback", "<Response><Say>Sorry, we are having trouble.</Say><Hangup/></Response>");
-    dialtone.provision(NUMBER, &app.url("/voice"), Some(&app.url("/fallback"))).await;
+    app.twiml(
+        "/fallback",
+        "<Response><Say>Sorry, we are having trouble.</Say><Hangup/></Response>",
+    );
+    dialtone
+        .provision(NUMBER, &app.url("/voice"), Some(&app.url("/fallback")))
+        .await;
     let rtp = RtpSink::start();
     let run = Sipp::scenario("inbound_dialtone_hangs_up.xml")
         .key("dialed", NUMBER)
         .key("rtp_port", rtp.port)
         .run(dialtone.sip_addr())
         .await;
-    assert!(run.success, "sipp expected a BYE from Dialtone:\n{}\n{}", run.output, dialtone.log());
+    assert!(
+        run.success,
+        "sipp expected a BYE from Dialtone:\n{}\n{}",
+        run.output,
+        dialtone.log()
+    );
     let fallback = app.requests_to("/fallback");
     assert_eq!(fallback.len(), 1, "{:?}", app.requests());
     assert!(fallback[0].signature_valid);
     assert_eq!(fallback[0].param("ErrorCode"), Some("12100"));
-    assert_eq!(fallback[0].param("ErrorUrl"), Some(app.url("/voice").as_str()));
+    assert_eq!(
+        fallback[0].param("ErrorUrl"),
+        Some(app.url("/voice").as_str())
+    );
     let call = dialtone.finished_call().await;
     assert_eq!(call["status"], "completed");
     let events = dialtone.call_events(call["sid"].as_str().unwrap()).await;
-    let failed = events.iter().find(|e| e["type"] == "dialtone.call.twiml.failed").expect("twiml.failed event");
+    let failed = events
+        .iter()
+        .find(|e| e["type"] == "dialtone.call.twiml.failed")
+        .expect("twiml.failed event");
     assert_eq!(failed["data"]["code"], 12100);
     assert_eq!(failed["data"]["class"], "parse");
     let completed = events.last().unwrap();
     assert_eq!(completed["data"]["hangup_by"], "dialtone");
-    assert!(!rtp.packets().is_empty(), "the fallback's <Say> was not played");
+    assert!(
+        !rtp.packets().is_empty(),
+        "the fallback's <Say> was not played"
+    );
 }
 
 macro_rules! on_backend {

@@ -1,13 +1,7 @@
-//! Calls: list and fetch in Twilio's JSON shape.
-//!
-//! Create (`POST …/Calls.json`) and update (`POST …/Calls/{Sid}.json`) are call-control
-//! commands routed to the call's owner node; they answer 501 until that lands. They belong
-//! here: parse parameters with [`Params`], append the command events, await projections,
-//! and answer with [`call_json`].
+//! Calls: list and fetch in Twilio's JSON shape. Create and update (call control) are in
+//! `calls_write`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use axum::Json;
 use dialtone_events::sid::CallSid;
 use dialtone_projections::billing::{format_call_price, parse_day};
@@ -17,7 +11,7 @@ use serde_json::{json, Value};
 use time::Date;
 
 use crate::auth::Authenticated;
-use crate::error::{codes, ApiError};
+use crate::error::ApiError;
 use crate::format::{rfc2822, rfc2822_opt, sid_segment};
 use crate::paging::{envelope, keyset_links, Paging};
 use crate::params::Params;
@@ -168,31 +162,4 @@ pub(crate) async fn fetch(
         .await?
         .ok_or_else(|| ApiError::not_found(&path))?;
     Ok(Json(call_json(&record, &state.default_currency)))
-}
-
-fn not_yet(what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        codes::NOT_IMPLEMENTED,
-        format!("{what} is not implemented yet in Dialtone"),
-    )
-}
-
-/// `POST …/Calls.json`: outbound calls (not yet).
-pub(crate) async fn create(
-    State(_state): State<ApiState>,
-    _auth: Authenticated,
-    _body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    Err(not_yet("Creating calls"))
-}
-
-/// `POST …/Calls/{Sid}.json`: redirect / hang up a live call (not yet).
-pub(crate) async fn update(
-    State(_state): State<ApiState>,
-    _auth: Authenticated,
-    Path((_, _segment)): Path<(String, String)>,
-    _body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    Err(not_yet("Updating calls"))
 }

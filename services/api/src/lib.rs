@@ -1,7 +1,9 @@
 //! Dialtone's REST API (axum).
 //!
 //! - Twilio-compatible 2010-04-01 JSON under `/2010-04-01/Accounts/{AccountSid}/…`:
-//!   IncomingPhoneNumbers (CRUD), Calls (list, fetch), Usage Records. HTTP Basic auth with
+//!   IncomingPhoneNumbers (CRUD), Calls (list, fetch; create and update through a
+//!   [`CallController`], see [`control`]), Recordings (list, fetch, `.wav`
+//!   media, delete; media needs [`ApiState::with_data_dir`]), Usage Records. HTTP Basic auth with
 //!   `AccountSid:AuthToken`, Twilio error bodies, paging and RFC 2822 dates.
 //! - Native: `GET /v1/Accounts/{AccountSid}/Calls/{CallSid}/Events` (a call's whole history
 //!   as CloudEvents), `GET /healthz`, `GET /metrics`.
@@ -31,14 +33,18 @@
 
 mod auth;
 mod calls;
+mod calls_write;
+pub mod control;
 mod error;
 mod format;
 mod native;
 mod numbers;
 mod paging;
 mod params;
+mod recordings;
 mod usage;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +58,7 @@ use dialtone_projections::{AccountDirectory, NumberDirectory, ReadModels, Runner
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use auth::Authenticated;
+pub use control::{CallAction, CallController, ControlError, CreateCall, UpdateCall};
 pub use error::ApiError;
 
 /// The Twilio API version this surface reproduces.
@@ -73,6 +80,15 @@ pub struct ApiState {
     pub write_wait: Duration,
     /// `price_unit` of calls not rated yet (the configured rate table's currency).
     pub default_currency: Arc<str>,
+    /// The data dir: recording paths in the read model are relative to it. `None` answers
+    /// 503 to media downloads and to deleting recordings that have a file.
+    pub data_dir: Option<Arc<Path>>,
+    /// Public base URL of this API (`https://dialtone.example.com`), for absolute
+    /// `media_url`s; `None` gives paths.
+    pub public_url: Option<Arc<str>>,
+    /// Places and steers calls (`POST …/Calls.json`, `POST …/Calls/{Sid}.json`); `None`
+    /// answers 501 there.
+    pub call_controller: Option<Arc<dyn CallController>>,
     /// Serialises number provisioning on this node, so two requests for the same number
     /// cannot both pass the availability check.
     number_writes: Arc<tokio::sync::Mutex<()>>,
@@ -97,6 +113,9 @@ impl ApiState {
             metrics: None,
             write_wait: Duration::from_secs(5),
             default_currency: Arc::from("USD"),
+            data_dir: None,
+            public_url: None,
+            call_controller: None,
             number_writes: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -108,6 +127,24 @@ impl ApiState {
 
     pub fn with_default_currency(mut self, currency: &str) -> ApiState {
         self.default_currency = Arc::from(currency.to_ascii_uppercase());
+        self
+    }
+
+    /// Where recordings (and the rest of the node's data) live.
+    pub fn with_data_dir(mut self, data_dir: impl Into<PathBuf>) -> ApiState {
+        self.data_dir = Some(Arc::from(data_dir.into()));
+        self
+    }
+
+    /// The public base URL clients reach this API at, for absolute `media_url`s.
+    pub fn with_public_url(mut self, url: &str) -> ApiState {
+        self.public_url = Some(Arc::from(url.trim_end_matches('/')));
+        self
+    }
+
+    /// Enables outbound calls and live call control through `controller`.
+    pub fn with_call_controller(mut self, controller: Arc<dyn CallController>) -> ApiState {
+        self.call_controller = Some(controller);
         self
     }
 
@@ -137,7 +174,7 @@ impl ApiState {
 }
 
 /// The API's routes. Calls create/update (`POST …/Calls.json`, `POST …/Calls/{Sid}.json`)
-/// are routed to handlers that answer 501 until call control lands.
+/// go through [`ApiState::call_controller`] and answer 501 without one.
 pub fn router(state: ApiState) -> Router {
     let accounts = "/2010-04-01/Accounts/{account_sid}";
     Router::new()
@@ -155,11 +192,27 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             &format!("{accounts}/Calls.json"),
-            get(calls::list).post(calls::create),
+            get(calls::list).post(calls_write::create),
         )
         .route(
             &format!("{accounts}/Calls/{{sid}}"),
-            get(calls::fetch).post(calls::update),
+            get(calls::fetch).post(calls_write::update),
+        )
+        .route(
+            &format!("{accounts}/Calls/{{sid}}/Recordings.json"),
+            get(recordings::list_for_call),
+        )
+        .route(
+            &format!("{accounts}/Calls/{{sid}}/Recordings/{{recording_sid}}"),
+            get(recordings::fetch_for_call).delete(recordings::delete_for_call),
+        )
+        .route(
+            &format!("{accounts}/Recordings.json"),
+            get(recordings::list),
+        )
+        .route(
+            &format!("{accounts}/Recordings/{{sid}}"),
+            get(recordings::fetch).delete(recordings::delete),
         )
         .route(
             &format!("{accounts}/Usage/Records.json"),

@@ -73,7 +73,10 @@ pub struct MediaSettings {
 
 impl Default for MediaSettings {
     fn default() -> MediaSettings {
-        MediaSettings { symmetric_rtp: true, engine_threads: 1 }
+        MediaSettings {
+            symmetric_rtp: true,
+            engine_threads: 1,
+        }
     }
 }
 
@@ -122,7 +125,10 @@ impl Default for Config {
 
 impl Default for KafkaSettings {
     fn default() -> KafkaSettings {
-        KafkaSettings { topic_prefix: "dialtone".into(), partitions: 8 }
+        KafkaSettings {
+            topic_prefix: "dialtone".into(),
+            partitions: 8,
+        }
     }
 }
 
@@ -133,13 +139,20 @@ impl Default for BillingSettings {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        BillingSettings { currency: "USD".into(), per_minute }
+        BillingSettings {
+            currency: "USD".into(),
+            per_minute,
+        }
     }
 }
 
 impl Default for WebhookSettings {
     fn default() -> WebhookSettings {
-        WebhookSettings { connect_timeout_ms: 5_000, read_timeout_ms: 15_000, retries: 1 }
+        WebhookSettings {
+            connect_timeout_ms: 5_000,
+            read_timeout_ms: 15_000,
+            retries: 1,
+        }
     }
 }
 
@@ -147,9 +160,15 @@ impl Default for WebhookSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid RTP port range {0:?}: expected LOW-HIGH with 1024 <= LOW < HIGH")]
     RtpPorts(String),
     #[error("invalid --log {0:?}: expected `sqlite` or `kafka://HOST:PORT[,HOST:PORT…]`")]
@@ -172,8 +191,17 @@ impl Config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        let ServeArgs { config: _, data_dir, log, sip_addr, http_addr, rtp_ports, public_ip, public_url, node_id } =
-            args.clone();
+        let ServeArgs {
+            config: _,
+            data_dir,
+            log,
+            sip_addr,
+            http_addr,
+            rtp_ports,
+            public_ip,
+            public_url,
+            node_id,
+        } = args.clone();
         if let Some(v) = data_dir {
             config.data_dir = v;
         }
@@ -205,9 +233,14 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     pub fn rtp_port_range(&self) -> Result<RangeInclusive<u16>, ConfigError> {
@@ -226,7 +259,9 @@ impl Config {
             return Ok(LogBackend::Sqlite);
         }
         match self.log.strip_prefix("kafka://") {
-            Some(brokers) if !brokers.is_empty() => Ok(LogBackend::Kafka { brokers: brokers.to_owned() }),
+            Some(brokers) if !brokers.is_empty() => Ok(LogBackend::Kafka {
+                brokers: brokers.to_owned(),
+            }),
             _ => Err(ConfigError::Log(self.log.clone())),
         }
     }
@@ -239,7 +274,10 @@ impl Config {
             .map(|(category, value)| {
                 parse_micros(value)
                     .map(|micros| (category.clone(), micros))
-                    .ok_or_else(|| ConfigError::Price { category: category.clone(), value: value.clone() })
+                    .ok_or_else(|| ConfigError::Price {
+                        category: category.clone(),
+                        value: value.clone(),
+                    })
             })
             .collect()
     }
@@ -281,7 +319,11 @@ pub fn parse_micros(value: &str) -> Option<i64> {
     if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let frac_micros: i64 = format!("{frac:0<6}").parse().ok()?;
     whole.checked_mul(1_000_000)?.checked_add(frac_micros)
 }
@@ -311,7 +353,11 @@ mod tests {
             "sip_addr = \"127.0.0.1:5070\"\nrtp_ports = \"30000-30100\"\n[billing.per_minute]\ncalls-inbound = \"0.01\"\n",
         )
         .unwrap();
-        let args = ServeArgs { config: Some(file), rtp_ports: Some("40000-40010".into()), ..ServeArgs::default() };
+        let args = ServeArgs {
+            config: Some(file),
+            rtp_ports: Some("40000-40010".into()),
+            ..ServeArgs::default()
+        };
         let config = Config::load(&args).unwrap();
         assert_eq!(config.sip_addr, "127.0.0.1:5070".parse().unwrap());
         assert_eq!(config.rtp_port_range().unwrap(), 40000..=40010);
@@ -321,20 +367,43 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let args = ServeArgs { rtp_ports: Some("5-3".into()), ..ServeArgs::default() };
-        assert!(Config::load(&args).unwrap_err().to_string().contains("RTP port range"));
-        let args = ServeArgs { log: Some("mysql://x".into()), ..ServeArgs::default() };
+        let args = ServeArgs {
+            rtp_ports: Some("5-3".into()),
+            ..ServeArgs::default()
+        };
+        assert!(Config::load(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("RTP port range"));
+        let args = ServeArgs {
+            log: Some("mysql://x".into()),
+            ..ServeArgs::default()
+        };
         assert!(matches!(Config::load(&args), Err(ConfigError::Log(_))));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "sip_adr = \"x\"\n").unwrap();
-        let args = ServeArgs { config: Some(file), ..ServeArgs::default() };
-        assert!(Config::load(&args).unwrap_err().to_string().contains("sip_adr"));
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        assert!(Config::load(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("sip_adr"));
     }
 
     #[test]
     fn kafka_urls() {
-        let config = Config { log: "kafka://127.0.0.1:9092".into(), ..Config::default() };
-        assert_eq!(config.log_backend().unwrap(), LogBackend::Kafka { brokers: "127.0.0.1:9092".into() });
+        let config = Config {
+            log: "kafka://127.0.0.1:9092".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            config.log_backend().unwrap(),
+            LogBackend::Kafka {
+                brokers: "127.0.0.1:9092".into()
+            }
+        );
     }
 }

@@ -5,10 +5,15 @@ pub fn describe() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split(':').nth(1))
+        })
         .map(str::trim)
         .unwrap_or("unknown CPU");
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_gib = meminfo
         .lines()
@@ -18,5 +23,8 @@ pub fn describe() -> String {
         .map(|kb| kb as f64 / 1024.0 / 1024.0)
         .unwrap_or(0.0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("machine: {model} x {cores} cores, {mem_gib:.0} GiB RAM, Linux {}", kernel.trim())
+    format!(
+        "machine: {model} x {cores} cores, {mem_gib:.0} GiB RAM, Linux {}",
+        kernel.trim()
+    )
 }

@@ -15,10 +15,11 @@ use dialtone_events::sqlite::SqliteLog;
 use dialtone_events::EventLog;
 use dialtone_media::runtime::{MediaConfig, MediaRuntime};
 use dialtone_projections::{
-    create_account, standard_projections, AccountDirectory, NumberDirectory, ProjectionRunner, RateTable,
-    ReadModels, RunnerConfig,
+    create_account, standard_projections, AccountDirectory, NumberDirectory, ProjectionRunner,
+    RateTable, ReadModels, RunnerConfig,
 };
 use dialtone_sip::endpoint::{EndpointConfig, SipEndpoint};
+use dialtone_voice::callbacks::{CallbackDeliverer, DelivererConfig};
 use dialtone_voice::interpreter::InterpreterConfig;
 use dialtone_voice::webhook::{Timeouts, WebhookClient, WebhookConfig};
 
@@ -38,7 +39,11 @@ pub async fn open_log(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn
             let mut kafka = KafkaConfig::new(brokers.clone(), config.node_id.clone());
             kafka.topic_prefix = config.kafka.topic_prefix.clone();
             kafka.partitions = config.kafka.partitions;
-            Arc::new(KafkaLog::open(kafka).await.with_context(|| format!("connecting to Kafka at {brokers}"))?)
+            Arc::new(
+                KafkaLog::open(kafka)
+                    .await
+                    .with_context(|| format!("connecting to Kafka at {brokers}"))?,
+            )
         }
     })
 }
@@ -46,7 +51,8 @@ pub async fn open_log(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args)?;
     let data = DataDir::new(&config.data_dir);
-    std::fs::create_dir_all(data.root()).with_context(|| format!("creating {}", data.root().display()))?;
+    std::fs::create_dir_all(data.root())
+        .with_context(|| format!("creating {}", data.root().display()))?;
     let secret = Arc::new(crate::secret::load_or_create(data.root())?);
     let log = open_log(&config, &data).await?;
     tracing::info!(backend = log.backend(), data_dir = %data.root().display(), node = %config.node_id, "event log open");
@@ -58,7 +64,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Projections, caught up before anything routes on them.
     let accounts = AccountDirectory::default();
     let numbers = NumberDirectory::default();
-    let rates = RateTable { currency: config.billing.currency.clone(), per_minute_micros: config.rates_micros()? };
+    let rates = RateTable {
+        currency: config.billing.currency.clone(),
+        per_minute_micros: config.rates_micros()?,
+    };
     let runner = ProjectionRunner::start(
         log.clone(),
         &data.read_models(),
@@ -67,15 +76,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("starting the projections")?;
-    runner.catch_up(log.as_ref()).await.context("catching up the projections")?;
+    runner
+        .catch_up(log.as_ref())
+        .await
+        .context("catching up the projections")?;
 
     if accounts.is_empty() {
         let (sid, token) = create_account(log.as_ref(), &secret, "Default account").await?;
         runner.catch_up(log.as_ref()).await?;
         // Printed once, on the first start: the only time the token is shown.
-        println!("{}", serde_json::json!({ "account_sid": sid, "auth_token": token }));
+        println!(
+            "{}",
+            serde_json::json!({ "account_sid": sid, "auth_token": token })
+        );
         tracing::info!(account = %sid, "created the first account");
     }
+
+    // Status callbacks of the calls this node owns, in order per call, from the outbox.
+    let deliverer = CallbackDeliverer::start(
+        log.clone(),
+        ReadModels::new(data.read_models()),
+        runner.handle(),
+        accounts.clone(),
+        DelivererConfig::new(config.node_id.clone(), &secret),
+    )
+    .context("starting the status-callback deliverer")?;
 
     // Media and SIP.
     let public_ip = config.advertised_ip();
@@ -88,7 +113,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
     .context("starting the media runtime")?;
     let endpoint_config = EndpointConfig::new(config.sip_addr).public_host(public_ip.to_string());
-    let (endpoint, incoming) = SipEndpoint::bind(endpoint_config).await.context("starting the SIP endpoint")?;
+    let (endpoint, incoming) = SipEndpoint::bind(endpoint_config)
+        .await
+        .context("starting the SIP endpoint")?;
 
     let webhooks = WebhookClient::new(WebhookConfig {
         timeouts: Timeouts {
@@ -109,7 +136,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         public_ip,
         node_id: config.node_id.clone(),
         webhooks,
-        interpreter: InterpreterConfig { api_base_url: config.public_base_url(), ..InterpreterConfig::default() },
+        interpreter: InterpreterConfig {
+            api_base_url: config.public_base_url(),
+            ..InterpreterConfig::default()
+        },
         recordings_dir: data.recordings(),
         registry: registry.clone(),
     });
@@ -125,7 +155,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.node_id.clone(),
     )
     .with_metrics(metrics)
-    .with_default_currency(&rates.currency);
+    .with_default_currency(&rates.currency)
+    .with_data_dir(data.root())
+    .with_public_url(&config.public_base_url());
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding the HTTP API on {}", config.http_addr))?;
@@ -145,7 +177,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
 
     shutdown_signal().await;
-    tracing::info!(live_calls = registry.len(), "shutting down: refusing new calls, hanging up live ones");
+    tracing::info!(
+        live_calls = registry.len(),
+        "shutting down: refusing new calls, hanging up live ones"
+    );
     let _ = endpoint.shutdown().await;
     let left = registry.hang_up_all(Duration::from_secs(10)).await;
     if left > 0 {
@@ -154,8 +189,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _ = stop_http.send(());
     let _ = http.await;
     edge_task.abort();
-    // Let the projections apply what the drained calls wrote before stopping them.
+    // Let the projections apply what the drained calls wrote, and the final status
+    // callbacks go out, before stopping them. Undelivered callbacks stay in the outbox and
+    // go out after the next start.
     let _ = tokio::time::timeout(Duration::from_secs(5), runner.catch_up(log.as_ref())).await;
+    deliverer.waker().wake();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deliverer.shutdown().await;
     runner.shutdown().await;
     media.shutdown();
     drop(endpoint);
@@ -168,13 +208,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -13,7 +13,10 @@ fn verify(dir: &std::path::Path) -> (i32, String) {
         .arg(dir)
         .output()
         .unwrap();
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -25,7 +28,9 @@ async fn verify_catches_an_event_edited_with_plain_sql() {
         let log = SqliteLog::open(dir.path().join("events.db"), "test").unwrap();
         for call in &calls {
             let events = (0..4).map(|i| marker(&account, i, "w")).collect();
-            log.append(call.as_str(), ExpectedVersion::NoStream, events).await.unwrap();
+            log.append(call.as_str(), ExpectedVersion::NoStream, events)
+                .await
+                .unwrap();
         }
         log.close();
     }
@@ -44,12 +49,18 @@ async fn verify_catches_an_event_edited_with_plain_sql() {
     drop(conn);
     let (code, out) = verify(dir.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.starts_with(&format!("broken: stream {} sequence ", calls[2])), "{out}");
+    assert!(
+        out.starts_with(&format!("broken: stream {} sequence ", calls[2])),
+        "{out}"
+    );
 
     // Editing a stream's last event is caught too (by its stored hash).
     let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
-    conn.execute("UPDATE events SET data = replace(data, '\"index\":7', '\"index\":1') WHERE stream = ?1", [calls[2].as_str()])
-        .unwrap();
+    conn.execute(
+        "UPDATE events SET data = replace(data, '\"index\":7', '\"index\":1') WHERE stream = ?1",
+        [calls[2].as_str()],
+    )
+    .unwrap();
     conn.execute(
         "UPDATE events SET data = replace(data, '\"index\":3', '\"index\":9') WHERE stream = ?1 AND sequence = 4",
         [calls[4].as_str()],
@@ -58,7 +69,10 @@ async fn verify_catches_an_event_edited_with_plain_sql() {
     drop(conn);
     let (code, out) = verify(dir.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.starts_with(&format!("broken: stream {} sequence 4", calls[4])), "{out}");
+    assert!(
+        out.starts_with(&format!("broken: stream {} sequence 4", calls[4])),
+        "{out}"
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::codec::Codec;
 use crate::error::MediaError;
+use crate::mixer::LegMix;
 use crate::outcome::{MediaOutcome, SessionCounters};
 use crate::playout::{PlayoutEvent, QueuedItem, StreamPlayout};
 use crate::rtp::MAX_PACKET;
@@ -160,6 +161,7 @@ pub(crate) struct NewStream {
     pub outcomes: UnboundedSender<MediaOutcome>,
     pub counters: Arc<SessionCounters>,
     pub rx: RxHandle,
+    pub mix: Arc<LegMix>,
 }
 
 pub(crate) enum EngineCommand {
@@ -295,6 +297,10 @@ struct EngineStream {
     counters: Arc<SessionCounters>,
     rx: RxHandle,
     slot: usize,
+    /// What the mixer has for this leg while it is in a bridge or conference.
+    mix: Arc<LegMix>,
+    /// Whether the last frame was mixed (to reset the event relay when it stops).
+    mixing: bool,
 }
 
 #[derive(PartialEq)]
@@ -511,6 +517,8 @@ impl EngineThread {
             counters: new.counters,
             rx: new.rx,
             slot,
+            mix: new.mix,
+            mixing: false,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -565,7 +573,19 @@ impl EngineThread {
             let Some(remote) = stream.remote else {
                 continue;
             };
-            if let Some(len) = stream.playout.on_frame(frame, buf, events) {
+            let sent = if stream.mix.is_sending() {
+                stream.mixing = true;
+                let playout = &mut stream.playout;
+                let mixed = stream.mix.take_output(|ev| playout.relay_event(ev));
+                playout.on_frame_mixed(frame, buf, events, &mixed)
+            } else {
+                if stream.mixing {
+                    stream.mixing = false;
+                    stream.playout.reset_relay();
+                }
+                stream.playout.on_frame(frame, buf, events)
+            };
+            if let Some(len) = sent {
                 match stream.socket.send_to(&buf[..len], remote) {
                     Ok(_) => {
                         *packets_sent += 1;

@@ -97,6 +97,21 @@ pub enum MediaError {
 
     #[error("background task failed: {0}")]
     Task(String),
+
+    #[error("no ringback tone for country {country:?}")]
+    UnknownRingTone { country: String },
+
+    #[error("the media session is already in a bridge or a conference")]
+    AlreadyJoined,
+
+    #[error("cannot bridge a media session with itself")]
+    BridgeWithItself,
+
+    #[error("the media session belongs to another media runtime")]
+    ForeignSession,
+
+    #[error("conference {room:?} is full ({max} participants)")]
+    ConferenceFull { room: String, max: usize },
 }
 
 impl MediaError {

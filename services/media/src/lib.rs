@@ -7,29 +7,41 @@
 //! engine (a few threads ticking every 20 ms for thousands of streams), a receive thread
 //! (epoll over every session socket), and tokio tasks that synthesise and fetch prompts.
 //!
+//! Bridges and conferences ([`bridge`], [`conference`]) run on a mixer thread ticking every
+//! 20 ms: each leg's received audio is jitter-buffered and decoded ([`mix`]), mixed, and handed
+//! to the leg's playout stream, which sums it with its own playback and sends it with its own
+//! RTP identity and codec.
+//!
 //! This crate knows nothing of SIP or TwiML: it receives [`MediaCommand`]s and reports
 //! [`MediaOutcome`]s.
 
 pub mod bench;
+pub mod bridge;
 mod cache;
 pub mod codec;
+pub mod conference;
 pub mod decode;
 pub mod dtmf;
 mod engine;
 pub mod error;
 pub mod fetch;
+pub mod mix;
+mod mixer;
 pub mod outcome;
 pub mod pcm;
 pub mod playout;
 pub mod recorder;
+pub mod ringback;
 pub mod rtp;
 pub mod runtime;
 mod rx;
 pub mod tts;
 
 pub use bench::{run_playout_bench, run_playout_bench_with, BenchOptions, BenchResult};
+pub use bridge::{BridgeHandle, BridgeOptions, BridgeRecording, RecordingChannels};
 pub use cache::CacheStats;
 pub use codec::Codec;
+pub use conference::{ConferenceRoom, Participant, ParticipantOptions};
 pub use dtmf::{DtmfDigit, DtmfSource};
 pub use engine::{EngineStats, JitterHistogram};
 pub use error::MediaError;

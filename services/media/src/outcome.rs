@@ -12,6 +12,7 @@ use crate::recorder::RecordingEnd;
 
 /// An outcome of a session: a command ended, a key was pressed, a recording finished.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum MediaOutcome {
     /// The command's audio was all sent.
     Finished { id: CommandId },
@@ -43,6 +44,16 @@ pub enum MediaOutcome {
         silent: bool,
         end: RecordingEnd,
     },
+    /// The recording of a bridge ended (the bridge ended, or a leg hung up); the WAV file
+    /// (8 kHz 16-bit; mono mix, or left = leg A and right = leg B) is written at `path`.
+    /// Reported on leg A. A failure to write it is reported as `Failed` with the same id.
+    BridgeRecordingFinished {
+        id: CommandId,
+        path: PathBuf,
+        duration_ms: u64,
+        /// 1 (mono mix) or 2 (dual channel).
+        channels: u16,
+    },
 }
 
 impl MediaOutcome {
@@ -53,7 +64,8 @@ impl MediaOutcome {
             | MediaOutcome::Interrupted { id }
             | MediaOutcome::Failed { id, .. }
             | MediaOutcome::RecordingStarted { id }
-            | MediaOutcome::RecordingFinished { id, .. } => Some(*id),
+            | MediaOutcome::RecordingFinished { id, .. }
+            | MediaOutcome::BridgeRecordingFinished { id, .. } => Some(*id),
             MediaOutcome::Dtmf { .. } => None,
         }
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::codec::Codec;
 use crate::dtmf::rfc4733::{TelephoneEvent, DEFAULT_VOLUME};
 use crate::dtmf::{event_code, key_frequencies};
+use crate::mix::{EventRelay, Frame, RelayOutput, RelayedEvent};
 use crate::pcm::{Pcm, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::recorder::RecorderConfig;
 use crate::rtp::{RtpClock, RtpPacketizer};
@@ -92,6 +93,7 @@ pub struct StreamPlayout {
     queue: VecDeque<QueuedItem>,
     cursor: Cursor,
     generation: u64,
+    relay: EventRelay,
 }
 
 impl StreamPlayout {
@@ -124,6 +126,7 @@ impl StreamPlayout {
             queue: VecDeque::new(),
             cursor: Cursor::default(),
             generation: 0,
+            relay: EventRelay::new(),
         }
     }
 
@@ -191,6 +194,41 @@ impl StreamPlayout {
         out: &mut [u8],
         events: &mut Vec<PlayoutEvent>,
     ) -> Option<usize> {
+        self.produce(frame, out, events, None)
+    }
+
+    /// Like [`on_frame`](Self::on_frame) for a leg in a bridge or conference: `mix` (the other
+    /// parties' audio) is summed with the queue's audio, with clipping, and a packet is sent
+    /// every frame. A telephone-event packet (a `Digits` key of the queue, or an event relayed
+    /// from the other leg of a bridge) takes the frame instead of audio; a relayed key on a leg
+    /// without telephone-event replaces the other party's audio with its in-band tone.
+    pub fn on_frame_mixed(
+        &mut self,
+        frame: u64,
+        out: &mut [u8],
+        events: &mut Vec<PlayoutEvent>,
+        mix: &Frame,
+    ) -> Option<usize> {
+        self.produce(frame, out, events, Some(mix))
+    }
+
+    /// Queues a telephone-event received on the other leg of a bridge.
+    pub fn relay_event(&mut self, event: RelayedEvent) {
+        self.relay.push(event);
+    }
+
+    /// Forgets relayed events (the bridge ended).
+    pub fn reset_relay(&mut self) {
+        self.relay.reset();
+    }
+
+    fn produce(
+        &mut self,
+        frame: u64,
+        out: &mut [u8],
+        events: &mut Vec<PlayoutEvent>,
+        mix: Option<&Frame>,
+    ) -> Option<usize> {
         let start = *self.start_frame.get_or_insert(frame);
         let timestamp = self.clock.timestamp(frame.saturating_sub(start));
         let after_gap = self.last_sent_frame.is_none_or(|f| f + 1 != frame);
@@ -204,13 +242,16 @@ impl StreamPlayout {
         let mut send = true;
         let mut completed = false;
         let mut payload_len = FRAME_SAMPLES;
+        // Whether `payload` holds audio of the queue (to sum with the mix).
+        let mut queue_audio = true;
 
         match self.queue.front() {
             None => {
-                if !self.idle_silence {
+                if !self.idle_silence && mix.is_none() {
                     return None;
                 }
                 payload.fill(silence);
+                queue_audio = false;
             }
             Some(q) => match &q.item {
                 AudioItem::Pcm { pcm, loops } => {
@@ -230,7 +271,8 @@ impl StreamPlayout {
                 AudioItem::Silence { ms } => {
                     self.cursor.frame += 1;
                     completed = self.cursor.frame >= frames_for(*ms);
-                    if self.idle_silence {
+                    queue_audio = false;
+                    if self.idle_silence || mix.is_some() {
                         payload.fill(silence);
                     } else {
                         send = false;
@@ -276,7 +318,10 @@ impl StreamPlayout {
                     self.cursor.frame += 1;
                 }
                 // skip_instant_items consumed these
-                AudioItem::StartRecording(_) => send = false,
+                AudioItem::StartRecording(_) => {
+                    send = false;
+                    queue_audio = false;
+                }
             },
         }
 
@@ -287,6 +332,35 @@ impl StreamPlayout {
                     events.push(PlayoutEvent::Finished(q.command));
                 }
             }
+        }
+        // A key of the queue sent as an event keeps the frame; otherwise the mix joins in.
+        if let Some(mix) = mix.filter(|_| payload_len == FRAME_SAMPLES) {
+            let mut pcm = *mix;
+            match self
+                .relay
+                .next(timestamp, self.telephone_event_pt, &mut pcm)
+            {
+                RelayOutput::Event {
+                    payload: event,
+                    timestamp: event_timestamp,
+                    marker: first,
+                } => {
+                    payload[..4].copy_from_slice(&event);
+                    payload_len = 4;
+                    payload_type = self.telephone_event_pt.unwrap_or(payload_type);
+                    marker = first;
+                    packet_timestamp = event_timestamp;
+                }
+                RelayOutput::Tone | RelayOutput::Nothing => {
+                    if queue_audio && send {
+                        for (s, b) in pcm.iter_mut().zip(&payload) {
+                            *s = s.saturating_add(self.codec.decode_sample(*b));
+                        }
+                    }
+                    self.codec.encode_into(&pcm, &mut payload);
+                }
+            }
+            send = true;
         }
         if !send {
             return None;
@@ -781,5 +855,168 @@ mod tests {
         let (b, _) = run(&mut s, 1..2);
         assert_eq!((a[0].pt, b[0].pt), (0, 8));
         assert_eq!(b[0].payload, pcm.encoded(Codec::Pcma)[160..320].to_vec());
+    }
+
+    fn mixed(
+        s: &mut StreamPlayout,
+        frames: std::ops::Range<u64>,
+        mix: &Frame,
+    ) -> (Vec<Sent>, Vec<PlayoutEvent>) {
+        let mut sent = Vec::new();
+        let mut events = Vec::new();
+        let mut buf = [0u8; 512];
+        for f in frames {
+            if let Some(n) = s.on_frame_mixed(f, &mut buf, &mut events, mix) {
+                let r = RtpReader::new(&buf[..n]).unwrap();
+                sent.push(Sent {
+                    frame: f,
+                    seq: u16::from(r.sequence_number()),
+                    ts: r.timestamp(),
+                    marker: r.mark(),
+                    pt: r.payload_type(),
+                    payload: r.payload().to_vec(),
+                });
+            }
+        }
+        (sent, events)
+    }
+
+    #[test]
+    fn mixed_frames_are_sent_continuously_in_the_stream_codec() {
+        // idle silence off: alone it sends nothing, mixed it sends every frame
+        let mut s = StreamPlayout::with_rtp(
+            Codec::Pcma,
+            None,
+            false,
+            RtpPacketizer::new(0xABCD, 10),
+            RtpClock::new(0),
+        );
+        let (before, _) = run(&mut s, 0..3);
+        assert!(before.is_empty());
+        let mix = [1000i16; FRAME_SAMPLES];
+        let (sent, _) = mixed(&mut s, 3..8, &mix);
+        assert_eq!(sent.len(), 5);
+        assert!(sent[0].marker && sent[1..].iter().all(|p| !p.marker));
+        for (i, p) in sent.iter().enumerate() {
+            assert_eq!(p.pt, 8);
+            assert_eq!(p.seq, 10 + i as u16);
+            assert_eq!(p.ts, (3 + i as u32) * 160);
+            let pcm = Codec::Pcma.decode(&p.payload);
+            assert!(
+                pcm.iter().all(|v| (*v - 1000).abs() < 40),
+                "{:?}",
+                &pcm[..4]
+            );
+        }
+        // after the bridge: back to plain playout (nothing to send), same SSRC and sequence
+        let mut ev = Vec::new();
+        s.enqueue(
+            0,
+            vec![item(AudioItem::Silence { ms: 20 }, 1, true)],
+            &mut ev,
+        );
+        let tone = Arc::new(Pcm::tone(&[440.0], 40, 8000.0));
+        s.enqueue(
+            0,
+            vec![item(
+                AudioItem::Pcm {
+                    pcm: tone,
+                    loops: 1,
+                },
+                2,
+                true,
+            )],
+            &mut ev,
+        );
+        let (after, _) = run(&mut s, 8..12);
+        assert_eq!(after.len(), 2);
+        assert_eq!(after[0].seq, 15);
+        assert!(after[0].marker);
+    }
+
+    #[test]
+    fn playback_is_summed_with_the_mix_and_keys_take_their_frames() {
+        let mut s = stream(false, Some(TE));
+        let mut ev = Vec::new();
+        let prompt = Arc::new(Pcm::new(vec![2000i16; 320]));
+        s.enqueue(
+            0,
+            vec![
+                item(
+                    AudioItem::Pcm {
+                        pcm: prompt,
+                        loops: 1,
+                    },
+                    1,
+                    true,
+                ),
+                item(
+                    AudioItem::Key {
+                        key: '1',
+                        duration_ms: 20,
+                    },
+                    2,
+                    true,
+                ),
+            ],
+            &mut ev,
+        );
+        let mix = [-500i16; FRAME_SAMPLES];
+        let (sent, events) = mixed(&mut s, 0..6, &mix);
+        assert_eq!(sent.len(), 6);
+        for p in &sent[..2] {
+            assert_eq!(p.pt, 0);
+            let pcm = Codec::Pcmu.decode(&p.payload);
+            assert!(
+                pcm.iter().all(|v| (*v - 1500).abs() < 80),
+                "{:?}",
+                &pcm[..4]
+            );
+        }
+        // the key: one update + end sent 3 times, as events
+        assert!(sent[2..5].iter().all(|p| p.pt == TE));
+        assert_eq!(sent[5].pt, 0);
+        let pcm = Codec::Pcmu.decode(&sent[5].payload);
+        assert!(pcm.iter().all(|v| (*v + 500).abs() < 40));
+        assert_eq!(
+            events,
+            vec![
+                PlayoutEvent::Finished(CommandId(1)),
+                PlayoutEvent::Finished(CommandId(2))
+            ]
+        );
+    }
+
+    #[test]
+    fn relayed_events_take_frames_with_this_stream_identity() {
+        let mut s = stream(false, Some(TE));
+        let mix = [0i16; FRAME_SAMPLES];
+        let (first, _) = mixed(&mut s, 0..2, &mix);
+        for k in 1..=3u16 {
+            s.relay_event(RelayedEvent {
+                timestamp: 777,
+                event: TelephoneEvent {
+                    event: 10,
+                    end: k == 3,
+                    volume: 10,
+                    duration: 160 * k,
+                },
+            });
+        }
+        let (sent, _) = mixed(&mut s, 2..6, &mix);
+        assert_eq!(sent.len(), 4);
+        assert!(sent[..3]
+            .iter()
+            .all(|p| p.pt == TE && p.ts == first[1].ts + 160));
+        assert_eq!(
+            sent.iter().map(|p| p.marker).collect::<Vec<_>>(),
+            vec![true, false, false, false]
+        );
+        assert_eq!(sent[3].pt, 0, "audio again");
+        for w in first.iter().chain(&sent).collect::<Vec<_>>().windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+        }
+        let last = TelephoneEvent::parse(&sent[2].payload).unwrap();
+        assert!(last.end && last.duration == 480 && last.event == 10);
     }
 }

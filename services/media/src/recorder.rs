@@ -239,6 +239,119 @@ pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), MediaError> {
     Ok(())
 }
 
+/// A WAV file (8 kHz 16-bit, mono or interleaved stereo) written as audio comes, for
+/// recordings as long as calls: written to `<path>.partial` and renamed on `finish`, so the
+/// file appears complete or not at all.
+pub struct WavFileWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    channels: u16,
+    samples: u64,
+    writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl std::fmt::Debug for WavFileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WavFileWriter")
+            .field("path", &self.path)
+            .field("channels", &self.channels)
+            .field("samples", &self.samples)
+            .finish()
+    }
+}
+
+impl WavFileWriter {
+    /// Creates the file (and its directory).
+    pub fn create(path: &Path, channels: u16) -> Result<WavFileWriter, MediaError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
+            }
+        }
+        let tmp = path.with_extension("wav.partial");
+        let spec = hound::WavSpec {
+            channels: channels.max(1),
+            sample_rate: SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer = hound::WavWriter::create(&tmp, spec).map_err(|e| MediaError::WavWrite {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(WavFileWriter {
+            path: path.to_path_buf(),
+            tmp,
+            channels: channels.max(1),
+            samples: 0,
+            writer: Some(writer),
+        })
+    }
+
+    fn error(&self, e: hound::Error) -> MediaError {
+        MediaError::WavWrite {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Appends samples (interleaved when stereo).
+    pub fn write(&mut self, samples: &[i16]) -> Result<(), MediaError> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        for s in samples {
+            if let Err(e) = writer.write_sample(*s) {
+                let err = self.error(e);
+                self.abandon();
+                return Err(err);
+            }
+        }
+        self.samples += samples.len() as u64;
+        Ok(())
+    }
+
+    /// Milliseconds written so far.
+    pub fn duration_ms(&self) -> u64 {
+        self.samples / u64::from(self.channels) * 1000 / u64::from(SAMPLE_RATE)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Completes the file; returns its duration in ms.
+    pub fn finish(mut self) -> Result<u64, MediaError> {
+        let Some(writer) = self.writer.take() else {
+            return Err(MediaError::WavWrite {
+                path: self.path.clone(),
+                reason: "an earlier write failed".into(),
+            });
+        };
+        if let Err(e) = writer.finalize() {
+            let err = self.error(e);
+            self.abandon();
+            return Err(err);
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| MediaError::io(&self.path, e))?;
+        Ok(self.duration_ms())
+    }
+
+    /// Gives up: the partial file is removed.
+    fn abandon(&mut self) {
+        self.writer = None;
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+impl Drop for WavFileWriter {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            self.abandon();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +516,29 @@ mod tests {
         let back: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
         assert_eq!(back, samples);
         assert!(!path.with_extension("wav.partial").exists());
+    }
+
+    #[test]
+    fn streamed_stereo_wav() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x/dual.wav");
+        let mut w = WavFileWriter::create(&path, 2).unwrap();
+        let frame: Vec<i16> = (0..320)
+            .map(|i| if i % 2 == 0 { 100 } else { -7 })
+            .collect();
+        for _ in 0..50 {
+            w.write(&frame).unwrap();
+        }
+        assert!(!path.exists(), "not there until finished");
+        assert_eq!(w.finish().unwrap(), 1000);
+        let mut reader = hound::WavReader::open(&path).unwrap();
+        assert_eq!(reader.spec().channels, 2);
+        assert_eq!(reader.duration(), 8000);
+        let back: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+        assert_eq!(&back[..4], &[100, -7, 100, -7]);
+        // a writer dropped unfinished leaves nothing behind
+        let other = dir.path().join("x/gone.wav");
+        drop(WavFileWriter::create(&other, 1).unwrap());
+        assert!(!other.exists() && !other.with_extension("wav.partial").exists());
     }
 }

@@ -21,11 +21,14 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::bridge::{BridgeHandle, BridgeOptions};
 use crate::codec::Codec;
+use crate::conference::ConferenceRoom;
 use crate::dtmf::event_code;
 use crate::engine::{Engine, EngineCommand, EngineStats, NewStream};
 use crate::error::MediaError;
 use crate::fetch::{AudioFetcher, FetchConfig};
+use crate::mixer::{LegLink, LegMix, MixerHandle, RecordingPlan};
 use crate::outcome::{MediaOutcome, SessionCounters, SessionStats};
 use crate::pcm::Pcm;
 use crate::playout::{AudioItem, CommandId, QueuedItem, RecordingRequest, StreamPlayout};
@@ -113,6 +116,9 @@ pub enum MediaCommand {
     Digits { digits: String },
     /// Record the remote party (after an optional beep, in queue order).
     Record(RecordOptions),
+    /// A country's ringback tone (`us`, `uk`, `de`, ... see [`crate::ringback`]), repeated
+    /// until `stop_playback`; an unknown country fails the command.
+    Ringback { country: String },
 }
 
 impl MediaCommand {
@@ -260,6 +266,7 @@ pub struct MediaRuntime {
     engine: Engine,
     rx: RxHandle,
     rx_join: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) mixer: Arc<MixerHandle>,
     ports: Arc<Mutex<PortAllocator>>,
     tts: Arc<dyn Tts>,
     fetcher: Arc<AudioFetcher>,
@@ -297,7 +304,9 @@ impl MediaRuntime {
         let fetcher = Arc::new(AudioFetcher::new(config.fetch.clone())?);
         let engine = Engine::start(config.engine_threads, config.engine_realtime_priority)?;
         let (rx, rx_join) = rx::start(handle.clone())?;
+        let mixer = MixerHandle::start()?;
         Ok(Arc::new(MediaRuntime {
+            mixer,
             ports: Arc::new(Mutex::new(PortAllocator::new(&config.rtp_ports))),
             config,
             engine,
@@ -359,6 +368,7 @@ impl MediaRuntime {
         let thread = self.engine.assign_thread();
         let engine = self.engine.sender(thread);
         let playout = StreamPlayout::new(Codec::Pcmu, None, self.config.idle_silence);
+        let mix = LegMix::new();
         let sent = engine.send(EngineCommand::Add(Box::new(NewStream {
             key,
             socket: socket.clone(),
@@ -366,6 +376,7 @@ impl MediaRuntime {
             outcomes: outcomes_tx.clone(),
             counters: counters.clone(),
             rx: self.rx.clone(),
+            mix: mix.clone(),
         })));
         if sent.is_err() {
             self.engine.release_thread(thread);
@@ -378,6 +389,7 @@ impl MediaRuntime {
             outcomes: outcomes_tx.clone(),
             engine: engine.clone(),
             symmetric_rtp: self.config.symmetric_rtp,
+            mix: mix.clone(),
         })));
         let (generation_tx, generation_rx) = watch::channel(0u64);
         let codec = Arc::new(AtomicU8::new(Codec::Pcmu.payload_type()));
@@ -399,8 +411,9 @@ impl MediaRuntime {
             thread,
             engine,
             jobs: jobs_tx,
-            generation: generation_tx,
+            generation: Arc::new(generation_tx),
             codec,
+            mix,
             counters,
             outcomes_rx: Some(outcomes_rx),
             outcomes_tx,
@@ -408,8 +421,65 @@ impl MediaRuntime {
         })
     }
 
+    /// Bridges two sessions (Twilio `<Dial>`): each hears the other, transcoded when their
+    /// codecs differ, sent with its own SSRC, sequence numbers and timestamps; telephone-events
+    /// are relayed (see [`crate::bridge`]). With `early_media`, only B is heard by A until
+    /// [`BridgeHandle::connect`]. Connecting stops both sessions' playback (what plays or is
+    /// queued reports `Interrupted`, e.g. the ringback); commands played afterwards are mixed
+    /// with the bridged audio. The bridge ends when the handle is dropped or `unbridge`d, or
+    /// when either session closes; both sessions then go back to plain playout.
+    pub fn bridge(
+        self: &Arc<Self>,
+        a: &MediaSession,
+        b: &MediaSession,
+        options: BridgeOptions,
+    ) -> Result<BridgeHandle, MediaError> {
+        for s in [a, b] {
+            if !Arc::ptr_eq(&s.runtime, self) {
+                return Err(MediaError::ForeignSession);
+            }
+            if s.closed {
+                return Err(MediaError::SessionClosed);
+            }
+        }
+        let recording = options.record.map(|r| RecordingPlan {
+            id: self.next_command_id(),
+            path: r.path,
+            channels: r.channels.count(),
+            from_ringing: r.from_ringing,
+        });
+        let recording_id = recording.as_ref().map(|r| r.id);
+        let connected = !options.early_media;
+        let id = self
+            .mixer
+            .bridge(a.leg_link(), b.leg_link(), connected, recording)?;
+        let stoppers = [a.playback_stopper(), b.playback_stopper()];
+        if connected {
+            for s in &stoppers {
+                s.stop();
+            }
+        }
+        Ok(BridgeHandle::new(
+            self.mixer.clone(),
+            id,
+            stoppers,
+            recording_id,
+        ))
+    }
+
+    /// The conference room named `room` (Twilio `<Conference>`; the shell makes the name
+    /// unique per account, e.g. `AC…/name`). Rooms exist while they have participants.
+    pub fn conference(self: &Arc<Self>, room: &str) -> ConferenceRoom {
+        ConferenceRoom::new(self.clone(), Arc::from(room))
+    }
+
+    pub(crate) fn next_command_id(&self) -> CommandId {
+        CommandId(self.next_command.fetch_add(1, Ordering::Relaxed))
+    }
+
     /// Stops the threads. Sessions still open stop playing (their commands are interrupted).
     pub fn shutdown(&self) {
+        self.mixer.shutdown();
         self.engine.shutdown();
         self.rx.send(RxCommand::Shutdown);
         let join = self
@@ -439,8 +509,9 @@ pub struct MediaSession {
     thread: usize,
     engine: std::sync::mpsc::Sender<EngineCommand>,
     jobs: mpsc::UnboundedSender<Job>,
-    generation: watch::Sender<u64>,
+    generation: Arc<watch::Sender<u64>>,
     codec: Arc<AtomicU8>,
+    mix: Arc<LegMix>,
     counters: Arc<SessionCounters>,
     outcomes_rx: Option<mpsc::UnboundedReceiver<MediaOutcome>>,
     outcomes_tx: mpsc::UnboundedSender<MediaOutcome>,
@@ -515,15 +586,31 @@ impl MediaSession {
     /// Barge-in: stops what is playing and everything queued or being prepared, at once.
     /// Each of those commands reports `Interrupted`.
     pub fn stop_playback(&self) {
-        let mut generation = 0;
-        self.generation.send_modify(|g| {
-            *g += 1;
-            generation = *g;
-        });
-        let _ = self.engine.send(EngineCommand::Clear {
+        self.playback_stopper().stop();
+    }
+
+    pub(crate) fn playback_stopper(&self) -> PlaybackStopper {
+        PlaybackStopper {
             key: self.key,
-            generation,
-        });
+            generation: self.generation.clone(),
+            engine: self.engine.clone(),
+        }
+    }
+
+    pub(crate) fn leg_link(&self) -> LegLink {
+        LegLink {
+            key: self.key,
+            mix: self.mix.clone(),
+            outcomes: self.outcomes_tx.clone(),
+        }
+    }
+
+    pub(crate) fn runtime(&self) -> &Arc<MediaRuntime> {
+        &self.runtime
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Ends the current recording now (it reports `RecordingFinished` with `Stopped`).
@@ -554,6 +641,7 @@ impl MediaSession {
             return;
         }
         self.closed = true;
+        self.runtime.mixer.leg_closed(self.key);
         let _ = self.engine.send(EngineCommand::Remove { key: self.key });
         self.runtime.rx.send(RxCommand::Remove { key: self.key });
         self.runtime.engine.release_thread(self.thread);
@@ -563,6 +651,27 @@ impl MediaSession {
 impl Drop for MediaSession {
     fn drop(&mut self) {
         self.close_inner();
+    }
+}
+
+/// Stops a session's playback (`stop_playback`), from a bridge handle too.
+pub(crate) struct PlaybackStopper {
+    key: u64,
+    generation: Arc<watch::Sender<u64>>,
+    engine: std::sync::mpsc::Sender<EngineCommand>,
+}
+
+impl PlaybackStopper {
+    pub(crate) fn stop(&self) {
+        let mut generation = 0;
+        self.generation.send_modify(|g| {
+            *g += 1;
+            generation = *g;
+        });
+        let _ = self.engine.send(EngineCommand::Clear {
+            key: self.key,
+            generation,
+        });
     }
 }
 
@@ -666,6 +775,9 @@ impl Preparer {
                     config: options.recorder,
                 })));
                 items
+            }
+            MediaCommand::Ringback { country } => {
+                vec![self.prompt(crate::ringback::ringback(&country)?, 0)]
             }
         };
         let count = items.len();

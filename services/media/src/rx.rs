@@ -19,10 +19,11 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::codec::Codec;
 use crate::dtmf::goertzel::GoertzelDetector;
-use crate::dtmf::rfc4733::Rfc4733Receiver;
+use crate::dtmf::rfc4733::{Rfc4733Receiver, TelephoneEvent};
 use crate::dtmf::{DtmfDigit, DtmfSource};
 use crate::engine::EngineCommand;
 use crate::error::MediaError;
+use crate::mixer::LegMix;
 use crate::outcome::{MediaOutcome, SessionCounters};
 use crate::playout::{CommandId, RecordingRequest};
 use crate::recorder::{write_wav, Recorder, RecordingEnd};
@@ -42,6 +43,7 @@ pub(crate) struct RxSessionInit {
     pub outcomes: UnboundedSender<MediaOutcome>,
     pub engine: Sender<EngineCommand>,
     pub symmetric_rtp: bool,
+    pub mix: Arc<LegMix>,
 }
 
 pub(crate) enum RxCommand {
@@ -121,6 +123,8 @@ struct RxSession {
     rfc4733: Rfc4733Receiver,
     goertzel: Option<Box<GoertzelDetector>>,
     recording: Option<ActiveRecording>,
+    /// Where received audio goes while the session is in a bridge or conference.
+    mix: Arc<LegMix>,
 }
 
 struct RxThread {
@@ -302,6 +306,7 @@ impl RxThread {
             rfc4733: Rfc4733Receiver::new(),
             goertzel: None,
             recording: None,
+            mix: init.mix,
         };
         if idx == self.sessions.len() {
             self.sessions.push(Some(session));
@@ -418,6 +423,11 @@ fn handle_packet(
         .store(u32::from(pt) + 1, Ordering::Relaxed);
     let payload = rtp.payload();
     if Some(pt) == s.telephone_event_pt {
+        if s.mix.is_receiving() {
+            if let Some(event) = TelephoneEvent::parse(payload) {
+                s.mix.push_event(rtp.timestamp(), event);
+            }
+        }
         s.rfc4733
             .on_packet(rtp.timestamp(), payload, now_ms, digits);
         report_digits(s, digits, DtmfSource::Rfc4733, runtime);
@@ -428,6 +438,9 @@ fn handle_packet(
     };
     pcm.clear();
     codec.decode_append(payload, pcm);
+    if s.mix.is_receiving() {
+        s.mix.push_audio(rtp.timestamp(), pcm);
+    }
     if s.telephone_event_pt.is_none() {
         let detector = s.goertzel.get_or_insert_with(Default::default);
         detector.push(pcm, digits);

@@ -246,6 +246,30 @@ mod tests {
     }
 
     #[test]
+    fn rfc7616_example_sha256_with_qop() {
+        // RFC 7616 §3.9.1 (HTTP example; the arithmetic is the same for SIP, RFC 8760).
+        let c = Challenge::parse(
+            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
+        )
+        .unwrap();
+        assert_eq!(c.algorithm, Algorithm::Sha256);
+        let v = c.respond(
+            "GET",
+            "/dir/index.html",
+            "Mufasa",
+            "Circle of Life",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+            1,
+        );
+        assert!(
+            v.contains(
+                r#"response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1""#
+            ),
+            "{v}"
+        );
+    }
+
+    #[test]
     fn rejects_unusable_challenges() {
         assert_eq!(
             Challenge::parse("Basic realm=\"x\""),

@@ -563,6 +563,104 @@ pub fn accept_answer(answer_sdp: &str, local: &LocalMedia) -> Result<Negotiated,
     })
 }
 
+/// Fits the app's SDP to a re-offer (re-INVITE or UPDATE: hold, unhold, new address):
+/// the audio stream's direction becomes what RFC 3264 §6.1 allows for the offered one
+/// (`sendonly` is answered `recvonly`, `inactive` with `inactive`, `sendrecv` with what we
+/// want), where what we want is the direction in `ours` (sendrecv when it says none). The
+/// `o=` version is the one of our `previous` SDP when nothing else changed, and one more
+/// when something did (RFC 3264 §8). Anything unparseable is returned unchanged.
+pub fn answer_for_reoffer(offer: &str, ours: &str, previous: Option<&str>) -> String {
+    let (Ok(offer_sd), Ok(ours_sd)) = (
+        SessionDescription::parse(offer),
+        SessionDescription::parse(ours),
+    ) else {
+        return ours.to_owned();
+    };
+    let is_audio = |m: &&MediaDescription| m.media.eq_ignore_ascii_case("audio") && m.port != 0;
+    let (Some(offered), Some(our_audio)) = (
+        offer_sd.media.iter().find(is_audio),
+        ours_sd.media.iter().find(is_audio),
+    ) else {
+        return ours.to_owned();
+    };
+    let wanted = ours_sd.stream_direction(our_audio);
+    let direction = offer_sd.stream_direction(offered).answer_to(wanted);
+    let newline = if ours.contains("\r\n") { "\r\n" } else { "\n" };
+    // When the direction must change: drop every direction attribute, then put the new one
+    // at the end of the first audio section.
+    let rewrite = direction != wanted;
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_audio = false;
+    let mut placed = !rewrite;
+    for line in ours.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(media) = line.strip_prefix("m=") {
+            if in_audio && !placed {
+                lines.push(format!("a={}", direction.as_str()));
+                placed = true;
+            }
+            let mut fields = media.split_whitespace();
+            in_audio = !placed
+                && fields
+                    .next()
+                    .is_some_and(|m| m.eq_ignore_ascii_case("audio"))
+                && fields.next().is_some_and(|port| port != "0");
+        }
+        let attr = line.strip_prefix("a=").map(str::trim);
+        if rewrite && attr.and_then(Direction::parse).is_some() {
+            continue;
+        }
+        lines.push(line.to_owned());
+    }
+    if in_audio && !placed {
+        lines.push(format!("a={}", direction.as_str()));
+    }
+    // The o= version.
+    let origin_index = lines.iter().position(|l| l.starts_with("o="));
+    let version_of = |o: &str| {
+        o.split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    if let (Some(i), Some(prev)) = (origin_index, previous) {
+        let prev_lines: Vec<&str> = prev
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.is_empty())
+            .collect();
+        let prev_origin = prev_lines.iter().find(|l| l.starts_with("o=")).copied();
+        let same_body = prev_lines
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with("o="))
+            .eq(lines
+                .iter()
+                .filter(|l| !l.starts_with("o="))
+                .map(String::as_str));
+        if let Some(prev_origin) = prev_origin {
+            let prev_version = version_of(prev_origin).unwrap_or(0);
+            let mine = version_of(&lines[i]).unwrap_or(0);
+            let version = if same_body {
+                prev_version
+            } else {
+                mine.max(prev_version.saturating_add(1))
+            };
+            let fields: Vec<&str> = lines[i].split_whitespace().collect();
+            if fields.len() >= 6 {
+                let mut f: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
+                f[2] = version.to_string();
+                lines[i] = f.join(" ");
+            }
+        }
+    }
+    let mut out = lines.join(newline);
+    out.push_str(newline);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,6 +752,42 @@ m=video 51372 RTP/AVP 31\r\n";
         let o = "v=0\nc=IN IP4 192.0.2.1\nm=audio 4000 RTP/AVP 97\na=rtpmap:97 pcmu/8000\n";
         let n = answer(o, &local()).unwrap().1;
         assert_eq!((n.codec, n.payload_type), (Codec::Pcmu, 97));
+    }
+
+    #[test]
+    fn reoffer_answers_follow_hold_and_unhold() {
+        let ours =
+            "v=0\r\no=dialtone 42 1 IN IP4 203.0.113.5\r\ns=-\r\nc=IN IP4 203.0.113.5\r\nt=0 0\r\n\
+m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n";
+        let offer = |dir: &str, v: u32| {
+            format!("v=0\r\no=c 1 {v} IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n{dir}")
+        };
+        // Hold: sendonly is answered recvonly, with a new version.
+        let held = answer_for_reoffer(&offer("a=sendonly\r\n", 2), ours, Some(ours));
+        assert!(held.contains("a=recvonly\r\n"), "{held}");
+        assert!(!held.contains("sendrecv"));
+        assert!(held.contains("o=dialtone 42 2 IN IP4"), "{held}");
+        // Unhold: back to sendrecv, version again one more.
+        let back = answer_for_reoffer(&offer("", 3), ours, Some(&held));
+        assert!(back.contains("a=sendrecv\r\n"), "{back}");
+        assert!(back.contains("o=dialtone 42 3 IN IP4"), "{back}");
+        // Same offer again (a refresh): nothing changes, not even the version.
+        let again = answer_for_reoffer(&offer("", 3), ours, Some(&back));
+        assert_eq!(again, back);
+        // Inactive and RFC 2543 hold.
+        let idle = answer_for_reoffer(&offer("a=inactive\r\n", 4), ours, Some(&back));
+        assert!(idle.contains("a=inactive\r\n"));
+        let old_hold = offer("", 5).replace("c=IN IP4 192.0.2.1", "c=IN IP4 0.0.0.0");
+        assert!(answer_for_reoffer(&old_hold, ours, None).contains("a=recvonly"));
+        // The app holding the remote (sendonly) stays sendonly against sendrecv.
+        let ours_hold = ours.replace("a=sendrecv", "a=sendonly");
+        assert!(answer_for_reoffer(&offer("", 6), &ours_hold, None).contains("a=sendonly"));
+        // The result still negotiates.
+        let local = LocalMedia::new("192.0.2.1".parse().unwrap(), 4000);
+        let seen_by_offerer = accept_answer(&held, &local).unwrap();
+        assert_eq!(seen_by_offerer.remote_direction, Direction::RecvOnly);
+        // Garbage in, ours out.
+        assert_eq!(answer_for_reoffer("nonsense", ours, None), ours);
     }
 
     #[test]

@@ -407,7 +407,10 @@ async fn run(shared: Arc<Shared>, projections: RunnerHandle, wake: Arc<Notify>) 
                 // A rebuilt outbox numbers its rows from 1 again: read it from the start.
                 let head = callbacks::max_outbox_id(conn)?;
                 let after = if head < after { 0 } else { after };
-                Ok((after, callbacks::pending_for_node(conn, &owner, after, batch)?))
+                Ok((
+                    after,
+                    callbacks::pending_for_node(conn, &owner, after, batch)?,
+                ))
             })
             .await;
         let mut full_batch = false;
@@ -457,9 +460,7 @@ async fn call_worker(shared: Arc<Shared>, call_sid: String) {
             // Stopping: the row stays pending in the outbox.
             return;
         }
-        shared
-            .lock_queues()
-            .finish(&call_sid, row.sequence_number);
+        shared.lock_queues().finish(&call_sid, row.sequence_number);
     }
 }
 
@@ -632,7 +633,10 @@ async fn attempt_once(shared: &Shared, row: &OutboxRow) -> Result<u16, AttemptFa
             status.as_u16()
         )))
     } else {
-        Err(AttemptFailure::transient(format!("HTTP {}", status.as_u16())))
+        Err(AttemptFailure::transient(format!(
+            "HTTP {}",
+            status.as_u16()
+        )))
     }
 }
 

@@ -14,7 +14,8 @@ pub async fn verify(data_dir: &Path) -> anyhow::Result<ExitCode> {
     let dir = DataDir::new(data_dir);
     let path = dir.event_log();
     anyhow::ensure!(path.exists(), "no event log at {}", path.display());
-    let log = SqliteLog::open(&path, "audit").with_context(|| format!("opening {}", path.display()))?;
+    let log =
+        SqliteLog::open(&path, "audit").with_context(|| format!("opening {}", path.display()))?;
     let total = log.count().await?;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{spinner} verifying {pos}/{len} events {wide_bar} {eta}")
@@ -32,7 +33,10 @@ pub async fn verify(data_dir: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         VerifyReport::Broken(broken) => {
-            println!("broken: stream {} sequence {}: {}", broken.stream, broken.sequence, broken.reason);
+            println!(
+                "broken: stream {} sequence {}: {}",
+                broken.stream, broken.sequence, broken.reason
+            );
             Ok(ExitCode::from(1))
         }
     }

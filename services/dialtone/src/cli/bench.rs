@@ -45,8 +45,45 @@ pub struct LogBenchArgs {
     events_per_stream: u64,
 }
 
+#[derive(Debug, Args)]
+pub struct MediaBenchArgs {
+    /// Concurrent G.711 streams.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Playout threads (default: one per core, at most 4).
+    #[arg(long)]
+    engine_threads: Option<usize>,
+    /// Run the playout threads with SCHED_FIFO at this priority (needs root or
+    /// CAP_SYS_NICE).
+    #[arg(long)]
+    realtime_priority: Option<u8>,
+}
+
+/// Plays N streams to a local sink; last line `streams=<n> p99_jitter_us=<n> cpu_pct=<n>`.
+pub async fn media(args: MediaBenchArgs) -> anyhow::Result<ExitCode> {
+    let mut options = dialtone_media::bench::BenchOptions::new(args.streams, args.seconds);
+    if let Some(threads) = args.engine_threads {
+        options.engine_threads = threads.max(1);
+    }
+    options.realtime_priority = args.realtime_priority;
+    let result = tokio::task::spawn_blocking(move || {
+        dialtone_media::bench::run_playout_bench_with(&options)
+    })
+    .await
+    .context("benchmark thread")??;
+    println!("{}", crate::machine::describe());
+    println!("{result}");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn log(args: LogBenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.writers > 0 && args.events > 0, "--writers and --events must be positive");
+    anyhow::ensure!(
+        args.writers > 0 && args.events > 0,
+        "--writers and --events must be positive"
+    );
     let _tempdir;
     let log: Arc<dyn EventLog> = match args.backend {
         Backend::Sqlite => {
@@ -71,8 +108,17 @@ pub async fn log(args: LogBenchArgs) -> anyhow::Result<ExitCode> {
 
     let account = AccountSid::generate();
     // A Say command of the requested size: a realistic event body.
-    let text: String = "lorem ipsum dolor sit amet ".chars().cycle().take(args.payload_bytes.saturating_sub(60)).collect();
-    let payload = MediaSay { text, voice: "alice".into(), language: "en-US".into(), loops: 1 };
+    let text: String = "lorem ipsum dolor sit amet "
+        .chars()
+        .cycle()
+        .take(args.payload_bytes.saturating_sub(60))
+        .collect();
+    let payload = MediaSay {
+        text,
+        voice: "alice".into(),
+        language: "en-US".into(),
+        loops: 1,
+    };
     let bar = ProgressBar::new(args.events).with_style(
         ProgressStyle::with_template("{spinner} {pos}/{len} events {wide_bar} {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -81,7 +127,8 @@ pub async fn log(args: LogBenchArgs) -> anyhow::Result<ExitCode> {
     let mut tasks = Vec::new();
     for w in 0..args.writers {
         let count = args.events / args.writers + u64::from(w < args.events % args.writers);
-        let (log, account, payload, bar) = (log.clone(), account.clone(), payload.clone(), bar.clone());
+        let (log, account, payload, bar) =
+            (log.clone(), account.clone(), payload.clone(), bar.clone());
         let per_stream = args.events_per_stream.max(1);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(count as usize);
@@ -107,7 +154,9 @@ pub async fn log(args: LogBenchArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     latencies.sort_unstable();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_micros();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_micros()
+    };
     println!("{}", crate::machine::describe());
     println!(
         "backend={:?} events={} writers={} payload_bytes={} seconds={:.2}",

@@ -63,6 +63,8 @@ pub enum AuditCommand {
 pub enum BenchCommand {
     /// Durable appends from concurrent writers, each on its own streams.
     Log(bench::LogBenchArgs),
+    /// Concurrent RTP playout streams (G.711, 20 ms) to a local sink: send jitter and CPU.
+    Media(bench::MediaBenchArgs),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -73,16 +75,22 @@ pub fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => crate::serve::serve(args).await,
-        Command::Accounts(AccountsCommand::Create { friendly_name, data_dir, log }) => {
-            accounts::create(&friendly_name, data_dir, log).await
-        }
+        Command::Accounts(AccountsCommand::Create {
+            friendly_name,
+            data_dir,
+            log,
+        }) => accounts::create(&friendly_name, data_dir, log).await,
         Command::Audit(AuditCommand::Verify { data_dir }) => audit::verify(&data_dir).await,
         Command::Bench(BenchCommand::Log(args)) => bench::log(args).await,
+        Command::Bench(BenchCommand::Media(args)) => bench::media(args).await,
     }
 }

@@ -16,8 +16,8 @@ use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
 use dialtone_events::{EventLog, ExpectedVersion, NewEvent};
 use dialtone_media::outcome::MediaOutcome;
 use dialtone_media::playout::CommandId as MediaCommandId;
-use dialtone_media::runtime::{MediaCommand as MediaRuntimeCommand, MediaSession, RecordOptions};
 use dialtone_media::recorder::RecorderConfig;
+use dialtone_media::runtime::{MediaCommand as MediaRuntimeCommand, MediaSession, RecordOptions};
 use dialtone_sip::endpoint::{CallEvent, CallHandle};
 use dialtone_sip::sdp::Negotiated;
 use dialtone_voice::interpreter::{
@@ -183,7 +183,9 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
     metrics::gauge!("dialtone_calls_active").decrement(1.0);
 }
 
-async fn recv_outcome(rx: &mut Option<mpsc::UnboundedReceiver<MediaOutcome>>) -> Option<MediaOutcome> {
+async fn recv_outcome(
+    rx: &mut Option<mpsc::UnboundedReceiver<MediaOutcome>>,
+) -> Option<MediaOutcome> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -202,7 +204,11 @@ impl CallTask {
             return;
         }
         let events = std::mem::take(&mut self.pending);
-        if let Err(error) = self.log.append(self.sid.as_str(), ExpectedVersion::Any, events).await {
+        if let Err(error) = self
+            .log
+            .append(self.sid.as_str(), ExpectedVersion::Any, events)
+            .await
+        {
             tracing::error!(call = %self.sid, %error, "cannot append call events");
         }
     }
@@ -212,8 +218,12 @@ impl CallTask {
         while let Some(action) = queue.pop_front() {
             let now = Instant::now();
             match action {
-                Action::Fetch { request_id, request } => {
-                    self.pending.push(self.event(requested_payload(&request, request_id, 1)));
+                Action::Fetch {
+                    request_id,
+                    request,
+                } => {
+                    self.pending
+                        .push(self.event(requested_payload(&request, request_id, 1)));
                     let session = self.webhooks.clone();
                     self.fetches.spawn(async move {
                         let result = session.fetch(&request).await;
@@ -228,11 +238,18 @@ impl CallTask {
                         }
                         self.sip_gone = true;
                     }
-                    let status = if sip_code == 486 { CallStatus::Busy } else { CallStatus::Failed };
+                    let status = if sip_code == 486 {
+                        CallStatus::Busy
+                    } else {
+                        CallStatus::Failed
+                    };
                     self.unanswered_end = Some((status, sip_code));
                     self.ended_by.get_or_insert(EndedBy::Dialtone);
                 }
-                Action::Media { command_id, command } => {
+                Action::Media {
+                    command_id,
+                    command,
+                } => {
                     if let Some(done) = self.start_media(command_id, command) {
                         queue.extend(self.interpreter.on_media_done(command_id, done, now));
                     }
@@ -254,6 +271,9 @@ impl CallTask {
                 }
                 Action::Emit(payload) => self.pending.push(self.event(payload)),
                 Action::Completed => return true,
+                other => {
+                    tracing::warn!(call = %self.sid, ?other, "action not supported on this node yet")
+                }
             }
         }
         false
@@ -276,13 +296,16 @@ impl CallTask {
             self.ended_by.get_or_insert(EndedBy::Caller);
             return self.interpreter.on_hangup(now);
         }
-        metrics::histogram!("dialtone_invite_to_answer_seconds").record(self.invited_at.elapsed().as_secs_f64());
+        metrics::histogram!("dialtone_invite_to_answer_seconds")
+            .record(self.invited_at.elapsed().as_secs_f64());
         self.answered = Some((now, OffsetDateTime::now_utc()));
         let codec = match self.negotiated.codec {
             dialtone_sip::sdp::Codec::Pcmu => "PCMU",
             dialtone_sip::sdp::Codec::Pcma => "PCMA",
         };
-        self.pending.push(self.event(CallAnswered { codec: Some(codec.to_owned()) }));
+        self.pending.push(self.event(CallAnswered {
+            codec: Some(codec.to_owned()),
+        }));
         self.interpreter.on_answered(now)
     }
 
@@ -304,26 +327,43 @@ impl CallTask {
             ),
             MediaCommand::Play(play) => match (play.digits, play.url) {
                 (Some(digits), _) => (MediaRuntimeCommand::Digits { digits }, None),
-                (None, Some(url)) => (MediaRuntimeCommand::Play { url, loops: play.loops }, None),
-                (None, None) => return Some(MediaDone::Failed("Play without a URL or digits".into())),
+                (None, Some(url)) => (
+                    MediaRuntimeCommand::Play {
+                        url,
+                        loops: play.loops,
+                    },
+                    None,
+                ),
+                (None, None) => {
+                    return Some(MediaDone::Failed("Play without a URL or digits".into()))
+                }
             },
-            MediaCommand::Pause(pause) => {
-                (MediaRuntimeCommand::Pause { ms: u32::try_from(pause.length_ms).unwrap_or(u32::MAX) }, None)
-            }
+            MediaCommand::Pause(pause) => (
+                MediaRuntimeCommand::Pause {
+                    ms: u32::try_from(pause.length_ms).unwrap_or(u32::MAX),
+                },
+                None,
+            ),
             MediaCommand::Record(record) => {
-                let path = self.recordings_dir.join(format!("{}.wav", record.recording_sid));
+                let path = self
+                    .recordings_dir
+                    .join(format!("{}.wav", record.recording_sid));
                 let options = RecordOptions {
                     path: path.clone(),
                     beep: record.play_beep,
                     recorder: RecorderConfig {
-                        silence_timeout_ms: u32::try_from(record.silence_timeout_ms).unwrap_or(u32::MAX),
+                        silence_timeout_ms: u32::try_from(record.silence_timeout_ms)
+                            .unwrap_or(u32::MAX),
                         max_length_ms: u32::try_from(record.max_length_ms).unwrap_or(u32::MAX),
                         finish_on_keys: record.finish_on_key.clone(),
                         trim_silence: record.trim,
                         ..RecorderConfig::default()
                     },
                 };
-                (MediaRuntimeCommand::Record(options), Some((record.recording_sid, path)))
+                (
+                    MediaRuntimeCommand::Record(options),
+                    Some((record.recording_sid, path)),
+                )
             }
         };
         let media_id = media.play(runtime_command);
@@ -343,15 +383,30 @@ impl CallTask {
                 tracing::warn!(call = %self.sid, %error, "media command failed");
                 self.media_done(id, MediaDone::Failed(error.to_string()), now)
             }
-            MediaOutcome::Dtmf { digit, source, duration_ms } => self.dtmf(digit, source, Some(duration_ms), now),
+            MediaOutcome::Dtmf {
+                digit,
+                source,
+                duration_ms,
+            } => self.dtmf(digit, source, Some(duration_ms), now),
             MediaOutcome::RecordingStarted { id } => {
                 if let Some((sid, _)) = self.recordings.get(&id) {
-                    let started = RecordingStarted { recording_sid: sid.clone(), source: "RecordVerb".into(), channels: 1 };
+                    let started = RecordingStarted {
+                        recording_sid: sid.clone(),
+                        source: "RecordVerb".into(),
+                        channels: 1,
+                    };
                     self.pending.push(self.event(started));
                 }
                 Vec::new()
             }
-            MediaOutcome::RecordingFinished { id, path, duration_ms, empty, silent, end } => {
+            MediaOutcome::RecordingFinished {
+                id,
+                path,
+                duration_ms,
+                empty,
+                silent,
+                end,
+            } => {
                 let absent = empty || silent;
                 if let Some((sid, _)) = self.recordings.remove(&id) {
                     let relative = path
@@ -361,7 +416,11 @@ impl CallTask {
                         .into_owned();
                     let completed = RecordingCompleted {
                         recording_sid: sid,
-                        status: if absent { "absent".into() } else { "completed".into() },
+                        status: if absent {
+                            "absent".into()
+                        } else {
+                            "completed".into()
+                        },
                         duration_ms,
                         path: relative,
                         channels: 1,
@@ -375,40 +434,69 @@ impl CallTask {
                     };
                     self.pending.push(self.event(completed));
                 }
-                let outcome = RecordingOutcome { duration_ms, digits: end.digits(), absent };
+                let outcome = RecordingOutcome {
+                    duration_ms,
+                    digits: end.digits(),
+                    absent,
+                };
                 self.media_done(id, MediaDone::Recorded(outcome), now)
+            }
+            other => {
+                tracing::debug!(call = %self.sid, ?other, "media outcome ignored");
+                Vec::new()
             }
         }
     }
 
-    fn media_done(&mut self, media_id: MediaCommandId, done: MediaDone, now: Instant) -> Vec<Action> {
+    fn media_done(
+        &mut self,
+        media_id: MediaCommandId,
+        done: MediaDone,
+        now: Instant,
+    ) -> Vec<Action> {
         match self.media_commands.remove(&media_id) {
             Some(command_id) => self.interpreter.on_media_done(command_id, done, now),
             None => Vec::new(),
         }
     }
 
-    fn dtmf(&mut self, digit: char, source: DtmfSource, duration_ms: Option<u32>, now: Instant) -> Vec<Action> {
-        self.pending.push(self.event(DtmfReceived { digit: digit.to_string(), source, duration_ms }));
+    fn dtmf(
+        &mut self,
+        digit: char,
+        source: DtmfSource,
+        duration_ms: Option<u32>,
+        now: Instant,
+    ) -> Vec<Action> {
+        self.pending.push(self.event(DtmfReceived {
+            digit: digit.to_string(),
+            source,
+            duration_ms,
+        }));
         self.interpreter.on_dtmf(digit, now)
     }
 
     fn on_sip_event(&mut self, event: Option<CallEvent>) -> Vec<Action> {
         let now = Instant::now();
         match event {
-            Some(CallEvent::Acked { .. }) | Some(CallEvent::ReInviteAcked { .. }) | Some(CallEvent::Progress { .. }) => {
-                Vec::new()
-            }
+            Some(CallEvent::Acked { .. })
+            | Some(CallEvent::ReInviteAcked { .. })
+            | Some(CallEvent::Progress { .. }) => Vec::new(),
             Some(CallEvent::Answered { .. }) => Vec::new(),
-            Some(CallEvent::Info { content_type, body }) => match parse_dtmf_info(content_type.as_deref(), &body) {
-                Some((digit, duration_ms)) => self.dtmf(digit, DtmfSource::SipInfo, duration_ms, now),
-                None => Vec::new(),
-            },
+            Some(CallEvent::Info { content_type, body }) => {
+                match parse_dtmf_info(content_type.as_deref(), &body) {
+                    Some((digit, duration_ms)) => {
+                        self.dtmf(digit, DtmfSource::SipInfo, duration_ms, now)
+                    }
+                    None => Vec::new(),
+                }
+            }
             Some(CallEvent::ReInvite { sdp, .. }) => {
                 // Hold/unhold or a new media address: answer with our current SDP (the
                 // SIP layer adjusts the direction attribute).
                 let sip = self.sip.clone();
-                let answer = dialtone_sip::endpoint::ReofferAnswer::Accept { sdp: sdp.map(|_| self.sdp_answer.clone()) };
+                let answer = dialtone_sip::endpoint::ReofferAnswer::Accept {
+                    sdp: sdp.map(|_| self.sdp_answer.clone()),
+                };
                 tokio::spawn(async move {
                     let _ = sip.respond_to_reinvite(answer).await;
                 });
@@ -418,14 +506,20 @@ impl CallTask {
                 self.caller_gone(Some((CallStatus::Canceled, 487)));
                 self.interpreter.on_hangup(now)
             }
-            Some(CallEvent::ByeReceived) | Some(CallEvent::SessionExpired) | Some(CallEvent::AckTimeout) => {
+            Some(CallEvent::ByeReceived)
+            | Some(CallEvent::SessionExpired)
+            | Some(CallEvent::AckTimeout) => {
                 self.caller_gone(None);
                 self.interpreter.on_hangup(now)
             }
             Some(CallEvent::Terminated { .. }) | None => {
                 let was_gone = self.sip_gone;
                 self.caller_gone(None);
-                if was_gone { Vec::new() } else { self.interpreter.on_hangup(now) }
+                if was_gone {
+                    Vec::new()
+                } else {
+                    self.interpreter.on_hangup(now)
+                }
             }
         }
     }
@@ -434,7 +528,8 @@ impl CallTask {
         self.sip_gone = true;
         self.ended_by.get_or_insert(EndedBy::Caller);
         if self.answered.is_none() {
-            self.unanswered_end.get_or_insert(unanswered.unwrap_or((CallStatus::Canceled, 487)));
+            self.unanswered_end
+                .get_or_insert(unanswered.unwrap_or((CallStatus::Canceled, 487)));
         }
         if let Some(media) = &self.media {
             media.stop_playback();
@@ -516,7 +611,8 @@ impl CallTask {
                 }
             }
         };
-        metrics::counter!("dialtone_calls_completed_total", "status" => completed.status.as_str()).increment(1);
+        metrics::counter!("dialtone_calls_completed_total", "status" => completed.status.as_str())
+            .increment(1);
         self.pending.push(self.event(completed));
         self.flush().await;
         self.completed_written = true;
@@ -551,7 +647,9 @@ pub fn parse_dtmf_info(content_type: Option<&str>, body: &[u8]) -> Option<(char,
             let mut digit = None;
             let mut duration = None;
             for line in body.lines() {
-                let Some((key, value)) = line.split_once('=') else { continue };
+                let Some((key, value)) = line.split_once('=') else {
+                    continue;
+                };
                 match key.trim().to_ascii_lowercase().as_str() {
                     "signal" => digit = value.trim().chars().next().map(|c| c.to_ascii_uppercase()),
                     "duration" => duration = value.trim().parse().ok(),
@@ -582,9 +680,21 @@ mod tests {
 
     #[test]
     fn sip_info_dtmf_bodies() {
-        assert_eq!(parse_dtmf_info(Some("application/dtmf-relay"), b"Signal=5\r\nDuration=160\r\n"), Some(('5', Some(160))));
-        assert_eq!(parse_dtmf_info(Some("application/dtmf-relay"), b"Signal= #\r\n"), Some(('#', None)));
-        assert_eq!(parse_dtmf_info(Some("application/dtmf"), b"7"), Some(('7', None)));
+        assert_eq!(
+            parse_dtmf_info(
+                Some("application/dtmf-relay"),
+                b"Signal=5\r\nDuration=160\r\n"
+            ),
+            Some(('5', Some(160)))
+        );
+        assert_eq!(
+            parse_dtmf_info(Some("application/dtmf-relay"), b"Signal= #\r\n"),
+            Some(('#', None))
+        );
+        assert_eq!(
+            parse_dtmf_info(Some("application/dtmf"), b"7"),
+            Some(('7', None))
+        );
         assert_eq!(parse_dtmf_info(Some("application/dtmf"), b"x"), None);
         assert_eq!(parse_dtmf_info(Some("text/plain"), b"5"), None);
         assert_eq!(parse_dtmf_info(None, b"5"), None);

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use dialtone_events::payload::{CallApplication, CallInitiated, CallRinging, CallStatus, Direction};
+use dialtone_events::payload::{
+    CallApplication, CallInitiated, CallRinging, CallStatus, Direction,
+};
 use dialtone_events::sid::{AccountSid, CallSid};
 use dialtone_events::{EventLog, ExpectedVersion, NewEvent};
 use dialtone_media::runtime::MediaRuntime;
@@ -53,12 +55,16 @@ impl Edge {
         let dialed = dialed_number(&incoming);
         let Some(route) = dialed.as_deref().and_then(|n| self.numbers.lookup(n)) else {
             tracing::info!(to = %incoming.request_uri, from = %incoming.from.uri, "no such number: 404");
-            metrics::counter!("dialtone_calls_rejected_total", "reason" => "unknown-number").increment(1);
+            metrics::counter!("dialtone_calls_rejected_total", "reason" => "unknown-number")
+                .increment(1);
             let _ = incoming.call.reject(404, None).await;
             return;
         };
         let dialed = route.config.phone_number.clone();
-        let (Some(entry), Ok(account)) = (self.accounts.get(&route.account_sid), AccountSid::parse(&route.account_sid)) else {
+        let (Some(entry), Ok(account)) = (
+            self.accounts.get(&route.account_sid),
+            AccountSid::parse(&route.account_sid),
+        ) else {
             tracing::error!(number = %dialed, account = %route.account_sid, "number's account is unknown");
             let _ = incoming.call.reject(503, None).await;
             return;
@@ -67,13 +73,18 @@ impl Edge {
             Ok(media) => media,
             Err(error) => {
                 tracing::warn!(%error, "no media session available: 503");
-                metrics::counter!("dialtone_calls_rejected_total", "reason" => "media").increment(1);
+                metrics::counter!("dialtone_calls_rejected_total", "reason" => "media")
+                    .increment(1);
                 let _ = incoming.call.reject(503, None).await;
                 return;
             }
         };
         let local = LocalMedia::new(self.public_ip, media.local_port());
-        let (sdp_answer, negotiated) = match incoming.sdp_offer.as_deref().map(|offer| sdp::answer(offer, &local)) {
+        let (sdp_answer, negotiated) = match incoming
+            .sdp_offer
+            .as_deref()
+            .map(|offer| sdp::answer(offer, &local))
+        {
             Some(Ok(answer)) => answer,
             Some(Err(error)) => {
                 tracing::info!(%error, "unacceptable SDP offer: 488");
@@ -122,7 +133,11 @@ impl Edge {
             NewEvent::new(account.as_str(), initiated),
             NewEvent::new(account.as_str(), CallRinging { sip_code: None }),
         ];
-        if let Err(error) = self.log.append(sid.as_str(), ExpectedVersion::NoStream, events).await {
+        if let Err(error) = self
+            .log
+            .append(sid.as_str(), ExpectedVersion::NoStream, events)
+            .await
+        {
             tracing::error!(%error, "cannot record the new call: 503");
             media.close();
             let _ = incoming.call.reject(503, None).await;

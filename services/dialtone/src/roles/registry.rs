@@ -56,7 +56,12 @@ impl CallRegistry {
     /// Tells every live call to hang up and waits (up to `grace`) until all have ended.
     /// Returns how many were still live when the grace period ran out.
     pub async fn hang_up_all(&self, grace: Duration) -> usize {
-        let senders: Vec<_> = self.0.calls.lock().map(|c| c.values().cloned().collect()).unwrap_or_default();
+        let senders: Vec<_> = self
+            .0
+            .calls
+            .lock()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default();
         for sender in senders {
             let _ = sender.try_send(CallControl::Hangup);
         }

@@ -61,10 +61,64 @@ impl TimerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxId(pub u64);
 
-/// A datagram to send.
+/// The transport protocol a message travels on. In configuration: `"udp"` or `"tcp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    #[serde(alias = "UDP")]
+    Udp,
+    #[serde(alias = "TCP")]
+    Tcp,
+}
+
+impl Transport {
+    /// Reliable transports deliver or fail: no retransmission timers (RFC 3261 §17).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The name in a Via header (`SIP/2.0/UDP`).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    /// The value of a URI's `transport` parameter (`tcp`), `None` for the UDP default.
+    pub fn uri_param(self) -> Option<&'static str> {
+        match self {
+            Transport::Udp => None,
+            Transport::Tcp => Some("tcp"),
+        }
+    }
+
+    /// From a URI `transport` parameter or a Via transport (case-insensitive); `None` for
+    /// transports we do not implement (TLS, SCTP, WS).
+    pub fn parse(name: &str) -> Option<Transport> {
+        if name.eq_ignore_ascii_case("udp") {
+            Some(Transport::Udp)
+        } else if name.eq_ignore_ascii_case("tcp") {
+            Some(Transport::Tcp)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.via_name())
+    }
+}
+
+/// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub to: SocketAddr,
+    /// UDP datagram, or a write on the TCP connection with `to` (opened when there is none).
+    pub transport: Transport,
     pub data: Bytes,
     /// The transaction it belongs to (for reporting transport errors).
     pub tx: Option<TxId>,
@@ -78,6 +132,7 @@ pub struct Incoming {
     pub tx: Option<TxId>,
     pub request: Request,
     pub source: SocketAddr,
+    pub transport: Transport,
 }
 
 /// Timer-driven news for the TU.
@@ -180,6 +235,7 @@ struct Entry {
     machine: Machine,
     key: Key,
     dest: SocketAddr,
+    transport: Transport,
     method: Method,
     scheduled: Option<Instant>,
 }
@@ -193,14 +249,22 @@ pub struct TransactionLayer {
     next_id: u64,
     entries: HashMap<TxId, Entry>,
     keys: HashMap<Key, TxId>,
+    /// Live server transactions (the overload limit counts them).
+    servers: usize,
     timers: TimerQueue<TxId>,
     transmits: VecDeque<Transmit>,
 }
 
-/// Where responses to a request go (RFC 3261 §18.2.2, RFC 3581): the source address when
-/// `rport` was asked for (or forced), else the source IP and the Via's sent-by port.
-pub fn response_destination(via: &Via, source: SocketAddr, force_rport: bool) -> SocketAddr {
-    if force_rport || via.rport().is_some() {
+/// Where responses to a request go (RFC 3261 §18.2.2, RFC 3581): back on the connection
+/// for a reliable transport; for UDP the source address when `rport` was asked for (or
+/// forced), else the source IP and the Via's sent-by port.
+pub fn response_destination(
+    via: &Via,
+    source: SocketAddr,
+    transport: Transport,
+    force_rport: bool,
+) -> SocketAddr {
+    if transport.is_reliable() || force_rport || via.rport().is_some() {
         source
     } else {
         SocketAddr::new(source.ip(), via.port.unwrap_or(5060))
@@ -318,6 +382,7 @@ impl TransactionLayer {
             next_id: 0,
             entries: HashMap::new(),
             keys: HashMap::new(),
+            servers: 0,
             timers: TimerQueue::default(),
             transmits: VecDeque::new(),
         }
@@ -336,6 +401,42 @@ impl TransactionLayer {
         self.entries.is_empty()
     }
 
+    /// Number of live server transactions.
+    pub fn server_count(&self) -> usize {
+        self.servers
+    }
+
+    /// Whether `req` (validated, Via stamped) belongs to a live server transaction: a
+    /// retransmission, or the ACK of a non-2xx final response.
+    pub fn matches_server(&self, req: &Request) -> bool {
+        req.headers
+            .top_via()
+            .is_ok_and(|via| self.keys.contains_key(&Key::Server(server_key(req, &via))))
+    }
+
+    fn insert(&mut self, id: TxId, entry: Entry) {
+        if matches!(
+            entry.machine,
+            Machine::InviteServer(_) | Machine::NonInviteServer(_)
+        ) {
+            self.servers += 1;
+        }
+        self.keys.insert(entry.key.clone(), id);
+        self.entries.insert(id, entry);
+    }
+
+    fn remove(&mut self, id: TxId) -> Option<Entry> {
+        let entry = self.entries.remove(&id)?;
+        self.keys.remove(&entry.key);
+        if matches!(
+            entry.machine,
+            Machine::InviteServer(_) | Machine::NonInviteServer(_)
+        ) {
+            self.servers = self.servers.saturating_sub(1);
+        }
+        Some(entry)
+    }
+
     fn alloc(&mut self) -> TxId {
         self.next_id += 1;
         TxId(self.next_id)
@@ -348,6 +449,7 @@ impl TransactionLayer {
         now: Instant,
         req: Request,
         source: SocketAddr,
+        transport: Transport,
     ) -> Result<Option<Incoming>, TxError> {
         let via = req.headers.top_via()?;
         let key = Key::Server(server_key(&req, &via));
@@ -368,6 +470,7 @@ impl TransactionLayer {
                 tx: Some(id),
                 request: req,
                 source,
+                transport,
             }));
         }
         if req.method == Method::Ack {
@@ -375,21 +478,23 @@ impl TransactionLayer {
                 tx: None,
                 request: req,
                 source,
+                transport,
             }));
         }
         let id = self.alloc();
+        let reliable = transport.is_reliable();
         let machine = if req.method == Method::Invite {
-            Machine::InviteServer(InviteServer::new(false, &self.cfg))
+            Machine::InviteServer(InviteServer::new(reliable, &self.cfg))
         } else {
-            Machine::NonInviteServer(NonInviteServer::new(false))
+            Machine::NonInviteServer(NonInviteServer::new(reliable))
         };
-        self.keys.insert(key.clone(), id);
-        self.entries.insert(
+        self.insert(
             id,
             Entry {
                 machine,
                 key,
-                dest: response_destination(&via, source, self.force_rport),
+                dest: response_destination(&via, source, transport, self.force_rport),
+                transport,
                 method: req.method.clone(),
                 scheduled: None,
             },
@@ -398,6 +503,7 @@ impl TransactionLayer {
             tx: Some(id),
             request: req,
             source,
+            transport,
         }))
     }
 
@@ -408,9 +514,9 @@ impl TransactionLayer {
         self.keys.get(&key).copied()
     }
 
-    /// Where this server transaction sends its responses.
-    pub fn destination(&self, tx: TxId) -> Option<SocketAddr> {
-        self.entries.get(&tx).map(|e| e.dest)
+    /// Where this server transaction sends its responses, and on which transport.
+    pub fn destination(&self, tx: TxId) -> Option<(SocketAddr, Transport)> {
+        self.entries.get(&tx).map(|e| (e.dest, e.transport))
     }
 
     /// Whether a server transaction has sent its final response (or is gone).
@@ -463,6 +569,7 @@ impl TransactionLayer {
         now: Instant,
         req: Request,
         dest: SocketAddr,
+        transport: Transport,
     ) -> Result<TxId, TxError> {
         if req.method == Method::Ack {
             return Err(TxError::Ack);
@@ -476,20 +583,21 @@ impl TransactionLayer {
         let id = self.alloc();
         let bytes = Bytes::from(req.to_bytes());
         let method = req.method.clone();
+        let reliable = transport.is_reliable();
         let (machine, step) = if req.method == Method::Invite {
-            let (m, s) = InviteClient::new(now, bytes, false, &self.cfg);
+            let (m, s) = InviteClient::new(now, bytes, reliable, &self.cfg);
             (Machine::InviteClient(m, Box::new(req)), s)
         } else {
-            let (m, s) = NonInviteClient::new(now, bytes, false, &self.cfg);
+            let (m, s) = NonInviteClient::new(now, bytes, reliable, &self.cfg);
             (Machine::NonInviteClient(m), s)
         };
-        self.keys.insert(key.clone(), id);
-        self.entries.insert(
+        self.insert(
             id,
             Entry {
                 machine,
                 key,
                 dest,
+                transport,
                 method,
                 scheduled: None,
             },
@@ -535,15 +643,12 @@ impl TransactionLayer {
     /// Drops a server transaction without answering: the TU decided the request was a
     /// late retransmission to ignore.
     pub fn forget(&mut self, tx: TxId) {
-        if let Some(entry) = self.entries.remove(&tx) {
-            self.keys.remove(&entry.key);
-        }
+        self.remove(tx);
     }
 
     /// Reports that sending for `tx` failed: the transaction ends (§17.1.4, §17.2.4).
     pub fn transport_error(&mut self, tx: TxId) -> Option<TxNotice> {
-        let entry = self.entries.remove(&tx)?;
-        self.keys.remove(&entry.key);
+        self.remove(tx)?;
         Some(TxNotice::TransportError { tx })
     }
 
@@ -570,6 +675,7 @@ impl TransactionLayer {
                 if let Some(data) = step.send {
                     self.transmits.push_back(Transmit {
                         to: entry.dest,
+                        transport: entry.transport,
                         data,
                         tx: Some(id),
                     });
@@ -596,6 +702,7 @@ impl TransactionLayer {
             if let Some(data) = step.send {
                 self.transmits.push_back(Transmit {
                     to: entry.dest,
+                    transport: entry.transport,
                     data,
                     tx: Some(id),
                 });
@@ -610,9 +717,7 @@ impl TransactionLayer {
             return;
         };
         if entry.machine.is_terminated() {
-            if let Some(entry) = self.entries.remove(&id) {
-                self.keys.remove(&entry.key);
-            }
+            self.remove(id);
             return;
         }
         let next = entry.machine.next_deadline();

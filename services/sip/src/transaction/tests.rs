@@ -79,7 +79,7 @@ fn invite_client_timer_a_doubles_until_timer_b() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let tx = l
-        .send_request(t0, request("INVITE", "z9hG4bKa"), peer())
+        .send_request(t0, request("INVITE", "z9hG4bKa"), peer(), Transport::Udp)
         .unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     let (sends, notices) = run_until(&mut l, t0, Duration::from_secs(40));
@@ -105,7 +105,9 @@ fn invite_client_non_2xx_gets_ack_and_timer_d() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bKb");
-    let tx = l.send_request(t0, inv.clone(), peer()).unwrap();
+    let tx = l
+        .send_request(t0, inv.clone(), peer(), Transport::Udp)
+        .unwrap();
     drain(&mut l);
     let (id, r) = l
         .on_response(t0 + ms(100), response_for(&inv, 180))
@@ -152,7 +154,9 @@ fn invite_client_2xx_accepted_until_timer_m() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bKc");
-    let tx = l.send_request(t0, inv.clone(), peer()).unwrap();
+    let tx = l
+        .send_request(t0, inv.clone(), peer(), Transport::Udp)
+        .unwrap();
     drain(&mut l);
     assert!(l.on_response(t0, response_for(&inv, 200)).is_some());
     assert_eq!(l.invite_client_state(tx), Some(InviteClientState::Accepted));
@@ -175,7 +179,7 @@ fn non_invite_client_timer_e_caps_at_t2_and_timer_f_times_out() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let tx = l
-        .send_request(t0, request("BYE", "z9hG4bKd"), peer())
+        .send_request(t0, request("BYE", "z9hG4bKd"), peer(), Transport::Udp)
         .unwrap();
     drain(&mut l);
     let (sends, notices) = run_until(&mut l, t0, Duration::from_secs(40));
@@ -204,7 +208,8 @@ fn non_invite_client_proceeding_retransmits_every_t2_then_timer_k() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let bye = request("BYE", "z9hG4bKe");
-    l.send_request(t0, bye.clone(), peer()).unwrap();
+    l.send_request(t0, bye.clone(), peer(), Transport::Udp)
+        .unwrap();
     drain(&mut l);
     run_until(&mut l, t0, ms(600)); // one retransmission at 500 ms, next due at 1500
     assert!(l
@@ -230,13 +235,16 @@ fn invite_server_non_2xx_timer_g_then_ack_then_timer_i() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bKf");
-    let inc = l.on_request(t0, inv.clone(), peer()).unwrap().unwrap();
+    let inc = l
+        .on_request(t0, inv.clone(), peer(), Transport::Udp)
+        .unwrap()
+        .unwrap();
     let tx = inc.tx.unwrap();
     l.send_response(t0, tx, &response_for(&inv, 180)).unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     // Retransmitted INVITE in Proceeding: the last provisional is resent.
     assert!(l
-        .on_request(t0 + ms(100), inv.clone(), peer())
+        .on_request(t0 + ms(100), inv.clone(), peer(), Transport::Udp)
         .unwrap()
         .is_none());
     let re = drain(&mut l);
@@ -252,17 +260,25 @@ fn invite_server_non_2xx_timer_g_then_ack_then_timer_i() {
     );
     // Retransmitted INVITE in Completed: the final is resent.
     let now = t0 + ms(12_300);
-    assert!(l.on_request(now, inv.clone(), peer()).unwrap().is_none());
+    assert!(l
+        .on_request(now, inv.clone(), peer(), Transport::Udp)
+        .unwrap()
+        .is_none());
     assert_eq!(status_of(&drain(&mut l)[0]), 486);
     // The ACK (same branch) confirms; no more retransmissions.
     let ack = ack_for_non_2xx(&inv, &response_for(&inv, 486));
-    assert!(l.on_request(now, ack.clone(), peer()).unwrap().is_none());
+    assert!(l
+        .on_request(now, ack.clone(), peer(), Transport::Udp)
+        .unwrap()
+        .is_none());
     assert_eq!(
         l.invite_server_state(tx),
         Some(InviteServerState::Confirmed)
     );
     assert!(
-        l.on_request(now, ack, peer()).unwrap().is_none(),
+        l.on_request(now, ack, peer(), Transport::Udp)
+            .unwrap()
+            .is_none(),
         "ACK retransmission absorbed"
     );
     let (sends, _) = run_until(&mut l, now, ms(4_999));
@@ -278,7 +294,7 @@ fn invite_server_timer_h_reports_missing_ack() {
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bKg");
     let tx = l
-        .on_request(t0, inv.clone(), peer())
+        .on_request(t0, inv.clone(), peer(), Transport::Udp)
         .unwrap()
         .unwrap()
         .tx
@@ -313,7 +329,7 @@ fn invite_server_2xx_accepted_absorbs_invite_and_passes_ack() {
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bKh");
     let tx = l
-        .on_request(t0, inv.clone(), peer())
+        .on_request(t0, inv.clone(), peer(), Transport::Udp)
         .unwrap()
         .unwrap()
         .tx
@@ -322,7 +338,7 @@ fn invite_server_2xx_accepted_absorbs_invite_and_passes_ack() {
     drain(&mut l);
     assert_eq!(l.invite_server_state(tx), Some(InviteServerState::Accepted));
     assert!(l
-        .on_request(t0 + ms(10), inv.clone(), peer())
+        .on_request(t0 + ms(10), inv.clone(), peer(), Transport::Udp)
         .unwrap()
         .is_none());
     assert!(
@@ -336,7 +352,10 @@ fn invite_server_2xx_accepted_absorbs_invite_and_passes_ack() {
     // An ACK reusing the INVITE's branch (RFC 2543 style) goes to the TU.
     let mut ack = ack_for_non_2xx(&inv, &response_for(&inv, 200));
     ack.headers.set(HeaderName::CSeq, "7 ACK");
-    let inc = l.on_request(t0 + ms(600), ack, peer()).unwrap().unwrap();
+    let inc = l
+        .on_request(t0 + ms(600), ack, peer(), Transport::Udp)
+        .unwrap()
+        .unwrap();
     assert_eq!(inc.tx, Some(tx));
     assert_eq!(inc.request.method, Method::Ack);
     run_until(&mut l, t0, ms(32_000));
@@ -344,7 +363,7 @@ fn invite_server_2xx_accepted_absorbs_invite_and_passes_ack() {
     // A late ACK with its own branch has no transaction: the TU gets it.
     let late = request("ACK", "z9hG4bKother");
     assert!(l
-        .on_request(t0 + ms(40_000), late, peer())
+        .on_request(t0 + ms(40_000), late, peer(), Transport::Udp)
         .unwrap()
         .unwrap()
         .tx
@@ -357,12 +376,15 @@ fn non_invite_server_retransmissions_and_timer_j() {
     let t0 = Instant::now();
     let opt = request("OPTIONS", "z9hG4bKi");
     let tx = l
-        .on_request(t0, opt.clone(), peer())
+        .on_request(t0, opt.clone(), peer(), Transport::Udp)
         .unwrap()
         .unwrap()
         .tx
         .unwrap();
-    assert!(l.on_request(t0, opt.clone(), peer()).unwrap().is_none());
+    assert!(l
+        .on_request(t0, opt.clone(), peer(), Transport::Udp)
+        .unwrap()
+        .is_none());
     assert!(
         drain(&mut l).is_empty(),
         "retransmission in Trying is absorbed silently"
@@ -370,7 +392,7 @@ fn non_invite_server_retransmissions_and_timer_j() {
     l.send_response(t0, tx, &response_for(&opt, 200)).unwrap();
     assert_eq!(drain(&mut l).len(), 1);
     assert!(l
-        .on_request(t0 + ms(1), opt.clone(), peer())
+        .on_request(t0 + ms(1), opt.clone(), peer(), Transport::Udp)
         .unwrap()
         .is_none());
     assert_eq!(drain(&mut l).len(), 1, "final resent");
@@ -386,11 +408,16 @@ fn cancel_matches_its_invite_both_styles() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bKj");
-    let tx = l.on_request(t0, inv, peer()).unwrap().unwrap().tx.unwrap();
+    let tx = l
+        .on_request(t0, inv, peer(), Transport::Udp)
+        .unwrap()
+        .unwrap()
+        .tx
+        .unwrap();
     let cancel = request("CANCEL", "z9hG4bKj");
     assert_eq!(l.find_invite_for_cancel(&cancel), Some(tx));
     let ctx = l
-        .on_request(t0, cancel, peer())
+        .on_request(t0, cancel, peer(), Transport::Udp)
         .unwrap()
         .unwrap()
         .tx
@@ -403,13 +430,15 @@ fn cancel_matches_its_invite_both_styles() {
 
     let inv2543 = request("INVITE", "");
     let tx2 = l
-        .on_request(t0, inv2543.clone(), peer())
+        .on_request(t0, inv2543.clone(), peer(), Transport::Udp)
         .unwrap()
         .unwrap()
         .tx
         .unwrap();
     assert!(
-        l.on_request(t0, inv2543, peer()).unwrap().is_none(),
+        l.on_request(t0, inv2543, peer(), Transport::Udp)
+            .unwrap()
+            .is_none(),
         "2543 retransmission matched"
     );
     assert_eq!(l.find_invite_for_cancel(&request("CANCEL", "")), Some(tx2));
@@ -421,14 +450,17 @@ fn rfc2543_ack_for_non_2xx_is_matched_and_bare_cookie_is_2543() {
     let t0 = Instant::now();
     let inv = request("INVITE", "z9hG4bK"); // RFC 4475 §3.2.1: the cookie alone
     let tx = l
-        .on_request(t0, inv.clone(), peer())
+        .on_request(t0, inv.clone(), peer(), Transport::Udp)
         .unwrap()
         .unwrap()
         .tx
         .unwrap();
     l.send_response(t0, tx, &response_for(&inv, 404)).unwrap();
     let ack = ack_for_non_2xx(&inv, &response_for(&inv, 404));
-    assert!(l.on_request(t0, ack, peer()).unwrap().is_none());
+    assert!(l
+        .on_request(t0, ack, peer(), Transport::Udp)
+        .unwrap()
+        .is_none());
     assert_eq!(
         l.invite_server_state(tx),
         Some(InviteServerState::Confirmed)
@@ -440,7 +472,8 @@ fn responses_match_on_branch_and_method() {
     let mut l = TransactionLayer::new(TimerConfig::default(), false);
     let t0 = Instant::now();
     let bye = request("BYE", "z9hG4bKk");
-    l.send_request(t0, bye.clone(), peer()).unwrap();
+    l.send_request(t0, bye.clone(), peer(), Transport::Udp)
+        .unwrap();
     let mut wrong_method = response_for(&bye, 200);
     wrong_method.headers.set(HeaderName::CSeq, "7 INVITE");
     assert!(l.on_response(t0, wrong_method).is_none());
@@ -458,7 +491,7 @@ fn configurable_t1_and_response_destination() {
     };
     let mut l = TransactionLayer::new(cfg, false);
     let t0 = Instant::now();
-    l.send_request(t0, request("INVITE", "z9hG4bKl"), peer())
+    l.send_request(t0, request("INVITE", "z9hG4bKl"), peer(), Transport::Udp)
         .unwrap();
     drain(&mut l);
     let (sends, notices) = run_until(&mut l, t0, ms(7_000));
@@ -472,12 +505,15 @@ fn configurable_t1_and_response_destination() {
     let src: SocketAddr = "198.51.100.9:40000".parse().unwrap();
     let plain = Via::parse("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1").unwrap();
     assert_eq!(
-        response_destination(&plain, src, false),
+        response_destination(&plain, src, Transport::Udp, false),
         "198.51.100.9:5070".parse().unwrap()
     );
-    assert_eq!(response_destination(&plain, src, true), src);
+    assert_eq!(response_destination(&plain, src, Transport::Udp, true), src);
     let rport = Via::parse("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1;rport").unwrap();
-    assert_eq!(response_destination(&rport, src, false), src);
+    assert_eq!(
+        response_destination(&rport, src, Transport::Udp, false),
+        src
+    );
 }
 
 #[test]
@@ -507,7 +543,7 @@ fn timer_queue_stays_bounded_under_many_transactions() {
     for i in 0..1000 {
         let req = request("OPTIONS", &format!("z9hG4bKq{i}"));
         let tx = l
-            .on_request(t0, req.clone(), peer())
+            .on_request(t0, req.clone(), peer(), Transport::Udp)
             .unwrap()
             .unwrap()
             .tx
@@ -518,4 +554,85 @@ fn timer_queue_stays_bounded_under_many_transactions() {
     run_until(&mut l, t0, Duration::from_secs(33));
     assert!(l.is_empty());
     assert_eq!(l.timer_queue_len(), 0);
+}
+
+#[test]
+fn reliable_transport_has_no_retransmissions_and_ends_at_once() {
+    let mut l = TransactionLayer::new(TimerConfig::default(), false);
+    let t0 = Instant::now();
+    // INVITE client over TCP: sent once, no Timer A; Timer B still ends it.
+    let inv = request("INVITE", "z9hG4bKtcp1");
+    let tx = l
+        .send_request(t0, inv.clone(), peer(), Transport::Tcp)
+        .unwrap();
+    let first = drain(&mut l);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].transport, Transport::Tcp);
+    let (sends, notices) = run_until(&mut l, t0, Duration::from_secs(40));
+    assert!(sends.is_empty(), "no retransmission on TCP: {sends:?}");
+    assert_eq!(
+        notices,
+        vec![(
+            ms(32_000),
+            TxNotice::Timeout {
+                tx,
+                method: Method::Invite
+            }
+        )]
+    );
+    // A non-2xx final: ACKed once, then the transaction is over (no Timer D).
+    let inv = request("INVITE", "z9hG4bKtcp2");
+    l.send_request(t0, inv.clone(), peer(), Transport::Tcp)
+        .unwrap();
+    drain(&mut l);
+    assert!(l.on_response(t0, response_for(&inv, 486)).is_some());
+    let ack = drain(&mut l);
+    assert_eq!(ack.len(), 1);
+    assert!(first_line(&ack[0]).starts_with("ACK "));
+    assert!(l.is_empty());
+    // Non-INVITE server over TCP: the final response ends it (no Timer J), and the server
+    // count follows.
+    let opt = request("OPTIONS", "z9hG4bKtcp3");
+    assert!(!l.matches_server(&opt));
+    let tx = l
+        .on_request(
+            t0,
+            opt.clone(),
+            "192.0.2.1:40000".parse().unwrap(),
+            Transport::Tcp,
+        )
+        .unwrap()
+        .unwrap()
+        .tx
+        .unwrap();
+    assert!(l.matches_server(&opt));
+    assert_eq!(l.server_count(), 1);
+    assert_eq!(
+        l.destination(tx),
+        Some(("192.0.2.1:40000".parse().unwrap(), Transport::Tcp)),
+        "responses go back on the connection, not to the Via port"
+    );
+    l.send_response(t0, tx, &response_for(&opt, 200)).unwrap();
+    assert_eq!(drain(&mut l).len(), 1);
+    assert_eq!(l.server_count(), 0);
+    assert!(l.is_empty());
+    // INVITE server over TCP: no Timer G for a non-2xx final; the ACK ends it.
+    let inv = request("INVITE", "z9hG4bKtcp4");
+    let tx = l
+        .on_request(t0, inv.clone(), peer(), Transport::Tcp)
+        .unwrap()
+        .unwrap()
+        .tx
+        .unwrap();
+    l.send_response(t0, tx, &response_for(&inv, 486)).unwrap();
+    drain(&mut l);
+    let mut ack = request("ACK", "z9hG4bKtcp4");
+    ack.headers
+        .set(HeaderName::To, "<sip:bob@b.example>;tag=tt");
+    assert!(l
+        .on_request(t0 + ms(10), ack, peer(), Transport::Tcp)
+        .unwrap()
+        .is_none());
+    assert!(l.is_empty());
+    assert_eq!(l.server_count(), 0);
 }

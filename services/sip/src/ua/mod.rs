@@ -34,10 +34,11 @@ use crate::message::{
     validate_response, HeaderName, Method, NameAddr, ParseFailure, Parsed, Request, Response,
     SipMessage, Uri,
 };
+use crate::overload::{Load, OverloadConfig, OverloadGuard, RejectReason, Rejection};
 use crate::timer::TimerQueue;
 use crate::transaction::{
     new_branch, response_destination, stamp_received, TimerConfig, TransactionLayer, Transmit,
-    TxError, TxId, TxNotice,
+    Transport, TxError, TxId, TxNotice,
 };
 
 pub use uac::{Credentials, OutgoingInvite};
@@ -67,8 +68,8 @@ pub struct UaConfig {
     pub session_expires: u32,
     /// How long the app has to answer a re-INVITE/UPDATE before we answer 500 for it.
     pub reoffer_timeout: Duration,
-    /// New INVITEs beyond this many live calls get 503.
-    pub max_calls: usize,
+    /// Limits beyond which new INVITEs get 503 (calls, server transactions, per-source CPS).
+    pub overload: OverloadConfig,
     /// An inbound call neither answered nor rejected by the app within this is answered
     /// 480 (a safety net against an app that lost the call).
     pub unanswered_timeout: Duration,
@@ -86,7 +87,7 @@ impl Default for UaConfig {
             min_session_expires: 90,
             session_expires: 1800,
             reoffer_timeout: Duration::from_secs(10),
-            max_calls: 100_000,
+            overload: OverloadConfig::default(),
             unanswered_timeout: Duration::from_secs(300),
         }
     }
@@ -106,6 +107,8 @@ pub struct InboundCall {
     pub request_uri: Uri,
     /// Where the INVITE came from.
     pub source: SocketAddr,
+    /// What it came over (responses and in-dialog requests use the same).
+    pub transport: Transport,
     /// The SDP offer (also extracted from a multipart body), if any.
     pub sdp_offer: Option<String>,
     /// The INVITE itself, for any other header the app needs (`Diversion`,
@@ -287,6 +290,7 @@ struct Pending2xx {
     initial: bool,
     bytes: Bytes,
     dest: SocketAddr,
+    transport: Transport,
     interval: Duration,
     next: Instant,
     give_up: Instant,
@@ -336,8 +340,10 @@ struct Call {
     direction: CallDirection,
     phase: Phase,
     dialog: Dialog,
-    /// Where the peer talks to us from (fallback next hop).
+    /// Where the peer talks to us from (fallback next hop; the connection on TCP).
     flow: SocketAddr,
+    /// The transport of the dialog: the INVITE's, for every request and response of it.
+    transport: Transport,
     /// The initial INVITE (received, or sent).
     invite: Request,
     invite_tx: Option<TxId>,
@@ -352,7 +358,7 @@ struct Call {
     refresh_tx: Option<TxId>,
     refresh_retry_at: Option<Instant>,
     /// Last ACK we sent for a 2xx to one of our INVITEs (resent on 2xx retransmissions).
-    last_ack: Option<(u32, Bytes, SocketAddr)>,
+    last_ack: Option<(u32, Transmit)>,
     session: Option<SessionTimer>,
     /// Remote `Allow` contains UPDATE (choose UPDATE for refreshes).
     remote_allows_update: bool,
@@ -370,6 +376,18 @@ struct Call {
 }
 
 impl Call {
+    /// Where in-dialog requests go. On a connection-oriented transport: the connection the
+    /// dialog was set up on (reused; reopened to the same address if it closed), since a
+    /// caller's Contact port is often not one it accepts connections on. On UDP: the
+    /// dialog's next hop (route set or remote target, with NAT fallback to the flow).
+    fn next_hop(&self) -> SocketAddr {
+        if self.transport.is_reliable() {
+            self.flow
+        } else {
+            self.dialog.next_hop(self.flow)
+        }
+    }
+
     fn timer_deadline(&self, t: CallTimer) -> Option<Instant> {
         match t {
             CallTimer::Retransmit2xx => self.pending_2xx.as_ref().map(|p| p.next),
@@ -434,7 +452,7 @@ impl LogLimiter {
     }
 }
 
-/// Counters for diagnostics and tests.
+/// Counters and gauges for diagnostics, tests and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UaStats {
     /// Datagrams that did not parse.
@@ -445,6 +463,43 @@ pub struct UaStats {
     pub stray_responses: u64,
     /// Retransmitted INVITEs absorbed after their transaction ended.
     pub absorbed_invites: u64,
+    /// New INVITEs answered 503 because the endpoint is shutting down.
+    pub rejected_shutting_down: u64,
+    /// New INVITEs answered 503 at the call limit.
+    pub rejected_call_limit: u64,
+    /// Requests answered 503 at the server-transaction limit.
+    pub rejected_transaction_limit: u64,
+    /// New INVITEs answered 503 because their source was over its CPS budget.
+    pub rejected_source_rate: u64,
+    /// New INVITEs answered 503 because the app's incoming-call queue was full.
+    pub rejected_queue_full: u64,
+    /// OPTIONS answered without a transaction (at the transaction limit).
+    pub stateless_options: u64,
+    /// Gauge: live calls.
+    pub calls: usize,
+    /// Gauge: live transactions (client and server).
+    pub transactions: usize,
+    /// Gauge: live server transactions.
+    pub server_transactions: usize,
+    /// Gauge: INVITE keys remembered to absorb late retransmissions.
+    pub recent_invites: usize,
+    /// Gauge: source IPs tracked by the per-source rate limiter.
+    pub tracked_sources: usize,
+    /// Gauge: open TCP connections (filled in by the endpoint).
+    pub tcp_connections: usize,
+}
+
+impl UaStats {
+    /// Requests refused for `reason`.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        match reason {
+            RejectReason::ShuttingDown => self.rejected_shutting_down,
+            RejectReason::CallLimit => self.rejected_call_limit,
+            RejectReason::TransactionLimit => self.rejected_transaction_limit,
+            RejectReason::SourceRate => self.rejected_source_rate,
+            RejectReason::QueueFull => self.rejected_queue_full,
+        }
+    }
 }
 
 /// The UA core.
@@ -463,6 +518,9 @@ pub struct UserAgent {
     timers: TimerQueue<(CallKey, CallTimer)>,
     outputs: VecDeque<UaOutput>,
     log_limiter: LogLimiter,
+    overload: OverloadGuard,
+    /// Warnings about refused INVITEs, rate-limited like garbage warnings.
+    overload_log: LogLimiter,
     stats: UaStats,
 }
 
@@ -473,6 +531,7 @@ pub(crate) fn random_tag() -> String {
 impl UserAgent {
     pub fn new(cfg: UaConfig) -> Self {
         let txl = TransactionLayer::new(cfg.timers, cfg.force_rport);
+        let overload = OverloadGuard::new(cfg.overload.clone());
         UserAgent {
             cfg,
             txl,
@@ -491,6 +550,12 @@ impl UserAgent {
                 in_window: 0,
                 suppressed: 0,
             },
+            overload,
+            overload_log: LogLimiter {
+                window_start: None,
+                in_window: 0,
+                suppressed: 0,
+            },
             stats: UaStats::default(),
         }
     }
@@ -499,8 +564,40 @@ impl UserAgent {
         &self.cfg
     }
 
-    pub fn stats(&self) -> &UaStats {
-        &self.stats
+    /// Counters, with the gauges filled in.
+    pub fn stats(&self) -> UaStats {
+        UaStats {
+            calls: self.calls.len(),
+            transactions: self.txl.len(),
+            server_transactions: self.txl.server_count(),
+            recent_invites: self.recent_invites.len(),
+            tracked_sources: self.overload.tracked_sources(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Counts a refusal decided outside the core (the shell's full incoming-call queue) in
+    /// the stats and in `dialtone_sip_rejected_total`.
+    pub fn note_rejection(&mut self, reason: RejectReason) {
+        let counter = match reason {
+            RejectReason::ShuttingDown => &mut self.stats.rejected_shutting_down,
+            RejectReason::CallLimit => &mut self.stats.rejected_call_limit,
+            RejectReason::TransactionLimit => &mut self.stats.rejected_transaction_limit,
+            RejectReason::SourceRate => &mut self.stats.rejected_source_rate,
+            RejectReason::QueueFull => &mut self.stats.rejected_queue_full,
+        };
+        *counter += 1;
+        metrics::counter!("dialtone_sip_rejected_total", "reason" => reason.as_str()).increment(1);
+    }
+
+    /// Peers whose dialogs run over `transport` (the shell keeps those TCP connections open
+    /// past their idle timeout).
+    pub fn flows_in_use(&self, transport: Transport) -> std::collections::HashSet<SocketAddr> {
+        self.calls
+            .values()
+            .filter(|c| c.transport == transport)
+            .map(|c| c.flow)
+            .collect()
     }
 
     /// Live calls.
@@ -558,17 +655,38 @@ impl UserAgent {
     // Input
     // -----------------------------------------------------------------------------------
 
-    /// A datagram from `source`.
+    /// A UDP datagram from `source`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
-        match parse_datagram(data) {
+        self.handle_parsed(now, Transport::Udp, source, parse_datagram(data));
+    }
+
+    /// A message framed by the shell (from a TCP stream with [`crate::message::parse_stream`],
+    /// or a datagram), or the framing failure. After a stream framing failure the shell
+    /// closes the connection once the 400 (if any) is written.
+    pub fn handle_parsed(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        parsed: Result<Parsed, ParseFailure>,
+    ) {
+        match parsed {
             Ok(Parsed::KeepAlive) => {}
-            Ok(Parsed::Message(SipMessage::Request(req))) => self.on_request(now, source, req),
+            Ok(Parsed::Message(SipMessage::Request(req))) => {
+                self.on_request(now, transport, source, req)
+            }
             Ok(Parsed::Message(SipMessage::Response(resp))) => self.on_response(now, source, resp),
-            Err(failure) => self.on_malformed(now, source, failure),
+            Err(failure) => self.on_malformed(now, transport, source, failure),
         }
     }
 
-    fn on_malformed(&mut self, now: Instant, source: SocketAddr, failure: ParseFailure) {
+    fn on_malformed(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        failure: ParseFailure,
+    ) {
         self.stats.malformed += 1;
         if self.log_limiter.allow(now) {
             tracing::warn!(%source, error = %failure.error, "malformed SIP message");
@@ -589,14 +707,20 @@ impl UserAgent {
         };
         self.add_server_header(&mut resp);
         let dest = match partial.headers.top_via() {
-            Ok(via) => response_destination(&via, source, self.cfg.force_rport),
+            Ok(via) => response_destination(&via, source, transport, self.cfg.force_rport),
             Err(_) => source,
         };
         self.stats.rejected_stateless += 1;
-        self.transmit(dest, resp.to_bytes(), None);
+        self.transmit(dest, transport, resp.to_bytes(), None);
     }
 
-    fn on_request(&mut self, now: Instant, source: SocketAddr, mut req: Request) {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        mut req: Request,
+    ) {
         if let Err(rej) = validate_request(&req) {
             self.stats.malformed += 1;
             if self.log_limiter.allow(now) {
@@ -609,15 +733,21 @@ impl UserAgent {
             let mut resp = response_from_request(&req, rej.status, Some(&rej.reason), Some(&tag));
             self.add_server_header(&mut resp);
             let dest = match req.headers.top_via() {
-                Ok(via) => response_destination(&via, source, self.cfg.force_rport),
+                Ok(via) => response_destination(&via, source, transport, self.cfg.force_rport),
                 Err(_) => source,
             };
             self.stats.rejected_stateless += 1;
-            self.transmit(dest, resp.to_bytes(), None);
+            self.transmit(dest, transport, resp.to_bytes(), None);
             return;
         }
         stamp_received(&mut req, source);
-        let incoming = match self.txl.on_request(now, req, source) {
+        if req.method != Method::Ack
+            && !self.txl.matches_server(&req)
+            && !self.admit(now, transport, source, &req)
+        {
+            return;
+        }
+        let incoming = match self.txl.on_request(now, req, source, transport) {
             Ok(Some(i)) => i,
             Ok(None) => return,
             Err(e) => {
@@ -632,7 +762,129 @@ impl UserAgent {
         let Some(tx) = incoming.tx else {
             return;
         };
-        self.dispatch_request(now, tx, incoming.request, incoming.source);
+        self.dispatch_request(now, tx, incoming.request, incoming.source, transport);
+    }
+
+    /// Overload control for a request that would open a server transaction. New INVITEs go
+    /// through the [`OverloadGuard`]; at the server-transaction limit OPTIONS are answered
+    /// statelessly and other out-of-dialog requests get 503, while requests inside a live
+    /// dialog always get through. A refused request is answered here, without any state.
+    fn admit(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        req: &Request,
+    ) -> bool {
+        let to_tag = req
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned));
+        if req.method == Method::Invite && to_tag.is_none() {
+            if self.is_recent_invite(req) {
+                // A late retransmission of a call we know: absorbed further on.
+                return true;
+            }
+            let load = Load {
+                accepting: self.accepting,
+                live_calls: self.calls.len(),
+                server_transactions: self.txl.server_count(),
+            };
+            return match self.overload.admit_invite(now, source.ip(), load) {
+                Ok(()) => true,
+                Err(rejection) => {
+                    self.reject_stateless(now, transport, source, req, rejection);
+                    false
+                }
+            };
+        }
+        if !self.overload.transactions_full(self.txl.server_count()) {
+            return true;
+        }
+        if let Some(tag) = to_tag {
+            let call_id = req.headers.call_id().unwrap_or_default().to_owned();
+            if self.by_dialog.contains_key(&(call_id, tag)) {
+                return true;
+            }
+        }
+        if req.method == Method::Options {
+            self.stats.stateless_options += 1;
+            let mut resp = response_from_request(req, 200, None, Some(&random_tag()));
+            resp.headers.push(HeaderName::Allow, ALLOW);
+            resp.headers.push(HeaderName::Accept, "application/sdp");
+            resp.headers.push(HeaderName::Supported, SUPPORTED);
+            self.add_server_header(&mut resp);
+            self.send_stateless(transport, source, req, &resp);
+            return false;
+        }
+        let retry_after_secs = self.overload.config().retry_after_secs.max(1);
+        self.reject_stateless(
+            now,
+            transport,
+            source,
+            req,
+            Rejection {
+                reason: RejectReason::TransactionLimit,
+                retry_after_secs,
+            },
+        );
+        false
+    }
+
+    fn is_recent_invite(&self, req: &Request) -> bool {
+        let h = &req.headers;
+        let (Ok(from), Ok(cseq), Ok(call_id)) = (h.from(), h.cseq(), h.call_id()) else {
+            return false;
+        };
+        self.recent_invites.contains_key(&InviteKey {
+            call_id: call_id.to_owned(),
+            from_tag: from.tag().unwrap_or("").to_owned(),
+            cseq: cseq.seq,
+        })
+    }
+
+    /// 503 with `Retry-After`, sent without a transaction (so a flood leaves no state; a
+    /// retransmitted request is simply judged again).
+    fn reject_stateless(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        req: &Request,
+        rejection: Rejection,
+    ) {
+        self.note_rejection(rejection.reason);
+        if self.overload_log.allow(now) {
+            tracing::warn!(
+                %source,
+                method = %req.method,
+                reason = rejection.reason.as_str(),
+                calls = self.calls.len(),
+                "overload: answering 503"
+            );
+        }
+        let mut resp = response_from_request(req, 503, None, Some(&random_tag()));
+        resp.headers.push(
+            HeaderName::RetryAfter,
+            rejection.retry_after_secs.to_string(),
+        );
+        self.add_server_header(&mut resp);
+        self.send_stateless(transport, source, req, &resp);
+    }
+
+    fn send_stateless(
+        &mut self,
+        transport: Transport,
+        source: SocketAddr,
+        req: &Request,
+        resp: &Response,
+    ) {
+        let dest = match req.headers.top_via() {
+            Ok(via) => response_destination(&via, source, transport, self.cfg.force_rport),
+            Err(_) => source,
+        };
+        self.transmit(dest, transport, resp.to_bytes(), None);
     }
 
     fn on_response(&mut self, now: Instant, source: SocketAddr, resp: Response) {
@@ -698,6 +950,7 @@ impl UserAgent {
         let tx = match notice {
             TxNotice::Timeout { tx, .. } | TxNotice::TransportError { tx } => tx,
         };
+        let transport_failed = matches!(notice, TxNotice::TransportError { .. });
         if let Some((key, role)) = self.by_client_tx.remove(&tx) {
             match role {
                 ClientRole::Bye => self.finish_bye(key, HangupOutcome::ByeTimedOut),
@@ -708,7 +961,7 @@ impl UserAgent {
                     }
                     self.start_bye(now, key, TerminationReason::SessionExpired, false);
                 }
-                ClientRole::Invite => self.on_invite_timeout(now, key),
+                ClientRole::Invite => self.on_invite_timeout(now, key, transport_failed),
                 ClientRole::Cancel => {}
             }
         } else {
@@ -729,9 +982,10 @@ impl UserAgent {
         self.outputs.push_back(UaOutput::Call { key, event });
     }
 
-    fn transmit(&mut self, to: SocketAddr, data: Vec<u8>, tx: Option<TxId>) {
+    fn transmit(&mut self, to: SocketAddr, transport: Transport, data: Vec<u8>, tx: Option<TxId>) {
         self.outputs.push_back(UaOutput::Transmit(Transmit {
             to,
+            transport,
             data: Bytes::from(data),
             tx,
         }));
@@ -750,18 +1004,25 @@ impl UserAgent {
         }
     }
 
-    fn contact(&self) -> String {
+    /// Our Contact for dialogs over `transport` (`;transport=tcp` so that the peer's
+    /// in-dialog requests come back over TCP).
+    fn contact(&self, transport: Transport) -> String {
+        let param = transport
+            .uri_param()
+            .map(|p| format!(";transport={p}"))
+            .unwrap_or_default();
         format!(
-            "<sip:{}@{}:{}>",
+            "<sip:{}@{}:{}{param}>",
             self.cfg.contact_user,
             host_for_uri(&self.cfg.contact_host),
             self.cfg.contact_port
         )
     }
 
-    fn our_via(&self) -> String {
+    fn our_via(&self, transport: Transport) -> String {
         format!(
-            "SIP/2.0/UDP {}:{};branch={};rport",
+            "SIP/2.0/{} {}:{};branch={};rport",
+            transport.via_name(),
             host_for_uri(&self.cfg.contact_host),
             self.cfg.contact_port,
             new_branch()
@@ -829,8 +1090,11 @@ impl UserAgent {
         reason: TerminationReason,
         requested: bool,
     ) {
-        let via = self.our_via();
         let ua = self.cfg.user_agent.clone();
+        let Some(transport) = self.calls.get(&key).map(|c| c.transport) else {
+            return;
+        };
+        let via = self.our_via(transport);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -855,8 +1119,8 @@ impl UserAgent {
         if let Some(c) = cause {
             bye.headers.push(HeaderName::Reason, c);
         }
-        let dest = call.dialog.next_hop(call.flow);
-        match self.txl.send_request(now, bye, dest) {
+        let dest = call.next_hop();
+        match self.txl.send_request(now, bye, dest, transport) {
             Ok(tx) => {
                 if let Some(c) = self.calls.get_mut(&key) {
                     c.bye_tx = Some(tx);
@@ -925,8 +1189,11 @@ impl UserAgent {
     /// Sends our session refresh: UPDATE without body when the peer allows it, else a
     /// re-INVITE with our current SDP.
     fn send_refresh(&mut self, now: Instant, key: CallKey) {
-        let via = self.our_via();
-        let contact = self.contact();
+        let Some(transport) = self.calls.get(&key).map(|c| c.transport) else {
+            return;
+        };
+        let via = self.our_via(transport);
+        let contact = self.contact(transport);
         let ua = self.cfg.user_agent.clone();
         let Some(call) = self.calls.get_mut(&key) else {
             return;
@@ -967,8 +1234,8 @@ impl UserAgent {
                 req.body = sdp.clone().into_bytes();
             }
         }
-        let dest = call.dialog.next_hop(call.flow);
-        match self.txl.send_request(now, req, dest) {
+        let dest = call.next_hop();
+        match self.txl.send_request(now, req, dest, transport) {
             Ok(tx) => {
                 if let Some(c) = self.calls.get_mut(&key) {
                     c.refresh_tx = Some(tx);
@@ -984,7 +1251,10 @@ impl UserAgent {
             self.by_client_tx.insert(tx, (key, ClientRole::Refresh));
             return;
         }
-        let via = self.our_via();
+        let Some(transport) = self.calls.get(&key).map(|c| c.transport) else {
+            return;
+        };
+        let via = self.our_via(transport);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1002,14 +1272,14 @@ impl UserAgent {
                     .map(|c| c.seq)
                     .unwrap_or(call.dialog.local_seq);
                 let ack = call.dialog.ack(seq, &via);
-                let dest = call.dialog.next_hop(call.flow);
-                let bytes = Bytes::from(ack.to_bytes());
-                call.last_ack = Some((seq, bytes.clone(), dest));
-                self.outputs.push_back(UaOutput::Transmit(Transmit {
-                    to: dest,
-                    data: bytes,
+                let t = Transmit {
+                    to: call.next_hop(),
+                    transport,
+                    data: Bytes::from(ack.to_bytes()),
                     tx: None,
-                }));
+                };
+                call.last_ack = Some((seq, t.clone()));
+                self.outputs.push_back(UaOutput::Transmit(t));
             }
             let call = match self.calls.get_mut(&key) {
                 Some(c) => c,
@@ -1126,13 +1396,9 @@ impl UserAgent {
         else {
             return;
         };
-        if let Some((seq, bytes, dest)) = self.calls.get(&key).and_then(|c| c.last_ack.clone()) {
+        if let Some((seq, ack)) = self.calls.get(&key).and_then(|c| c.last_ack.clone()) {
             if seq == cseq.seq {
-                self.outputs.push_back(UaOutput::Transmit(Transmit {
-                    to: dest,
-                    data: bytes,
-                    tx: None,
-                }));
+                self.outputs.push_back(UaOutput::Transmit(ack));
             }
         }
     }

@@ -16,6 +16,8 @@ struct H {
     t0: Instant,
     now: Instant,
     sent: Vec<(SocketAddr, SipMessage)>,
+    /// Where and how each transmit went, in order (never drained by `take_sent`).
+    wire: Vec<(SocketAddr, Transport)>,
     events: Vec<(CallKey, CallEvent)>,
     incoming: Vec<InboundCall>,
     hangups: Vec<(CallKey, HangupOutcome)>,
@@ -36,6 +38,7 @@ impl H {
             t0,
             now: t0,
             sent: Vec::new(),
+            wire: Vec::new(),
             events: Vec::new(),
             incoming: Vec::new(),
             hangups: Vec::new(),
@@ -51,6 +54,7 @@ impl H {
                         other => panic!("sent garbage: {other:?}"),
                     };
                     self.sent.push((t.to, m));
+                    self.wire.push((t.to, t.transport));
                 }
                 UaOutput::IncomingCall(c) => self.incoming.push(*c),
                 UaOutput::Call { key, event } => self.events.push((key, event)),
@@ -684,6 +688,7 @@ fn outgoing(creds: Option<Credentials>, ring: Option<Duration>) -> OutgoingInvit
     OutgoingInvite {
         target: Uri::parse("sip:+15557654321@192.0.2.10").unwrap(),
         destination: peer(),
+        transport: Transport::Udp,
         from: NameAddr::parse("<sip:+15550001111@198.51.100.1>").unwrap(),
         to: None,
         sdp: ANSWER.into(),
@@ -958,4 +963,281 @@ fn uac_gives_up_when_cancel_gets_no_487_and_retries_422() {
         .unwrap();
     assert_eq!(again.headers.get(&HeaderName::SessionExpires), Some("3600"));
     assert!(h.events_for(key).is_empty(), "the call goes on");
+}
+
+// ------------------------------------------------------------------------------------
+// Overload control
+
+fn options(call_id: &str, branch: &str) -> String {
+    format!(
+        "OPTIONS sip:dialtone@198.51.100.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:probe@carrier.example>;tag=p\r\nTo: <sip:dialtone@198.51.100.1>\r\n\
+Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn with_overload(overload: OverloadConfig) -> H {
+    H::with(UaConfig {
+        contact_host: "198.51.100.1".into(),
+        overload,
+        ..UaConfig::default()
+    })
+}
+
+#[test]
+fn per_source_rate_gets_503_with_retry_after_and_leaves_no_state() {
+    let mut h = with_overload(OverloadConfig {
+        per_source_cps: 2.0,
+        per_source_burst: 2,
+        ..OverloadConfig::default()
+    });
+    h.recv(&invite("r1", "z9hG4bKr1", "", Some(OFFER)));
+    h.recv(&invite("r2", "z9hG4bKr2", "", Some(OFFER)));
+    assert_eq!(h.statuses(), vec![100, 100]);
+    let txs = h.ua.transaction_count();
+    let inv3 = invite("r3", "z9hG4bKr3", "", Some(OFFER));
+    h.recv(&inv3);
+    let r = h.responses().remove(0);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers.get(&HeaderName::RetryAfter), Some("1"));
+    assert!(r.headers.to().unwrap().tag().is_some());
+    assert_eq!(h.incoming.len(), 2);
+    assert_eq!(
+        h.ua.transaction_count(),
+        txs,
+        "no transaction for a refused INVITE"
+    );
+    // A retransmission of an admitted INVITE is not charged: still a 100, not a 503.
+    h.recv(&invite("r1", "z9hG4bKr1", "", Some(OFFER)));
+    assert_eq!(h.statuses(), vec![100]);
+    // A retransmission of the refused one is judged again.
+    h.recv(&inv3);
+    assert_eq!(h.statuses(), vec![503]);
+    // OPTIONS and in-dialog requests are not limited.
+    h.recv(&options("o1", "z9hG4bKo1"));
+    assert_eq!(h.statuses(), vec![200]);
+    let key = h.incoming[0].key;
+    h.ua.answer(h.now, key, ANSWER.into()).unwrap();
+    let ok = h.responses().remove(0);
+    h.recv(&in_dialog(&ok, "ACK", 1, "z9hG4bKa1", "", ""));
+    h.recv(&in_dialog(&ok, "BYE", 2, "z9hG4bKb1", "", ""));
+    assert_eq!(h.statuses(), vec![200]);
+    let st = h.ua.stats();
+    assert_eq!(st.rejected_source_rate, 2);
+    assert_eq!(st.rejected(RejectReason::SourceRate), 2);
+    assert_eq!(st.tracked_sources, 1);
+    // Half a second later one token is back.
+    h.advance(Duration::from_millis(500));
+    h.take_sent();
+    h.recv(&invite("r4", "z9hG4bKr4", "", Some(OFFER)));
+    assert_eq!(h.statuses(), vec![100]);
+}
+
+#[test]
+fn call_limit_gets_503_and_frees_up_when_a_call_ends() {
+    let mut h = with_overload(OverloadConfig {
+        max_calls: 1,
+        retry_after_secs: 7,
+        ..OverloadConfig::default()
+    });
+    let (key, ok) = answered_call(&mut h, "");
+    h.recv(&invite("c2", "z9hG4bKc2", "", Some(OFFER)));
+    let r = h.responses().remove(0);
+    assert_eq!(
+        (r.status, r.headers.get(&HeaderName::RetryAfter)),
+        (503, Some("7"))
+    );
+    assert_eq!(h.ua.stats().rejected_call_limit, 1);
+    // In-dialog requests of the live call still work.
+    h.recv(&in_dialog(&ok, "INFO", 2, "z9hG4bKi", "", "Signal=1\r\n"));
+    assert_eq!(h.statuses(), vec![200]);
+    h.recv(&in_dialog(&ok, "BYE", 3, "z9hG4bKb", "", ""));
+    assert_eq!(h.statuses(), vec![200]);
+    assert!(h.events_for(key).contains(&CallEvent::ByeReceived));
+    h.recv(&invite("c3", "z9hG4bKc3", "", Some(OFFER)));
+    assert_eq!(h.statuses(), vec![100]);
+}
+
+#[test]
+fn transaction_limit_answers_options_statelessly_and_keeps_dialogs_working() {
+    let mut h = with_overload(OverloadConfig {
+        max_server_transactions: 3,
+        ..OverloadConfig::default()
+    });
+    let (key, ok) = answered_call(&mut h, "");
+    // Fill the table with OPTIONS transactions (Timer J keeps them 32 s on UDP).
+    for i in 0..3 {
+        h.recv(&options(&format!("fill{i}"), &format!("z9hG4bKfill{i}")));
+    }
+    h.take_sent();
+    let full = h.ua.stats().server_transactions;
+    assert_eq!(full, 3);
+    let before = h.ua.stats().stateless_options;
+    for i in 0..100 {
+        h.recv(&options(&format!("o{i}"), &format!("z9hG4bKo{i}")));
+        assert_eq!(h.statuses(), vec![200]);
+    }
+    assert_eq!(h.ua.stats().server_transactions, full, "no new state");
+    assert_eq!(h.ua.stats().stateless_options, before + 100);
+    h.recv(&invite("n1", "z9hG4bKn1", "", Some(OFFER)));
+    assert_eq!(h.statuses(), vec![503]);
+    // A request for an unknown dialog: 503 too (without state), never 481 with state.
+    let mut stranger = ok.clone();
+    stranger.headers.set(HeaderName::CallId, "nope");
+    h.recv(&in_dialog(&stranger, "BYE", 2, "z9hG4bKs", "", ""));
+    assert_eq!(h.statuses(), vec![503]);
+    assert_eq!(h.ua.stats().rejected_transaction_limit, 2);
+    // The live dialog's BYE gets through.
+    h.recv(&in_dialog(&ok, "BYE", 2, "z9hG4bKbye", "", ""));
+    assert_eq!(h.statuses(), vec![200]);
+    assert!(h.events_for(key).contains(&CallEvent::ByeReceived));
+    // Once the transactions time out, INVITEs are admitted again.
+    h.advance(Duration::from_secs(40));
+    h.take_sent();
+    h.recv(&invite("n2", "z9hG4bKn2", "", Some(OFFER)));
+    assert_eq!(h.statuses(), vec![100]);
+}
+
+#[test]
+fn a_flood_of_spoofed_sources_keeps_every_table_under_its_cap() {
+    let mut h = with_overload(OverloadConfig {
+        max_calls: 50,
+        max_server_transactions: 200,
+        per_source_cps: 1.0,
+        per_source_burst: 1,
+        max_tracked_sources: 100,
+        ..OverloadConfig::default()
+    });
+    for i in 0..20_000u32 {
+        let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 5060));
+        let text = invite(&format!("f{i}"), &format!("z9hG4bKf{i}"), "", Some(OFFER));
+        h.ua.handle_datagram(h.now, src, text.as_bytes());
+        while h.ua.poll_output().is_some() {}
+        if i % 1000 == 0 {
+            h.now += Duration::from_millis(100);
+            h.ua.handle_timeout(h.now);
+            while h.ua.poll_output().is_some() {}
+        }
+    }
+    let st = h.ua.stats();
+    assert!(st.calls <= 50, "{st:?}");
+    assert!(st.server_transactions <= 200, "{st:?}");
+    assert!(st.tracked_sources <= 100, "{st:?}");
+    assert!(st.recent_invites <= 50, "{st:?}");
+    assert_eq!(
+        st.rejected_call_limit + st.rejected_transaction_limit + st.rejected_source_rate,
+        20_000 - 50
+    );
+    h.recv(&options("after", "z9hG4bKafter"));
+    assert_eq!(h.statuses(), vec![200]);
+}
+
+// ------------------------------------------------------------------------------------
+// TCP
+
+fn recv_tcp(h: &mut H, from: SocketAddr, text: &str) {
+    h.ua.handle_parsed(
+        h.now,
+        Transport::Tcp,
+        from,
+        crate::message::parse_datagram(text.as_bytes()),
+    );
+    h.drain();
+}
+
+#[test]
+fn inbound_call_over_tcp_answers_on_the_connection_without_retransmissions() {
+    let mut h = H::new();
+    // The caller's connection comes from an ephemeral port; its Via says 5060.
+    let conn: SocketAddr = "192.0.2.10:41234".parse().unwrap();
+    let text =
+        invite("tcp-1", "z9hG4bKtcp1", "", Some(OFFER)).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    recv_tcp(&mut h, conn, &text);
+    assert_eq!(h.statuses(), vec![100]);
+    assert_eq!(h.wire.last(), Some(&(conn, Transport::Tcp)));
+    let call = h.incoming.last().unwrap();
+    assert_eq!(call.transport, Transport::Tcp);
+    let key = call.key;
+    h.ua.reject(h.now, key, 486, None).ok();
+    h.take_sent();
+    // A second call: answered, then the 2xx is retransmitted (end-to-end, §13.3.1.4) on
+    // the connection; BYE from us goes over TCP with a TCP Via.
+    let text =
+        invite("tcp-2", "z9hG4bKtcp2", "", Some(OFFER)).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    recv_tcp(&mut h, conn, &text);
+    h.take_sent();
+    let key = h.incoming.last().unwrap().key;
+    h.ua.answer(h.now, key, ANSWER.into()).unwrap();
+    let ok = h.responses().remove(0);
+    assert_eq!(ok.status, 200);
+    let contact = ok.headers.get(&HeaderName::Contact).unwrap();
+    assert!(contact.contains(";transport=tcp"), "{contact}");
+    assert_eq!(h.wire.last(), Some(&(conn, Transport::Tcp)));
+    let ack = in_dialog(&ok, "ACK", 1, "z9hG4bKtack", "", "").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    recv_tcp(&mut h, conn, &ack);
+    assert_eq!(h.events_for(key), vec![CallEvent::Acked { sdp: None }]);
+    h.ua.hangup(h.now, key).unwrap();
+    let bye = h.requests().remove(0);
+    assert_eq!(bye.method, Method::Bye);
+    assert!(bye.headers.top_via().unwrap().transport == "TCP");
+    assert_eq!(
+        h.wire.last(),
+        Some(&(conn, Transport::Tcp)),
+        "the BYE reuses the caller's connection, not its Contact port"
+    );
+    // No BYE retransmission on TCP.
+    h.advance(Duration::from_secs(5));
+    assert!(h.requests().is_empty());
+    let r = crate::message::response_from_request(&bye, 200, None, None);
+    recv_tcp(&mut h, conn, &String::from_utf8_lossy(&r.to_bytes()));
+    assert_eq!(
+        h.hangups,
+        vec![(key, HangupOutcome::ByeAnswered { status: 200 })]
+    );
+}
+
+#[test]
+fn outbound_call_over_tcp_and_a_transport_error_fails_it() {
+    let mut h = H::new();
+    let mut out = outgoing(None, None);
+    out.transport = Transport::Tcp;
+    let key = h.ua.invite(h.now, out).unwrap();
+    let inv = h.requests().remove(0);
+    assert_eq!(inv.headers.top_via().unwrap().transport, "TCP");
+    assert!(inv
+        .headers
+        .get(&HeaderName::Contact)
+        .unwrap()
+        .contains("transport=tcp"));
+    assert_eq!(h.wire.last(), Some(&(peer(), Transport::Tcp)));
+    h.advance(Duration::from_secs(10));
+    assert!(h.requests().is_empty(), "no Timer A on TCP");
+    let mut retry = outgoing(None, None);
+    retry.transport = Transport::Tcp;
+    let key2 = h.ua.invite(h.now, retry).unwrap();
+    h.take_sent();
+    // The shell could not connect: the INVITE's transaction reports a transport error.
+    let tx = *h
+        .ua
+        .by_client_tx
+        .iter()
+        .find(|(_, (k, _))| *k == key2)
+        .map(|(tx, _)| tx)
+        .unwrap();
+    h.ua.handle_transport_error(h.now, tx);
+    h.drain();
+    let ev = h.events_for(key2);
+    let Some(CallEvent::Terminated { reason }) = ev.last() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(reason.twilio_status(), "failed");
+    // The first call times out normally (Timer B): no-answer.
+    h.advance(Duration::from_secs(30));
+    let ev = h.events_for(key);
+    assert_eq!(
+        ev.last(),
+        Some(&CallEvent::Terminated {
+            reason: TerminationReason::TimedOut
+        })
+    );
 }

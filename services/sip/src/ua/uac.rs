@@ -15,7 +15,7 @@ use super::{
 use crate::auth::Challenge;
 use crate::dialog::{Dialog, DialogId, DialogState};
 use crate::message::{CSeq, HeaderName, Method, NameAddr, Request, Response, Uri};
-use crate::transaction::{Transmit, TxId};
+use crate::transaction::{Transmit, Transport, TxId};
 
 /// Digest credentials for answering 401/407.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,9 @@ pub struct OutgoingInvite {
     pub target: Uri,
     /// Where to send the INVITE (trunk or outbound proxy).
     pub destination: SocketAddr,
+    /// UDP, or TCP (a connection to `destination` is reused or opened). Every request of
+    /// the dialog uses it.
+    pub transport: Transport,
     /// Our identity (a tag is added).
     pub from: NameAddr,
     /// Callee identity; `target` when `None`.
@@ -42,6 +45,24 @@ pub struct OutgoingInvite {
     pub credentials: Option<Credentials>,
     /// Cancel when not answered within this (Twilio's `timeout`).
     pub ring_timeout: Option<Duration>,
+}
+
+impl OutgoingInvite {
+    /// An INVITE to `target` sent over UDP to `destination`, without credentials, extra
+    /// headers or ring timeout (set the public fields for those).
+    pub fn new(target: Uri, destination: SocketAddr, from: NameAddr, sdp: String) -> Self {
+        OutgoingInvite {
+            target,
+            destination,
+            transport: Transport::Udp,
+            from,
+            to: None,
+            sdp,
+            headers: Vec::new(),
+            credentials: None,
+            ring_timeout: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -56,6 +77,7 @@ pub(crate) struct UacState {
     credentials: Option<Credentials>,
     auth_attempts: u8,
     destination: SocketAddr,
+    transport: Transport,
     /// Remote tag of the dialog our first 2xx established.
     answered_tag: Option<String>,
 }
@@ -102,7 +124,7 @@ impl UserAgent {
             .unwrap_or_else(|| NameAddr::new(out.target.clone()));
         let mut req = Request::new(Method::Invite, out.target.clone());
         let h = &mut req.headers;
-        h.push(HeaderName::Via, self.our_via());
+        h.push(HeaderName::Via, self.our_via(out.transport));
         h.push(HeaderName::MaxForwards, "70");
         h.push(HeaderName::From, from.to_string());
         h.push(HeaderName::To, to.to_string());
@@ -115,7 +137,7 @@ impl UserAgent {
             }
             .to_string(),
         );
-        h.push(HeaderName::Contact, self.contact());
+        h.push(HeaderName::Contact, self.contact(out.transport));
         h.push(HeaderName::Allow, ALLOW);
         h.push(HeaderName::Supported, SUPPORTED);
         if self.cfg.session_expires > 0 {
@@ -137,7 +159,9 @@ impl UserAgent {
         h.push(HeaderName::ContentType, "application/sdp");
         req.body = out.sdp.clone().into_bytes();
         let key = self.alloc_call();
-        let tx = self.txl.send_request(now, req.clone(), out.destination)?;
+        let tx = self
+            .txl
+            .send_request(now, req.clone(), out.destination, out.transport)?;
         self.by_client_tx.insert(tx, (key, ClientRole::Invite));
         let dialog = Dialog {
             id: DialogId {
@@ -161,6 +185,7 @@ impl UserAgent {
                 phase: Phase::Early,
                 dialog,
                 flow: out.destination,
+                transport: out.transport,
                 invite: req,
                 invite_tx: None,
                 local_sdp: Some(out.sdp),
@@ -189,6 +214,7 @@ impl UserAgent {
                     credentials: out.credentials,
                     auth_attempts: 0,
                     destination: out.destination,
+                    transport: out.transport,
                     answered_tag: None,
                 }),
             },
@@ -258,11 +284,11 @@ impl UserAgent {
         for r in inv.headers.get_all(&HeaderName::Route) {
             cancel.headers.push(HeaderName::Route, r);
         }
-        let dest = uac.destination;
+        let (dest, transport) = (uac.destination, uac.transport);
         // §9.1: if the INVITE gets no final response within 64*T1 of the CANCEL, give up.
         uac.ring_deadline = Some(now + self.cfg.timers.timeout());
         self.schedule(key, CallTimer::RingTimeout);
-        match self.txl.send_request(now, cancel, dest) {
+        match self.txl.send_request(now, cancel, dest, transport) {
             Ok(tx) => {
                 if let Some(u) = self.calls.get_mut(&key).and_then(|c| c.uac.as_mut()) {
                     u.cancel_tx = Some(tx);
@@ -307,7 +333,14 @@ impl UserAgent {
         self.request_cancel(now, key);
     }
 
-    pub(super) fn on_invite_timeout(&mut self, _now: Instant, key: CallKey) {
+    /// No final response (Timer B), or the transport failed to carry the INVITE (treated as
+    /// a 503 from the next hop, RFC 3261 §8.1.3.1).
+    pub(super) fn on_invite_timeout(
+        &mut self,
+        _now: Instant,
+        key: CallKey,
+        transport_failed: bool,
+    ) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -320,7 +353,15 @@ impl UserAgent {
                 outcome: HangupOutcome::Cancelled,
             });
         }
-        self.end_call(key, TerminationReason::TimedOut);
+        let reason = if transport_failed {
+            TerminationReason::Failed {
+                status: 503,
+                reason: "Service Unavailable (transport error)".into(),
+            }
+        } else {
+            TerminationReason::TimedOut
+        };
+        self.end_call(key, reason);
     }
 
     pub(super) fn on_invite_response(
@@ -375,7 +416,10 @@ impl UserAgent {
     }
 
     fn on_invite_2xx(&mut self, now: Instant, key: CallKey, resp: Response) {
-        let via = self.our_via();
+        let Some(transport) = self.calls.get(&key).map(|c| c.transport) else {
+            return;
+        };
+        let via = self.our_via(transport);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -390,13 +434,9 @@ impl UserAgent {
         match &uac.answered_tag {
             Some(tag) if *tag == to_tag => {
                 // Retransmission: ACK again.
-                if let Some((s, bytes, dest)) = call.last_ack.clone() {
+                if let Some((s, ack)) = call.last_ack.clone() {
                     if s == seq {
-                        self.outputs.push_back(UaOutput::Transmit(Transmit {
-                            to: dest,
-                            data: bytes,
-                            tx: None,
-                        }));
+                        self.outputs.push_back(UaOutput::Transmit(ack));
                     }
                 }
                 return;
@@ -405,10 +445,14 @@ impl UserAgent {
                 // A second 2xx from another fork: ACK it and hang that leg up (§13.2.2.4).
                 if let Ok(mut d) = Dialog::uac(&call.invite, &resp) {
                     let ack = d.ack(seq, &via);
-                    let dest = d.next_hop(uac.destination);
-                    let bye = d.new_request(Method::Bye, &self.our_via());
-                    self.transmit(dest, ack.to_bytes(), None);
-                    if let Err(e) = self.txl.send_request(now, bye, dest) {
+                    let dest = if transport.is_reliable() {
+                        uac.destination
+                    } else {
+                        d.next_hop(uac.destination)
+                    };
+                    let bye = d.new_request(Method::Bye, &self.our_via(transport));
+                    self.transmit(dest, transport, ack.to_bytes(), None);
+                    if let Err(e) = self.txl.send_request(now, bye, dest, transport) {
                         tracing::debug!(error = %e, "BYE to extra fork not sent");
                     }
                 }
@@ -419,16 +463,19 @@ impl UserAgent {
         uac.answered_tag = Some(to_tag);
         uac.ring_deadline = None;
         let cancel_requested = uac.cancel_requested;
-        let destination = uac.destination;
         let Ok(dialog) = Dialog::uac(&call.invite, &resp) else {
             tracing::warn!("2xx without To tag; cannot establish the dialog");
             return;
         };
         call.dialog = dialog;
         let ack = call.dialog.ack(seq, &via);
-        let dest = call.dialog.next_hop(destination);
-        let bytes = Bytes::from(ack.to_bytes());
-        call.last_ack = Some((seq, bytes.clone(), dest));
+        let ack = Transmit {
+            to: call.next_hop(),
+            transport,
+            data: Bytes::from(ack.to_bytes()),
+            tx: None,
+        };
+        call.last_ack = Some((seq, ack.clone()));
         call.phase = Phase::Confirmed;
         call.remote_allows_update = resp.headers.list_contains(&HeaderName::Allow, "UPDATE");
         call.remote_supports_timer = resp
@@ -437,11 +484,7 @@ impl UserAgent {
             || resp.headers.list_contains(&HeaderName::Require, SUPPORTED);
         let sdp = sdp_from_body(&resp.headers, &resp.body).ok().flatten();
         let session = resp.headers.session_expires().ok().flatten();
-        self.outputs.push_back(UaOutput::Transmit(Transmit {
-            to: dest,
-            data: bytes,
-            tx: None,
-        }));
+        self.outputs.push_back(UaOutput::Transmit(ack));
         self.emit(key, CallEvent::Answered { sdp });
         if let Some(se) = session {
             // We are the UAC of the INVITE: refresher=uac means us.
@@ -543,7 +586,10 @@ impl UserAgent {
         key: CallKey,
         change: impl FnOnce(&mut Request),
     ) -> bool {
-        let via = self.our_via();
+        let Some(transport) = self.calls.get(&key).map(|c| c.transport) else {
+            return false;
+        };
+        let via = self.our_via(transport);
         let Some(call) = self.calls.get_mut(&key) else {
             return false;
         };
@@ -568,7 +614,10 @@ impl UserAgent {
         );
         change(&mut req);
         call.dialog.local_seq = seq;
-        match self.txl.send_request(now, req.clone(), destination) {
+        match self
+            .txl
+            .send_request(now, req.clone(), destination, transport)
+        {
             Ok(tx) => {
                 if let Some(c) = self.calls.get_mut(&key) {
                     c.invite = req;

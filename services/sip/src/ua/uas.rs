@@ -19,7 +19,7 @@ use crate::message::{
     Uri,
 };
 use crate::sdp::SessionDescription;
-use crate::transaction::TxId;
+use crate::transaction::{Transport, TxId};
 
 /// A request whose body we cannot use: the status and headers to answer with.
 pub(super) struct BodyProblem {
@@ -97,6 +97,7 @@ impl UserAgent {
         tx: TxId,
         req: Request,
         source: SocketAddr,
+        transport: Transport,
     ) {
         // §8.2.1 method inspection.
         match &req.method {
@@ -162,7 +163,7 @@ impl UserAgent {
             return;
         }
         match req.method {
-            Method::Invite => self.on_new_invite(now, tx, req, source),
+            Method::Invite => self.on_new_invite(now, tx, req, source, transport),
             Method::Options => self.respond_options(now, tx, &req),
             _ => self.respond_simple(now, tx, &req, 481, None, &[]),
         }
@@ -259,33 +260,15 @@ impl UserAgent {
         }
     }
 
-    fn on_new_invite(&mut self, now: Instant, tx: TxId, req: Request, source: SocketAddr) {
-        if !self.accepting {
-            self.respond_simple(
-                now,
-                tx,
-                &req,
-                503,
-                None,
-                &[(HeaderName::RetryAfter, "30".into())],
-            );
-            return;
-        }
-        if self.calls.len() >= self.cfg.max_calls {
-            tracing::warn!(
-                calls = self.calls.len(),
-                "call limit reached, answering 503"
-            );
-            self.respond_simple(
-                now,
-                tx,
-                &req,
-                503,
-                None,
-                &[(HeaderName::RetryAfter, "5".into())],
-            );
-            return;
-        }
+    /// A new INVITE, already admitted by overload control (`UserAgent::admit`).
+    fn on_new_invite(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let (Ok(from), Ok(to), Ok(cseq), Ok(call_id), Ok(via)) = (
             req.headers.from(),
             req.headers.to(),
@@ -365,6 +348,7 @@ impl UserAgent {
             phase: Phase::Early,
             dialog,
             flow: source,
+            transport,
             invite: req.clone(),
             invite_tx: Some(tx),
             local_sdp: None,
@@ -401,6 +385,7 @@ impl UserAgent {
                 to,
                 request_uri: req.uri.clone(),
                 source,
+                transport,
                 sdp_offer: offer,
                 invite: req,
             })));
@@ -424,7 +409,8 @@ impl UserAgent {
             for rr in call.invite.headers.get_all(&HeaderName::RecordRoute) {
                 resp.headers.push(HeaderName::RecordRoute, rr);
             }
-            resp.headers.push(HeaderName::Contact, self.contact());
+            resp.headers
+                .push(HeaderName::Contact, self.contact(call.transport));
             resp.headers.push(HeaderName::Allow, ALLOW);
             resp.headers.push(HeaderName::Supported, SUPPORTED);
         }
@@ -480,7 +466,10 @@ impl UserAgent {
         Self::session_headers(&mut resp, call.pending_session, call.remote_supports_timer);
         let seq = call.invite.headers.cseq().map(|c| c.seq).unwrap_or(0);
         let session = call.pending_session;
-        let dest = self.txl.destination(tx).unwrap_or(call.flow);
+        let (dest, transport) = self
+            .txl
+            .destination(tx)
+            .unwrap_or((call.flow, call.transport));
         self.txl.send_response(now, tx, &resp)?;
         let t1 = self.cfg.timers.t1;
         let give_up = now + self.cfg.timers.timeout();
@@ -493,6 +482,7 @@ impl UserAgent {
                 initial: true,
                 bytes: Bytes::from(resp.to_bytes()),
                 dest,
+                transport,
                 interval: t1,
                 next: now + t1,
                 give_up,
@@ -563,7 +553,8 @@ impl UserAgent {
         key: CallKey,
         answer: ReofferAnswer,
     ) -> Result<(), CallError> {
-        let contact = self.contact();
+        let transport = self.calls.get(&key).ok_or(CallError::NoSuchCall)?.transport;
+        let contact = self.contact(transport);
         let call = self.calls.get_mut(&key).ok_or(CallError::NoSuchCall)?;
         if let ReofferAnswer::Reject { status, .. } = &answer {
             if !(300..=699).contains(status) {
@@ -584,6 +575,17 @@ impl UserAgent {
                         .then(|| call.local_sdp.clone())
                         .flatten()
                 });
+                // An answer to an offer gets the direction the offer allows (hold, unhold)
+                // and the right o= version, whatever SDP the app handed us.
+                let offer = sdp_from_body(&req.headers, &req.body).ok().flatten();
+                let sdp = match (sdp, &offer) {
+                    (Some(ours), Some(offer)) => Some(crate::sdp::answer_for_reoffer(
+                        offer,
+                        &ours,
+                        call.local_sdp.as_deref(),
+                    )),
+                    (sdp, _) => sdp,
+                };
                 let session = call.pending_session;
                 let mut resp = response_from_request(req, 200, None, None);
                 resp.headers.push(HeaderName::Contact, contact);
@@ -602,7 +604,10 @@ impl UserAgent {
                 self.add_server_header(&mut resp);
                 let is_invite = req.method == Method::Invite;
                 let seq = req.headers.cseq().map(|c| c.seq).unwrap_or(0);
-                let dest = self.txl.destination(reoffer.tx).unwrap_or(flow);
+                let (dest, transport) = self
+                    .txl
+                    .destination(reoffer.tx)
+                    .unwrap_or((flow, transport));
                 self.txl.send_response(now, reoffer.tx, &resp)?;
                 if is_invite {
                     let t1 = self.cfg.timers.t1;
@@ -613,6 +618,7 @@ impl UserAgent {
                             initial: false,
                             bytes: Bytes::from(resp.to_bytes()),
                             dest,
+                            transport,
                             interval: t1,
                             next: now + t1,
                             give_up,
@@ -697,15 +703,15 @@ impl UserAgent {
             self.start_bye(now, key, TerminationReason::AckTimeout, requested);
             return;
         }
-        let (dest, bytes) = (p.dest, p.bytes.clone());
+        let transmit = crate::transaction::Transmit {
+            to: p.dest,
+            transport: p.transport,
+            data: p.bytes.clone(),
+            tx: None,
+        };
         p.interval = (p.interval * 2).min(t2);
         p.next = (p.next + p.interval).min(p.give_up);
-        self.outputs
-            .push_back(UaOutput::Transmit(crate::transaction::Transmit {
-                to: dest,
-                data: bytes,
-                tx: None,
-            }));
+        self.outputs.push_back(UaOutput::Transmit(transmit));
         self.schedule(key, CallTimer::Retransmit2xx);
     }
 

@@ -18,24 +18,45 @@
 //!
 //! The interpreter emits ([`Action::Emit`]) the events about its own decisions:
 //! `twiml.failed`, `twiml.warning`, `verb.started`, `verb.finished`, `gather.completed`,
-//! `redirected`, `rejected`, and the media commands it issues (`media.say`, `media.play`,
-//! `media.pause`, `media.gather`, `media.record`, `media.stop`, `media.hangup`), each just
-//! before the action it records. The shell emits what only it observes:
-//! `webhook.requested` / `webhook.responded` (attempts, latency, status, body: see
+//! `redirected`, `rejected`, `dial.started`, `dial.answered`, `dial.completed`, and the
+//! media commands it issues (`media.say`, `media.play`, `media.pause`, `media.gather`,
+//! `media.record`, `media.bridge`, `media.stop`, `media.hangup`), each just before the
+//! action it records. The shell emits what only it observes: `webhook.requested` /
+//! `webhook.responded` (attempts, latency, status, body: see
 //! [`crate::webhook::requested_payload`]), and the edge and media emit the call lifecycle
-//! (`call.answered`, `call.completed`), `dtmf.received` and `recording.*`.
+//! (`call.answered`, `call.completed`, and for `<Dial>` the child legs' own
+//! `call.initiated` … `call.completed` in their streams), `dtmf.received` and
+//! `recording.*`.
 //!
 //! ## Driving it
 //!
 //! Call [`Interpreter::start`], execute the returned actions in order, feed every outcome
-//! back (`on_fetched`, `on_media_done`, `on_dtmf`, `on_answered`, `on_hangup`), and call
+//! back (`on_fetched`, `on_media_done`, `on_dtmf`, `on_answered`, `on_hangup`,
+//! `on_dial_event`), and call
 //! [`Interpreter::on_timer`] when [`Interpreter::poll_timeout`] is due. Stop after
 //! [`Action::Completed`]. DTMF should be reported whenever it arrives: the interpreter
 //! ignores digits outside `<Gather>`. During `<Record>` the media runtime handles
 //! `finishOnKey` itself and reports the key in [`RecordingOutcome::digits`].
+//!
+//! ## `<Dial>`
+//!
+//! [`Action::Dial`] hands a [`DialPlan`] to the shell, which places the child calls (or
+//! joins the conference) and reports back with [`DialEvent`]s; the interpreter decides
+//! when to answer the caller, when to bridge ([`Action::Bridge`]) and when to end the dial
+//! ([`Action::EndDial`]: `hangupOnStar`, `timeLimit`, caller hangup, REST update). A
+//! `<Number url>` whisper runs in a second interpreter made with [`Interpreter::whisper`].
+//! The protocol step by step is in [`dial`].
 
+pub mod dial;
+#[cfg(test)]
+mod dial_tests;
 #[cfg(test)]
 mod tests;
+
+pub use dial::{
+    DialCallStatus, DialDestination, DialEndReason, DialEvent, DialId, DialParty, DialPlan,
+    DialRecording, PartyAddress, Whisper, WhisperResult, MAX_PARTIES,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +77,7 @@ use crate::twiml::{
 use crate::webhook::{
     check_twiml_response, codes, FailureClass, FetchResult, WebhookFailure, WebhookRequest,
 };
+use dial::DialRun;
 
 /// Identifies a media command; outcomes refer to it.
 pub type CommandId = u64;
@@ -101,6 +123,11 @@ pub struct InterpreterConfig {
     /// How long to wait for the outcome of a `<Record>` interrupted by the caller hanging
     /// up before giving up on its action request.
     pub recording_grace: Duration,
+    /// `trim` of `<Dial record>` when the TwiML does not say (Twilio's docs disagree).
+    pub dial_recording_trim: Trim,
+    /// How long to wait for the shell's report of a dial the interpreter ended
+    /// ([`Action::EndDial`]) before assuming its outcome.
+    pub dial_end_grace: Duration,
 }
 
 impl Default for InterpreterConfig {
@@ -113,6 +140,8 @@ impl Default for InterpreterConfig {
             max_identical_fetches: 10,
             api_base_url: "http://localhost:8080".to_owned(),
             recording_grace: Duration::from_secs(10),
+            dial_recording_trim: Trim::DoNotTrim,
+            dial_end_grace: Duration::from_secs(10),
         }
     }
 }
@@ -191,6 +220,22 @@ pub enum Action {
     StopMedia { command_id: CommandId },
     /// End the call (BYE).
     Hangup { reason: HangupReason },
+    /// Run a `<Dial>`: place the child calls (or join the conference) and report with
+    /// [`Interpreter::on_dial_event`]. See [`DialPlan`] and the protocol in [`dial`].
+    Dial { dial_id: DialId, plan: DialPlan },
+    /// Connect the caller's audio with this answered child leg (`media.bridge` was
+    /// emitted just before). Start a `record-from-answer` recording here.
+    Bridge {
+        dial_id: DialId,
+        child_call_sid: CallSid,
+    },
+    /// End the dial: cancel the parties still ringing, hang up the bridged or whispering
+    /// child, leave the conference. The caller stays unless it is the one that hung up.
+    /// Then report [`DialEvent::Completed`]. Idempotent.
+    EndDial {
+        dial_id: DialId,
+        reason: DialEndReason,
+    },
     /// Append this event to the call's stream.
     Emit(Payload),
     /// The program is over: no more actions will come.
@@ -292,6 +337,8 @@ enum Phase {
     },
     Gather(Box<GatherRun>),
     Record(Box<RecordRun>),
+    /// `<Dial>`: the shell dials; the interpreter waits for its reports.
+    Dial(Box<DialRun>),
     /// The application-error prompt.
     ApplicationError {
         command_id: CommandId,
@@ -315,6 +362,12 @@ pub struct Interpreter {
     identical_fetches: u32,
     caller_input_since_fetch: bool,
     new_recording_sid: Box<dyn FnMut() -> RecordingSid + Send>,
+    new_call_sid: Box<dyn FnMut() -> CallSid + Send>,
+    next_dial_id: DialId,
+    /// A whisper program on a dialed party's leg ([`Interpreter::whisper`]).
+    whisper: bool,
+    /// The program ended the call itself (`<Hangup>`, end of document, errors).
+    hangup_issued: bool,
 }
 
 impl std::fmt::Debug for Interpreter {
@@ -346,6 +399,10 @@ impl Interpreter {
             identical_fetches: 0,
             caller_input_since_fetch: false,
             new_recording_sid: Box::new(RecordingSid::generate),
+            new_call_sid: Box::new(CallSid::generate),
+            next_dial_id: 1,
+            whisper: false,
+            hangup_issued: false,
         }
     }
 
@@ -355,6 +412,11 @@ impl Interpreter {
         source: impl FnMut() -> RecordingSid + Send + 'static,
     ) {
         self.new_recording_sid = Box::new(source);
+    }
+
+    /// The call this program runs for.
+    pub fn context(&self) -> &CallContext {
+        &self.ctx
     }
 
     /// The call's status as sent in `CallStatus`.
@@ -517,6 +579,10 @@ impl Interpreter {
             return out;
         }
         self.caller_input_since_fetch = true;
+        if matches!(self.phase, Phase::Dial(_)) {
+            self.dial_dtmf(digit, now, &mut out);
+            return out;
+        }
         let Phase::Gather(run) = &mut self.phase else {
             return out;
         };
@@ -564,6 +630,7 @@ impl Interpreter {
             Phase::PreAnswerPause { until, .. } => Some(*until),
             Phase::Gather(run) => run.deadline,
             Phase::Record(run) => run.hangup_deadline,
+            Phase::Dial(run) => run.deadline(),
             _ => None,
         }
     }
@@ -585,6 +652,7 @@ impl Interpreter {
                 tracing::warn!(call = %self.ctx.call_sid, "no recording outcome after hangup");
                 self.finish(&mut out);
             }
+            Phase::Dial(_) => self.dial_timer(now, &mut out),
             _ => {}
         }
         out
@@ -631,6 +699,8 @@ impl Interpreter {
                 self.verb_finished(run.index, "hangup", &mut out);
                 self.finish(&mut out);
             }
+            // The dial is ended, and its action still requested (TwiML ignored).
+            Phase::Dial(run) => self.dial_caller_hangup(run, now, &mut out),
             _ => self.finish(&mut out),
         }
         out
@@ -644,11 +714,10 @@ impl Interpreter {
         method: HttpMethod,
         now: Instant,
     ) -> Result<Vec<Action>, InterpreterError> {
-        let _ = now;
         self.check_live()?;
         let url = absolute_url(url).map_err(|_| InterpreterError::InvalidUrl(url.to_owned()))?;
         let mut out = Vec::new();
-        self.interrupt(&mut out);
+        self.interrupt(now, &mut out);
         // An outside intervention, not the application looping.
         self.caller_input_since_fetch = true;
         out.push(Action::Emit(
@@ -679,7 +748,7 @@ impl Interpreter {
         self.check_live()?;
         let document = twiml::parse(source)?;
         let mut out = Vec::new();
-        self.interrupt(&mut out);
+        self.interrupt(now, &mut out);
         self.caller_input_since_fetch = true;
         self.run_document(document, None, now, &mut out);
         Ok(out)
@@ -697,7 +766,7 @@ impl Interpreter {
     }
 
     /// Stops whatever runs now (for a REST update).
-    fn interrupt(&mut self, out: &mut Vec<Action>) {
+    fn interrupt(&mut self, now: Instant, out: &mut Vec<Action>) {
         let stop = |id: CommandId, out: &mut Vec<Action>| {
             out.push(Action::Emit(
                 MediaStop {
@@ -723,6 +792,7 @@ impl Interpreter {
                 stop(run.command_id, out);
                 self.verb_finished(run.index, "redirected", out);
             }
+            Phase::Dial(run) => self.dial_interrupted(run, now, out),
             Phase::ApplicationError { command_id } => stop(command_id, out),
             _ => {}
         }
@@ -900,12 +970,12 @@ impl Interpreter {
     fn advance(&mut self, now: Instant, out: &mut Vec<Action>) {
         while matches!(self.phase, Phase::Ready) {
             let Some(program) = self.program.as_mut() else {
-                self.hangup(HangupReason::EndOfDocument, out);
+                self.end_of_document(out);
                 return;
             };
             let index = program.next;
             let Some(verb) = program.document.verbs.get(index).map(|v| v.value.clone()) else {
-                self.hangup(HangupReason::EndOfDocument, out);
+                self.end_of_document(out);
                 return;
             };
             program.next += 1;
@@ -925,6 +995,7 @@ impl Interpreter {
                 | Verb::Hangup(_)
                 | Verb::Reject(_)
                 | Verb::Redirect(_)
+                | Verb::Dial(_)
         );
         if !supported {
             out.push(Action::Emit(
@@ -978,6 +1049,7 @@ impl Interpreter {
             }
             Verb::Gather(gather) => self.gather_start(index, gather, now, out),
             Verb::Record(record) => self.record_start(index, record, out),
+            Verb::Dial(dial) => self.dial_start(index, dial, now, out),
             Verb::Hangup(_) => {
                 self.verb_finished(index, "done", out);
                 self.hangup(HangupReason::HangupVerb, out);
@@ -1081,11 +1153,22 @@ impl Interpreter {
         command_id
     }
 
+    /// The last verb finished and nothing took over: hang up, except in a whisper program,
+    /// whose end connects the callee to the caller.
+    fn end_of_document(&mut self, out: &mut Vec<Action>) {
+        if self.whisper {
+            self.finish(out);
+        } else {
+            self.hangup(HangupReason::EndOfDocument, out);
+        }
+    }
+
     fn hangup(&mut self, reason: HangupReason, out: &mut Vec<Action>) {
         if self.hung_up {
             self.finish(out);
             return;
         }
+        self.hangup_issued = true;
         // Twilio answers before ending a call whose TwiML never rejected it (the call then
         // counts as completed, not failed).
         self.ensure_answered(out);

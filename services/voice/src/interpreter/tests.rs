@@ -10,13 +10,13 @@ use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
 use super::*;
 use crate::webhook::{WebhookFailure, WebhookResponse};
 
-const CALL: &str = "CA0123456789abcdef0123456789abcdef";
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const RECORDING: &str = "RE0123456789abcdef0123456789abcdef";
-const VOICE_URL: &str = "https://app.example/ivr/start";
-const FALLBACK_URL: &str = "https://backup.example/fallback";
+pub(super) const CALL: &str = "CA0123456789abcdef0123456789abcdef";
+pub(super) const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+pub(super) const RECORDING: &str = "RE0123456789abcdef0123456789abcdef";
+pub(super) const VOICE_URL: &str = "https://app.example/ivr/start";
+pub(super) const FALLBACK_URL: &str = "https://backup.example/fallback";
 
-fn app(url: Option<&str>, fallback: Option<&str>) -> CallApplication {
+pub(super) fn app(url: Option<&str>, fallback: Option<&str>) -> CallApplication {
     CallApplication {
         url: url.map(str::to_owned),
         method: HttpMethod::Post,
@@ -26,7 +26,7 @@ fn app(url: Option<&str>, fallback: Option<&str>) -> CallApplication {
     }
 }
 
-fn context(application: CallApplication) -> CallContext {
+pub(super) fn context(application: CallApplication) -> CallContext {
     CallContext {
         call_sid: CallSid::parse(CALL).unwrap(),
         account_sid: AccountSid::parse(ACCOUNT).unwrap(),
@@ -43,19 +43,19 @@ fn context(application: CallApplication) -> CallContext {
 }
 
 /// Drives one interpreter and renders its actions as short strings.
-struct Call {
-    interpreter: Interpreter,
-    now: Instant,
+pub(super) struct Call {
+    pub(super) interpreter: Interpreter,
+    pub(super) now: Instant,
     /// Every action so far.
-    log: Vec<Action>,
+    pub(super) log: Vec<Action>,
 }
 
 impl Call {
-    fn new(application: CallApplication) -> Call {
+    pub(super) fn new(application: CallApplication) -> Call {
         Call::with_context(context(application))
     }
 
-    fn with_context(ctx: CallContext) -> Call {
+    pub(super) fn with_context(ctx: CallContext) -> Call {
         let mut interpreter = Interpreter::new(ctx, InterpreterConfig::default());
         interpreter.set_recording_sid_source(|| RecordingSid::parse(RECORDING).unwrap());
         Call {
@@ -65,33 +65,33 @@ impl Call {
         }
     }
 
-    fn take(&mut self, actions: Vec<Action>) -> Vec<String> {
+    pub(super) fn take(&mut self, actions: Vec<Action>) -> Vec<String> {
         self.log.extend(actions.iter().cloned());
         actions.iter().filter_map(command).collect()
     }
 
-    fn take_all(&mut self, actions: Vec<Action>) -> Vec<String> {
+    pub(super) fn take_all(&mut self, actions: Vec<Action>) -> Vec<String> {
         self.log.extend(actions.iter().cloned());
         actions.iter().map(describe).collect()
     }
 
-    fn start(&mut self) -> Vec<String> {
+    pub(super) fn start(&mut self) -> Vec<String> {
         let a = self.interpreter.start(self.now);
         self.take(a)
     }
 
-    fn respond(&mut self, result: FetchResult) -> Vec<String> {
+    pub(super) fn respond(&mut self, result: FetchResult) -> Vec<String> {
         let id = self.last_request_id();
         let a = self.interpreter.on_fetched(id, result, self.now);
         self.take(a)
     }
 
-    fn twiml(&mut self, body: &str) -> Vec<String> {
+    pub(super) fn twiml(&mut self, body: &str) -> Vec<String> {
         let url = self.last_request().url;
         self.respond(xml_at(&url, body))
     }
 
-    fn done(&mut self) -> Vec<String> {
+    pub(super) fn done(&mut self) -> Vec<String> {
         let id = self.last_command_id();
         let a = self
             .interpreter
@@ -99,13 +99,13 @@ impl Call {
         self.take(a)
     }
 
-    fn media_done(&mut self, done: MediaDone) -> Vec<String> {
+    pub(super) fn media_done(&mut self, done: MediaDone) -> Vec<String> {
         let id = self.last_command_id();
         let a = self.interpreter.on_media_done(id, done, self.now);
         self.take(a)
     }
 
-    fn dtmf(&mut self, digits: &str) -> Vec<String> {
+    pub(super) fn dtmf(&mut self, digits: &str) -> Vec<String> {
         let mut out = Vec::new();
         for d in digits.chars() {
             let a = self.interpreter.on_dtmf(d, self.now);
@@ -114,18 +114,18 @@ impl Call {
         out
     }
 
-    fn advance(&mut self, by: Duration) -> Vec<String> {
+    pub(super) fn advance(&mut self, by: Duration) -> Vec<String> {
         self.now += by;
         let a = self.interpreter.on_timer(self.now);
         self.take(a)
     }
 
-    fn hangup(&mut self) -> Vec<String> {
+    pub(super) fn hangup(&mut self) -> Vec<String> {
         let a = self.interpreter.on_hangup(self.now);
         self.take(a)
     }
 
-    fn last_request(&self) -> WebhookRequest {
+    pub(super) fn last_request(&self) -> WebhookRequest {
         self.log
             .iter()
             .rev()
@@ -136,7 +136,7 @@ impl Call {
             .expect("a fetch")
     }
 
-    fn last_request_id(&self) -> u32 {
+    pub(super) fn last_request_id(&self) -> u32 {
         self.log
             .iter()
             .rev()
@@ -147,7 +147,7 @@ impl Call {
             .expect("a fetch")
     }
 
-    fn last_command_id(&self) -> CommandId {
+    pub(super) fn last_command_id(&self) -> CommandId {
         self.log
             .iter()
             .rev()
@@ -158,7 +158,7 @@ impl Call {
             .expect("a media command")
     }
 
-    fn events(&self) -> Vec<String> {
+    pub(super) fn events(&self) -> Vec<String> {
         self.log
             .iter()
             .filter(|a| matches!(a, Action::Emit(_)))
@@ -166,7 +166,7 @@ impl Call {
             .collect()
     }
 
-    fn param(&self, name: &str) -> Option<String> {
+    pub(super) fn param(&self, name: &str) -> Option<String> {
         self.last_request()
             .params
             .iter()
@@ -175,7 +175,7 @@ impl Call {
     }
 }
 
-fn xml_at(url: &str, body: &str) -> FetchResult {
+pub(super) fn xml_at(url: &str, body: &str) -> FetchResult {
     Ok(WebhookResponse {
         status: 200,
         content_type: Some("text/xml; charset=utf-8".into()),
@@ -186,7 +186,7 @@ fn xml_at(url: &str, body: &str) -> FetchResult {
     })
 }
 
-fn http(status: u16, content_type: &str, body: &str) -> FetchResult {
+pub(super) fn http(status: u16, content_type: &str, body: &str) -> FetchResult {
     Ok(WebhookResponse {
         status,
         content_type: Some(content_type.into()),
@@ -206,7 +206,7 @@ fn connect_refused() -> FetchResult {
 }
 
 /// Everything but events, compactly.
-fn command(action: &Action) -> Option<String> {
+pub(super) fn command(action: &Action) -> Option<String> {
     match action {
         Action::Emit(_) => None,
         other => Some(describe(other)),
@@ -224,7 +224,7 @@ fn purpose(p: WebhookPurpose) -> &'static str {
     }
 }
 
-fn describe(action: &Action) -> String {
+pub(super) fn describe(action: &Action) -> String {
     match action {
         Action::Fetch { request, .. } => format!(
             "fetch {} {} {}",
@@ -250,6 +250,21 @@ fn describe(action: &Action) -> String {
             ),
         },
         Action::StopMedia { .. } => "stop".into(),
+        Action::Dial { dial_id, plan } => {
+            let targets: Vec<String> = match &plan.destination {
+                DialDestination::Parties(parties) => parties
+                    .iter()
+                    .map(|p| format!("{}={}", p.address.to(), p.child_call_sid))
+                    .collect(),
+                DialDestination::Conference(room) => vec![format!("conference:{}", room.name)],
+            };
+            format!("dial#{dial_id} {}", targets.join(","))
+        }
+        Action::Bridge {
+            dial_id,
+            child_call_sid,
+        } => format!("bridge#{dial_id} {child_call_sid}"),
+        Action::EndDial { dial_id, reason } => format!("end-dial#{dial_id} {}", reason.as_str()),
         Action::Hangup { reason } => format!("hangup {}", reason.as_str()),
         Action::Completed => "completed".into(),
         Action::Emit(payload) => match payload {
@@ -273,6 +288,16 @@ fn describe(action: &Action) -> String {
                 format!("redirected {} {} {}", r.by, r.method.as_str(), r.url)
             }
             Payload::CallRejected(r) => format!("rejected {} {}", r.reason, r.sip_code),
+            Payload::DialCompleted(d) => format!(
+                "call.dial.completed {} {} {}s bridged={}",
+                d.dial_call_status,
+                d.child_call_sid
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                d.duration_s,
+                d.bridged
+            ),
             other => other
                 .event_type()
                 .trim_start_matches("dialtone.")
@@ -281,11 +306,11 @@ fn describe(action: &Action) -> String {
     }
 }
 
-fn s(items: &[&str]) -> Vec<String> {
+pub(super) fn s(items: &[&str]) -> Vec<String> {
     items.iter().map(|i| (*i).to_owned()).collect()
 }
 
-const SECOND: Duration = Duration::from_secs(1);
+pub(super) const SECOND: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------
 
@@ -816,7 +841,7 @@ fn unsupported_verbs_are_skipped_with_a_warning() {
     call.start();
     assert_eq!(
         call.twiml(
-            "<Response><Dial>+15550001111</Dial><Enqueue>q</Enqueue><Say>after</Say></Response>"
+            "<Response><Connect><Stream url=\"wss://x.example/s\"/></Connect><Enqueue>q</Enqueue><Say>after</Say></Response>"
         ),
         s(&["answer", "say \"after\" man en x1"])
     );
@@ -827,7 +852,7 @@ fn unsupported_verbs_are_skipped_with_a_warning() {
         .collect();
     assert_eq!(
         warnings,
-        s(&["twiml.warning 12200 Dial", "twiml.warning 12200 Enqueue"])
+        s(&["twiml.warning 12200 Connect", "twiml.warning 12200 Enqueue"])
     );
 }
 

@@ -1,6 +1,12 @@
-//! The imperative shell: one tokio task owns a UDP socket and the sans-IO [`UserAgent`],
-//! feeds it datagrams, commands and the clock, and carries out what it asks (send this,
-//! tell the app that). Everything that decides anything lives in [`crate::ua`].
+//! The imperative shell: one tokio task owns a UDP socket, the TCP connection table and
+//! the sans-IO [`UserAgent`], feeds it datagrams, framed TCP messages, commands and the
+//! clock, and carries out what it asks (send this, tell the app that). Everything that
+//! decides anything lives in [`crate::ua`] and [`crate::overload`].
+//!
+//! UDP and TCP listen on the same address. TCP messages are framed by `Content-Length`;
+//! responses go back on the connection the request came in on; requests to a peer reuse an
+//! open connection with it or open one ([`OutgoingInvite::transport`]). See [`tcp`] for
+//! the connection limits.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dialtone_sip::endpoint::SipError> {
@@ -20,21 +26,27 @@
 //! # drop(endpoint); Ok(()) }
 //! ```
 
+mod tcp;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::message::{NameAddr, Request, Uri};
-use crate::transaction::TimerConfig;
+pub use crate::overload::{OverloadConfig, RejectReason};
+pub use crate::transaction::Transport;
+use crate::transaction::{TimerConfig, Transmit};
 pub use crate::ua::{
     CallError, CallEvent, CallKey, Credentials, HangupOutcome, OutgoingInvite, ReofferAnswer,
     TerminationReason, UaStats,
 };
 use crate::ua::{UaConfig, UaOutput, UserAgent};
+pub use tcp::TcpConfig;
+use tcp::{TcpEvent, TcpTransport};
 
 /// Endpoint settings.
 #[derive(Debug, Clone)]
@@ -55,10 +67,12 @@ pub struct EndpointConfig {
     pub session_expires: u32,
     /// How long the app has to answer a re-INVITE/UPDATE.
     pub reoffer_timeout: Duration,
-    /// Live calls beyond which new INVITEs get 503.
-    pub max_calls: usize,
+    /// Limits beyond which new INVITEs get 503 (calls, server transactions, per-source CPS).
+    pub overload: OverloadConfig,
     /// New calls waiting for the app; beyond this, INVITEs get 503.
     pub incoming_queue: usize,
+    /// TCP listener and connection limits.
+    pub tcp: TcpConfig,
     /// Inbound calls neither answered nor rejected within this get 480.
     pub unanswered_timeout: Duration,
 }
@@ -76,8 +90,9 @@ impl EndpointConfig {
             min_session_expires: ua.min_session_expires,
             session_expires: ua.session_expires,
             reoffer_timeout: ua.reoffer_timeout,
-            max_calls: ua.max_calls,
+            overload: ua.overload,
             incoming_queue: 1024,
+            tcp: TcpConfig::default(),
             unanswered_timeout: ua.unanswered_timeout,
         }
     }
@@ -93,6 +108,8 @@ impl EndpointConfig {
 pub enum SipError {
     #[error("cannot bind UDP socket on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot listen on TCP at {addr} (beside UDP): {source}")]
+    BindTcp { addr: SocketAddr, source: io::Error },
     #[error("public_host must be set when binding the wildcard address {0}")]
     NoPublicHost(SocketAddr),
     #[error("the SIP endpoint task has stopped")]
@@ -114,6 +131,8 @@ pub struct IncomingCall {
     pub request_uri: Uri,
     /// Where the INVITE came from.
     pub remote_addr: SocketAddr,
+    /// What it came over.
+    pub transport: Transport,
     pub sdp_offer: Option<String>,
     /// First `Diversion` entry (Twilio `ForwardedFrom`).
     pub diversion: Option<NameAddr>,
@@ -210,21 +229,12 @@ pub struct SipEndpoint {
 }
 
 impl SipEndpoint {
-    /// Binds the UDP socket and starts the endpoint task. New calls arrive on the returned
-    /// receiver.
+    /// Binds the UDP socket (and the TCP listener on the same address, unless TCP is off)
+    /// and starts the endpoint task. New calls arrive on the returned receiver.
     pub async fn bind(
         config: EndpointConfig,
     ) -> Result<(SipEndpoint, mpsc::Receiver<IncomingCall>), SipError> {
-        let socket = UdpSocket::bind(config.bind)
-            .await
-            .map_err(|source| SipError::Bind {
-                addr: config.bind,
-                source,
-            })?;
-        let local_addr = socket.local_addr().map_err(|source| SipError::Bind {
-            addr: config.bind,
-            source,
-        })?;
+        let (socket, listener, local_addr) = bind_sockets(&config).await?;
         let host = match &config.public_host {
             Some(h) => h.clone(),
             None if local_addr.ip().is_unspecified() => {
@@ -242,14 +252,23 @@ impl SipEndpoint {
             min_session_expires: config.min_session_expires,
             session_expires: config.session_expires,
             reoffer_timeout: config.reoffer_timeout,
-            max_calls: config.max_calls,
+            overload: config.overload.clone(),
             unanswered_timeout: config.unanswered_timeout,
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue.max(1));
+        let (tcp_events_tx, tcp_events) = mpsc::channel(1024);
+        let tcp_on = listener.is_some();
+        if let Some(listener) = listener {
+            TcpTransport::spawn_acceptor(listener, tcp_events_tx.clone());
+        }
         let task = EndpointTask {
             socket,
             ua,
+            tcp: TcpTransport::new(config.tcp.clone(), tcp_events_tx),
+            tcp_events,
+            tcp_to_close: Vec::new(),
+            sweep_every: (config.tcp.idle_timeout() / 4).max(Duration::from_secs(1)),
             cmd_rx,
             cmd_weak: cmd_tx.downgrade(),
             incoming_tx,
@@ -258,7 +277,7 @@ impl SipEndpoint {
             send_errors: 0,
         };
         tokio::spawn(task.run());
-        tracing::info!(%local_addr, "SIP endpoint listening (UDP)");
+        tracing::info!(%local_addr, tcp = tcp_on, "SIP endpoint listening (UDP and TCP)");
         Ok((
             SipEndpoint {
                 cmd: cmd_tx,
@@ -288,9 +307,48 @@ impl SipEndpoint {
     }
 }
 
+/// Binds UDP, then TCP on the same IP and port. With port 0, a port free for both is
+/// looked for (a few tries).
+async fn bind_sockets(
+    config: &EndpointConfig,
+) -> Result<(UdpSocket, Option<TcpListener>, SocketAddr), SipError> {
+    let tries = if config.bind.port() == 0 { 20 } else { 1 };
+    let mut last_err = None;
+    for _ in 0..tries {
+        let socket = UdpSocket::bind(config.bind)
+            .await
+            .map_err(|source| SipError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let local_addr = socket.local_addr().map_err(|source| SipError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        if !config.tcp.enabled {
+            return Ok((socket, None, local_addr));
+        }
+        match TcpListener::bind(local_addr).await {
+            Ok(listener) => return Ok((socket, Some(listener), local_addr)),
+            Err(source) => {
+                last_err = Some(SipError::BindTcp {
+                    addr: local_addr,
+                    source,
+                })
+            }
+        }
+    }
+    Err(last_err.unwrap_or(SipError::NoPublicHost(config.bind)))
+}
+
 struct EndpointTask {
     socket: UdpSocket,
     ua: UserAgent,
+    tcp: TcpTransport,
+    tcp_events: mpsc::Receiver<TcpEvent>,
+    /// Connections to close once the current output (their 400) is flushed.
+    tcp_to_close: Vec<tcp::ConnId>,
+    sweep_every: Duration,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     /// Weak, so that the task ends once the app has dropped every handle.
     cmd_weak: mpsc::WeakUnboundedSender<Command>,
@@ -303,6 +361,8 @@ struct EndpointTask {
 impl EndpointTask {
     async fn run(mut self) {
         let mut buf = vec![0u8; 65_535];
+        let mut sweep = tokio::time::interval(self.sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.ua.poll_timeout();
             let sleep = async {
@@ -323,11 +383,47 @@ impl EndpointTask {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
                 },
+                e = self.tcp_events.recv() => {
+                    if let Some(e) = e {
+                        self.on_tcp_event(e);
+                    }
+                }
                 _ = sleep => self.ua.handle_timeout(Instant::now()),
+                _ = sweep.tick() => {
+                    let ua = &self.ua;
+                    self.tcp.sweep(Instant::now(), || ua.flows_in_use(Transport::Tcp));
+                }
             }
             self.flush().await;
+            for conn in self.tcp_to_close.drain(..) {
+                self.tcp.close(conn);
+            }
         }
         tracing::info!("SIP endpoint task stopped");
+    }
+
+    fn on_tcp_event(&mut self, event: TcpEvent) {
+        let now = Instant::now();
+        match event {
+            TcpEvent::Accepted(stream, peer) => self.tcp.accepted(now, stream, peer),
+            TcpEvent::Message { conn, peer, parsed } => {
+                if parsed.is_err() {
+                    // The stream cannot be resynchronised: answer (400) and close.
+                    self.tcp_to_close.push(conn);
+                } else {
+                    self.tcp.touch(conn, now);
+                }
+                self.ua.handle_parsed(now, Transport::Tcp, peer, parsed);
+            }
+            TcpEvent::Activity { conn } => self.tcp.touch(conn, now),
+            TcpEvent::Closed { conn, peer, unsent } => {
+                tracing::debug!(%peer, "TCP connection closed");
+                self.tcp.close(conn);
+                for tx in unsent {
+                    self.ua.handle_transport_error(now, tx);
+                }
+            }
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -380,7 +476,11 @@ impl EndpointTask {
                 let _ = r.send(Ok(()));
             }
             Command::Stats(r) => {
-                let _ = r.send(Ok((self.ua.stats().clone(), self.ua.call_count())));
+                let stats = UaStats {
+                    tcp_connections: self.tcp.len(),
+                    ..self.ua.stats()
+                };
+                let _ = r.send(Ok((stats, self.ua.call_count())));
             }
         }
     }
@@ -388,17 +488,7 @@ impl EndpointTask {
     async fn flush(&mut self) {
         while let Some(out) = self.ua.poll_output() {
             match out {
-                UaOutput::Transmit(t) => {
-                    if let Err(e) = self.socket.send_to(&t.data, t.to).await {
-                        self.send_errors += 1;
-                        if self.send_errors.is_power_of_two() {
-                            tracing::warn!(to = %t.to, error = %e, count = self.send_errors, "UDP send failed");
-                        }
-                        if let Some(tx) = t.tx {
-                            self.ua.handle_transport_error(Instant::now(), tx);
-                        }
-                    }
-                }
+                UaOutput::Transmit(t) => self.transmit(t).await,
                 UaOutput::IncomingCall(c) => self.deliver_call(*c),
                 UaOutput::Call { key, event } => {
                     let last = matches!(event, CallEvent::Terminated { .. });
@@ -422,6 +512,33 @@ impl EndpointTask {
         }
     }
 
+    async fn transmit(&mut self, t: Transmit) {
+        let failed = match t.transport {
+            Transport::Udp => match self.socket.send_to(&t.data, t.to).await {
+                Ok(_) => false,
+                Err(e) => {
+                    self.send_errors += 1;
+                    if self.send_errors.is_power_of_two() {
+                        tracing::warn!(to = %t.to, error = %e, count = self.send_errors, "UDP send failed");
+                    }
+                    true
+                }
+            },
+            Transport::Tcp => match self.tcp.send(Instant::now(), t.to, t.data, t.tx) {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(to = %t.to, problem = ?e, "TCP send failed");
+                    true
+                }
+            },
+        };
+        if failed {
+            if let Some(tx) = t.tx {
+                self.ua.handle_transport_error(Instant::now(), tx);
+            }
+        }
+    }
+
     fn deliver_call(&mut self, c: crate::ua::InboundCall) {
         let key = c.key;
         let Some(cmd) = self.cmd_weak.upgrade() else {
@@ -439,6 +556,7 @@ impl EndpointTask {
             to: c.to,
             request_uri: c.request_uri,
             remote_addr: c.source,
+            transport: c.transport,
             sdp_offer: c.sdp_offer,
             invite: c.invite,
         };
@@ -448,6 +566,7 @@ impl EndpointTask {
             }
             Err(e) => {
                 tracing::warn!(reason = %e, "no room for a new call; answering 503");
+                self.ua.note_rejection(RejectReason::QueueFull);
                 let _ = self
                     .ua
                     .reject(Instant::now(), key, 503, Some("Service Unavailable"));
