@@ -132,10 +132,17 @@ async fn acknowledged_events_survive_sigkill() {
             }
         });
         let mut acks = Vec::new();
-        let first = lines_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("child never acknowledged an append");
-        acks.extend(parse_ack(&first));
+        // Skip the test harness's own lines ("running 1 test") up to the first ack.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acks.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "child never acknowledged an append"
+            );
+            if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(100)) {
+                acks.extend(parse_ack(&line));
+            }
+        }
         let kill_after = Duration::from_millis(rand::random_range(10..400));
         let start = Instant::now();
         while start.elapsed() < kill_after {

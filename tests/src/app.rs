@@ -13,6 +13,7 @@ use axum::Router;
 /// One request the app received.
 #[derive(Debug, Clone)]
 pub struct AppRequest {
+    pub received: std::time::Instant,
     pub method: String,
     pub path: String,
     pub params: Vec<(String, String)>,
@@ -33,7 +34,7 @@ impl AppRequest {
 struct Reply {
     status: u16,
     content_type: String,
-    body: String,
+    body: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -41,6 +42,8 @@ struct Inner {
     base: Mutex<String>,
     token: Mutex<String>,
     replies: Mutex<HashMap<String, Reply>>,
+    /// Requests still to fail (HTTP 500) per path.
+    failures: Mutex<HashMap<String, usize>>,
     requests: Mutex<Vec<AppRequest>>,
 }
 
@@ -85,7 +88,28 @@ impl TwimlApp {
             Reply {
                 status,
                 content_type: content_type.to_owned(),
-                body: body.to_owned(),
+                body: body.as_bytes().to_vec(),
+            },
+        );
+    }
+
+    /// The next `n` requests to `path` fail with HTTP 500.
+    pub fn fail_next(&self, path: &str, n: usize) {
+        self.inner
+            .failures
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), n);
+    }
+
+    /// Serve bytes (audio) at `path`.
+    pub fn bytes(&self, path: &str, content_type: &str, body: Vec<u8>) {
+        self.inner.replies.lock().unwrap().insert(
+            path.to_owned(),
+            Reply {
+                status: 200,
+                content_type: content_type.to_owned(),
+                body,
             },
         );
     }
@@ -134,11 +158,22 @@ async fn handle(
             .unwrap_or_default();
     }
     inner.requests.lock().unwrap().push(AppRequest {
+        received: std::time::Instant::now(),
         method: method.to_string(),
         path: uri.path().to_owned(),
         params,
         signature_valid,
     });
+    if let Some(left) = inner
+        .failures
+        .lock()
+        .unwrap()
+        .get_mut(uri.path())
+        .filter(|n| **n > 0)
+    {
+        *left -= 1;
+        return (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose").into_response();
+    }
     let reply = inner.replies.lock().unwrap().get(uri.path()).cloned();
     match reply {
         Some(reply) => (

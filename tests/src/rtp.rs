@@ -8,6 +8,8 @@ use dialtone_media::codec::Codec;
 /// One received RTP packet's header fields and payload.
 #[derive(Debug, Clone)]
 pub struct RtpPacket {
+    /// When it arrived.
+    pub received: std::time::SystemTime,
     pub marker: bool,
     pub payload_type: u8,
     pub sequence: u16,
@@ -43,6 +45,24 @@ impl RtpSink {
         self.packets.lock().unwrap().clone()
     }
 
+    /// The decoded audio of the packets with `payload_type` that arrived after `since`.
+    pub fn audio_since(
+        &self,
+        codec: Codec,
+        payload_type: u8,
+        since: std::time::SystemTime,
+    ) -> Vec<i16> {
+        let mut pcm = Vec::new();
+        for packet in self
+            .packets()
+            .iter()
+            .filter(|p| p.payload_type == payload_type && p.received >= since)
+        {
+            codec.decode_append(&packet.payload, &mut pcm);
+        }
+        pcm
+    }
+
     /// The decoded audio of all packets with `payload_type`.
     pub fn audio(&self, codec: Codec, payload_type: u8) -> Vec<i16> {
         let mut pcm = Vec::new();
@@ -64,6 +84,7 @@ fn parse(data: &[u8]) -> Option<RtpPacket> {
     let csrc = usize::from(data[0] & 0x0f);
     let start = 12 + 4 * csrc;
     Some(RtpPacket {
+        received: std::time::SystemTime::now(),
         marker: data[1] & 0x80 != 0,
         payload_type: data[1] & 0x7f,
         sequence: u16::from_be_bytes([data[2], data[3]]),

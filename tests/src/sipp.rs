@@ -11,6 +11,7 @@ pub struct Sipp {
     keys: Vec<(String, String)>,
     duration_ms: Option<u64>,
     calls: u32,
+    port: u16,
 }
 
 /// What sipp did.
@@ -32,6 +33,7 @@ impl Sipp {
             keys: Vec::new(),
             duration_ms: None,
             calls: 1,
+            port: free_port(true),
         }
     }
 
@@ -47,14 +49,25 @@ impl Sipp {
         self
     }
 
+    /// The SIP port sipp listens on (a free one by default); a callee's address is
+    /// `127.0.0.1:<port>`.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Runs against `target` (`host:port`) on a blocking thread.
     pub async fn run(self, target: String) -> SippRun {
-        tokio::task::spawn_blocking(move || self.run_blocking(&target))
+        tokio::task::spawn_blocking(move || self.run_blocking(Some(&target)))
             .await
             .unwrap()
     }
 
-    pub fn run_blocking(&self, target: &str) -> SippRun {
+    /// Runs as a callee (UAS) waiting for one call, in the background.
+    pub fn spawn_uas(self) -> tokio::task::JoinHandle<SippRun> {
+        tokio::task::spawn_blocking(move || self.run_blocking(None))
+    }
+
+    pub fn run_blocking(&self, target: Option<&str>) -> SippRun {
         let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new("sipp");
         command
@@ -69,7 +82,7 @@ impl Sipp {
                 "-nostdin",
                 "-trace_err",
             ])
-            .args(["-p", &free_port(true).to_string()])
+            .args(["-p", &self.port.to_string()])
             .args(["-mp", &free_port(true).to_string()])
             .args(["-timeout", "60s", "-timeout_error"]);
         if let Some(ms) = self.duration_ms {
@@ -78,7 +91,9 @@ impl Sipp {
         for (key, value) in &self.keys {
             command.args(["-key", key, value]);
         }
-        command.arg(target);
+        if let Some(target) = target {
+            command.arg(target);
+        }
         let output = command
             .output()
             .expect("sipp is installed (apt install sip-tester)");

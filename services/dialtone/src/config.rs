@@ -59,6 +59,34 @@ pub struct Config {
     pub billing: BillingSettings,
     pub webhooks: WebhookSettings,
     pub media: MediaSettings,
+    pub sip: SipSettings,
+    /// Carriers: `[[trunks.inbound]]` (allowed sources) and `[[trunks.outbound]]` (where
+    /// `<Number>` dials and REST calls to numbers go).
+    pub trunks: dialtone_sip::trunk::TrunksConfig,
+    pub outbound: OutboundSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipSettings {
+    /// With inbound trunks configured, these numbers still take calls from any source.
+    pub open_numbers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// REST-created calls per second per account (Twilio's default is 1); excess calls wait
+    /// in `queued`.
+    pub calls_per_second: f64,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> OutboundSettings {
+        OutboundSettings {
+            calls_per_second: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +147,9 @@ impl Default for Config {
             billing: BillingSettings::default(),
             webhooks: WebhookSettings::default(),
             media: MediaSettings::default(),
+            sip: SipSettings::default(),
+            trunks: dialtone_sip::trunk::TrunksConfig::default(),
+            outbound: OutboundSettings::default(),
         }
     }
 }
@@ -173,6 +204,8 @@ pub enum ConfigError {
     RtpPorts(String),
     #[error("invalid --log {0:?}: expected `sqlite` or `kafka://HOST:PORT[,HOST:PORT…]`")]
     Log(String),
+    #[error("invalid trunks: {0}")]
+    Trunks(dialtone_sip::trunk::TrunkError),
     #[error("invalid price {value:?} for {category}: expected a decimal like 0.0085 with at most 6 decimals")]
     Price { category: String, value: String },
 }
@@ -229,6 +262,7 @@ impl Config {
         config.rtp_port_range()?;
         config.log_backend()?;
         config.rates_micros()?;
+        config.trunks.validate().map_err(ConfigError::Trunks)?;
         Ok(config)
     }
 

@@ -25,7 +25,11 @@ use dialtone_voice::webhook::{Timeouts, WebhookClient, WebhookConfig};
 
 use crate::config::{Config, LogBackend, ServeArgs};
 use crate::paths::DataDir;
+use crate::roles::conference::Conferences;
+use crate::roles::controller::NodeController;
 use crate::roles::edge::Edge;
+use crate::roles::node::Node;
+use crate::roles::pacing::Pacer;
 use crate::roles::registry::CallRegistry;
 
 /// Opens the configured event log.
@@ -127,12 +131,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
     .context("building the webhook client")?;
     let registry = CallRegistry::default();
-    let edge = Arc::new(Edge {
+    let node = Arc::new(Node {
         log: log.clone(),
         numbers: numbers.clone(),
         accounts: accounts.clone(),
         secret: secret.clone(),
         media: media.clone(),
+        sip: endpoint.clone(),
         public_ip,
         node_id: config.node_id.clone(),
         webhooks,
@@ -142,6 +147,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         recordings_dir: data.recordings(),
         registry: registry.clone(),
+        trunks: config.trunks.clone(),
+        conferences: Conferences::default(),
+        pacer: Pacer::new(config.outbound.calls_per_second),
+    });
+    let edge = Arc::new(Edge {
+        node: node.clone(),
+        open_numbers: config.sip.open_numbers.clone(),
     });
     let edge_task = tokio::spawn(edge.run(incoming));
 
@@ -157,7 +169,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .with_metrics(metrics)
     .with_default_currency(&rates.currency)
     .with_data_dir(data.root())
-    .with_public_url(&config.public_base_url());
+    .with_public_url(&config.public_base_url())
+    .with_call_controller(Arc::new(NodeController(node.clone())));
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding the HTTP API on {}", config.http_addr))?;

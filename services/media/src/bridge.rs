@@ -143,3 +143,20 @@ impl Drop for BridgeHandle {
         self.mixer.end_bridge(self.id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shareable<T: Send + Sync>() {}
+
+    /// The shell keeps these in tokio tasks of either leg.
+    #[test]
+    fn handles_are_send_and_sync() {
+        shareable::<BridgeHandle>();
+        shareable::<crate::conference::ConferenceRoom>();
+        shareable::<crate::conference::Participant>();
+        assert_eq!(RecordingChannels::Dual.count(), 2);
+        assert_eq!(RecordingChannels::default().count(), 1);
+    }
+}

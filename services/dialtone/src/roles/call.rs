@@ -1,10 +1,10 @@
 //! The life of one call on the node that owns it: the imperative shell around the TwiML
 //! interpreter. It carries out the interpreter's actions (webhooks, SIP answer/reject/BYE,
-//! media commands, events) and feeds every outcome back (webhook results, media outcomes,
-//! DTMF, the caller hanging up, timers). It is the call stream's only writer.
+//! media commands, dials, events) and feeds every outcome back (webhook results, media
+//! outcomes, DTMF, the caller hanging up, child legs, timers). It is the only writer of its
+//! call's stream and of the streams of the child legs it dials.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,37 +13,42 @@ use dialtone_events::payload::{
     RecordingStarted,
 };
 use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
-use dialtone_events::{EventLog, ExpectedVersion, NewEvent};
+use dialtone_events::{ExpectedVersion, NewEvent};
 use dialtone_media::outcome::MediaOutcome;
 use dialtone_media::playout::CommandId as MediaCommandId;
 use dialtone_media::recorder::RecorderConfig;
 use dialtone_media::runtime::{MediaCommand as MediaRuntimeCommand, MediaSession, RecordOptions};
-use dialtone_sip::endpoint::{CallEvent, CallHandle};
+use dialtone_sip::endpoint::{CallEvent, CallHandle, ReofferAnswer};
 use dialtone_sip::sdp::Negotiated;
+use dialtone_voice::interpreter::dial::{DialEvent, DialId, DialPlan};
 use dialtone_voice::interpreter::{
-    Action, CommandId, Interpreter, MediaCommand, MediaDone, RecordingOutcome,
+    Action, CommandId, HangupReason, Interpreter, MediaCommand, MediaDone, RecordingOutcome,
 };
 use dialtone_voice::webhook::{requested_payload, responded_payload, CallSession, FetchResult};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::roles::registry::{CallControl, CallRegistry};
+use crate::roles::dial::{DialRun, Signal};
+use crate::roles::node::Node;
+use crate::roles::registry::CallControl;
 
-/// Everything a call task needs, prepared by the edge.
+/// Everything a call task needs, prepared by the edge (inbound) or the originator
+/// (REST outbound, already answered).
 pub struct CallSetup {
+    pub node: Arc<Node>,
     pub sid: CallSid,
     pub account: AccountSid,
     pub sip: CallHandle,
     pub sip_events: mpsc::UnboundedReceiver<CallEvent>,
     pub media: MediaSession,
     pub negotiated: Negotiated,
-    pub sdp_answer: String,
+    /// Inbound: the SDP answer to send when the TwiML answers. Outbound: `None`.
+    pub sdp_answer: Option<String>,
+    /// Outbound calls start answered.
+    pub answered: Option<(Instant, OffsetDateTime)>,
     pub interpreter: Interpreter,
     pub webhooks: CallSession,
-    pub log: Arc<dyn EventLog>,
-    pub recordings_dir: PathBuf,
-    pub registry: CallRegistry,
     pub control: mpsc::Receiver<CallControl>,
     /// When the INVITE arrived (for the INVITE→200 latency metric).
     pub invited_at: Instant,
@@ -51,9 +56,10 @@ pub struct CallSetup {
 
 /// Who ended the call, in `call.completed` terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EndedBy {
+pub(crate) enum EndedBy {
     Caller,
     Dialtone,
+    Api,
     Error,
 }
 
@@ -62,42 +68,54 @@ impl EndedBy {
         match self {
             EndedBy::Caller => "caller",
             EndedBy::Dialtone => "dialtone",
+            EndedBy::Api => "api",
             EndedBy::Error => "error",
         }
     }
 }
 
-struct CallTask {
-    sid: CallSid,
-    account: AccountSid,
+/// Whose webhook a fetch belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FetchFor {
+    Call,
+    /// A child leg's whisper program.
+    Whisper(CallSid),
+}
+
+pub(crate) struct CallTask {
+    pub(crate) node: Arc<Node>,
+    pub(crate) sid: CallSid,
+    pub(crate) account: AccountSid,
     sip: CallHandle,
-    media: Option<MediaSession>,
+    pub(crate) media: Option<MediaSession>,
     negotiated: Negotiated,
-    sdp_answer: String,
-    interpreter: Interpreter,
-    webhooks: Arc<CallSession>,
-    log: Arc<dyn EventLog>,
-    recordings_dir: PathBuf,
+    sdp_answer: Option<String>,
+    pub(crate) interpreter: Interpreter,
+    pub(crate) webhooks: Arc<CallSession>,
     invited_at: Instant,
     /// Events waiting to be appended at the end of the current step.
     pending: Vec<NewEvent>,
-    fetches: JoinSet<(u32, FetchResult)>,
+    pub(crate) fetches: JoinSet<(FetchFor, u32, FetchResult)>,
     /// Media command ids → interpreter command ids.
     media_commands: HashMap<MediaCommandId, CommandId>,
     /// Media ids of `Record` commands → the recording they make.
-    recordings: HashMap<MediaCommandId, (RecordingSid, PathBuf)>,
-    answered: Option<(Instant, OffsetDateTime)>,
+    recordings: HashMap<MediaCommandId, RecordingSid>,
+    pub(crate) answered: Option<(Instant, OffsetDateTime)>,
     /// The SIP side is gone (BYE, CANCEL, termination): no more SIP or media commands.
-    sip_gone: bool,
+    pub(crate) sip_gone: bool,
     ended_by: Option<EndedBy>,
     /// Final status and SIP code when the call ends without having been answered.
     unanswered_end: Option<(CallStatus, u16)>,
-    completed_written: bool,
+    /// The `<Dial>` in progress, if any.
+    pub(crate) dial: Option<DialRun>,
+    /// Child legs and whispers report here.
+    pub(crate) signals_tx: mpsc::UnboundedSender<Signal>,
 }
 
 /// Runs the call until its program completes and `call.completed` is written.
 pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
     let CallSetup {
+        node,
         sid,
         account,
         sip,
@@ -105,16 +123,16 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         mut media,
         negotiated,
         sdp_answer,
+        answered,
         interpreter,
         webhooks,
-        log,
-        recordings_dir,
-        registry,
         mut control,
         invited_at,
     } = setup;
     let mut media_outcomes = media.outcomes();
+    let (signals_tx, mut signals) = mpsc::unbounded_channel();
     let mut task = CallTask {
+        node,
         sid: sid.clone(),
         account,
         sip,
@@ -123,18 +141,17 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         sdp_answer,
         interpreter,
         webhooks: Arc::new(webhooks),
-        log,
-        recordings_dir,
         invited_at,
         pending: Vec::new(),
         fetches: JoinSet::new(),
         media_commands: HashMap::new(),
         recordings: HashMap::new(),
-        answered: None,
+        answered,
         sip_gone: false,
         ended_by: None,
         unanswered_end: None,
-        completed_written: false,
+        dial: None,
+        signals_tx,
     };
     metrics::gauge!("dialtone_calls_active").increment(1.0);
     let mut queue: VecDeque<Action> = first_actions.into();
@@ -144,7 +161,13 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
             break;
         }
         task.flush().await;
-        let timeout = task.interpreter.poll_timeout();
+        let timeout = [
+            task.interpreter.poll_timeout(),
+            task.dial.as_ref().and_then(DialRun::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let sleep = async {
             match timeout {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -153,11 +176,13 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         };
         tokio::select! {
             Some(joined) = task.fetches.join_next(), if !task.fetches.is_empty() => {
-                let now = Instant::now();
                 match joined {
-                    Ok((request_id, result)) => {
+                    Ok((FetchFor::Call, request_id, result)) => {
                         task.pending.push(task.event(responded_payload(request_id, &result)));
-                        queue.extend(task.interpreter.on_fetched(request_id, result, now));
+                        queue.extend(task.interpreter.on_fetched(request_id, result, Instant::now()));
+                    }
+                    Ok((FetchFor::Whisper(child), request_id, result)) => {
+                        queue.extend(task.on_whisper_fetched(&child, request_id, result).await);
                     }
                     Err(error) => tracing::error!(call = %task.sid, %error, "webhook task failed"),
                 }
@@ -168,18 +193,23 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
             Some(outcome) = recv_outcome(&mut media_outcomes) => {
                 queue.extend(task.on_media_outcome(outcome));
             }
+            Some(signal) = signals.recv() => {
+                queue.extend(task.on_signal(signal).await);
+            }
             _ = sleep => {
-                queue.extend(task.interpreter.on_timer(Instant::now()));
+                let now = Instant::now();
+                queue.extend(task.interpreter.on_timer(now));
+                queue.extend(task.on_dial_timer(now).await);
             }
             command = control.recv(), if control_open => match command {
-                Some(command) => queue.extend(task.on_control(command)),
+                Some(command) => queue.extend(task.on_control(command).await),
                 None => control_open = false,
             },
         }
     }
     task.flush().await;
     task.finish().await;
-    registry.remove(&sid);
+    task.node.registry.remove(&sid);
     metrics::gauge!("dialtone_calls_active").decrement(1.0);
 }
 
@@ -193,18 +223,24 @@ async fn recv_outcome(
 }
 
 impl CallTask {
-    fn event(&self, payload: impl Into<Payload>) -> NewEvent {
+    pub(crate) fn event(&self, payload: impl Into<Payload>) -> NewEvent {
         NewEvent::new(self.account.as_str(), payload)
+    }
+
+    pub(crate) fn push_event(&mut self, payload: impl Into<Payload>) {
+        let event = self.event(payload);
+        self.pending.push(event);
     }
 
     /// Appends the events of this step, in order. The call task is the stream's only
     /// writer, so `Any` cannot interleave with a foreign write of the same call.
-    async fn flush(&mut self) {
+    pub(crate) async fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
         }
         let events = std::mem::take(&mut self.pending);
         if let Err(error) = self
+            .node
             .log
             .append(self.sid.as_str(), ExpectedVersion::Any, events)
             .await
@@ -222,12 +258,11 @@ impl CallTask {
                     request_id,
                     request,
                 } => {
-                    self.pending
-                        .push(self.event(requested_payload(&request, request_id, 1)));
+                    self.push_event(requested_payload(&request, request_id, 1));
                     let session = self.webhooks.clone();
                     self.fetches.spawn(async move {
                         let result = session.fetch(&request).await;
-                        (request_id, result)
+                        (FetchFor::Call, request_id, result)
                     });
                 }
                 Action::Answer => queue.extend(self.answer(now).await),
@@ -263,17 +298,25 @@ impl CallTask {
                 Action::Hangup { reason } => {
                     tracing::debug!(call = %self.sid, ?reason, "hanging up");
                     self.ended_by.get_or_insert(match reason {
-                        dialtone_voice::interpreter::HangupReason::ApplicationError
-                        | dialtone_voice::interpreter::HangupReason::LoopDetected => EndedBy::Error,
+                        HangupReason::ApplicationError | HangupReason::LoopDetected => {
+                            EndedBy::Error
+                        }
                         _ => EndedBy::Dialtone,
                     });
                     self.hangup_sip().await;
                 }
-                Action::Emit(payload) => self.pending.push(self.event(payload)),
-                Action::Completed => return true,
-                other => {
-                    tracing::warn!(call = %self.sid, ?other, "action not supported on this node yet")
+                Action::Emit(payload) => self.push_event(payload),
+                Action::Dial { dial_id, plan } => {
+                    queue.extend(self.start_dial(dial_id, plan).await)
                 }
+                Action::Bridge {
+                    dial_id,
+                    child_call_sid,
+                } => queue.extend(self.bridge(dial_id, &child_call_sid).await),
+                Action::EndDial { dial_id, reason } => {
+                    queue.extend(self.end_dial(dial_id, reason).await)
+                }
+                Action::Completed => return true,
             }
         }
         false
@@ -283,6 +326,9 @@ impl CallTask {
         if self.answered.is_some() || self.sip_gone {
             return Vec::new();
         }
+        let Some(sdp_answer) = self.sdp_answer.clone() else {
+            return Vec::new();
+        };
         if let Some(media) = &self.media {
             media.set_remote(
                 self.negotiated.remote_rtp,
@@ -290,7 +336,7 @@ impl CallTask {
                 self.negotiated.telephone_event_pt,
             );
         }
-        if let Err(error) = self.sip.answer(self.sdp_answer.clone()).await {
+        if let Err(error) = self.sip.answer(sdp_answer).await {
             tracing::warn!(call = %self.sid, %error, "answer failed; treating the caller as gone");
             self.sip_gone = true;
             self.ended_by.get_or_insert(EndedBy::Caller);
@@ -299,13 +345,10 @@ impl CallTask {
         metrics::histogram!("dialtone_invite_to_answer_seconds")
             .record(self.invited_at.elapsed().as_secs_f64());
         self.answered = Some((now, OffsetDateTime::now_utc()));
-        let codec = match self.negotiated.codec {
-            dialtone_sip::sdp::Codec::Pcmu => "PCMU",
-            dialtone_sip::sdp::Codec::Pcma => "PCMA",
-        };
-        self.pending.push(self.event(CallAnswered {
+        let codec = codec_name(self.negotiated.codec);
+        self.push_event(CallAnswered {
             codec: Some(codec.to_owned()),
-        }));
+        });
         self.interpreter.on_answered(now)
     }
 
@@ -315,56 +358,10 @@ impl CallTask {
             Some(media) if !self.sip_gone => media,
             _ => return Some(MediaDone::Interrupted),
         };
-        let (runtime_command, recording) = match command {
-            MediaCommand::Say(say) => (
-                MediaRuntimeCommand::Say {
-                    text: say.text,
-                    voice: Some(say.voice),
-                    language: Some(say.language),
-                    loops: say.loops,
-                },
-                None,
-            ),
-            MediaCommand::Play(play) => match (play.digits, play.url) {
-                (Some(digits), _) => (MediaRuntimeCommand::Digits { digits }, None),
-                (None, Some(url)) => (
-                    MediaRuntimeCommand::Play {
-                        url,
-                        loops: play.loops,
-                    },
-                    None,
-                ),
-                (None, None) => {
-                    return Some(MediaDone::Failed("Play without a URL or digits".into()))
-                }
-            },
-            MediaCommand::Pause(pause) => (
-                MediaRuntimeCommand::Pause {
-                    ms: u32::try_from(pause.length_ms).unwrap_or(u32::MAX),
-                },
-                None,
-            ),
-            MediaCommand::Record(record) => {
-                let path = self
-                    .recordings_dir
-                    .join(format!("{}.wav", record.recording_sid));
-                let options = RecordOptions {
-                    path: path.clone(),
-                    beep: record.play_beep,
-                    recorder: RecorderConfig {
-                        silence_timeout_ms: u32::try_from(record.silence_timeout_ms)
-                            .unwrap_or(u32::MAX),
-                        max_length_ms: u32::try_from(record.max_length_ms).unwrap_or(u32::MAX),
-                        finish_on_keys: record.finish_on_key.clone(),
-                        trim_silence: record.trim,
-                        ..RecorderConfig::default()
-                    },
-                };
-                (
-                    MediaRuntimeCommand::Record(options),
-                    Some((record.recording_sid, path)),
-                )
-            }
+        let (runtime_command, recording) = match runtime_command(command, &self.node.recordings_dir)
+        {
+            Ok(converted) => converted,
+            Err(done) => return Some(done),
         };
         let media_id = media.play(runtime_command);
         self.media_commands.insert(media_id, command_id);
@@ -381,6 +378,9 @@ impl CallTask {
             MediaOutcome::Interrupted { id } => self.media_done(id, MediaDone::Interrupted, now),
             MediaOutcome::Failed { id, error } => {
                 tracing::warn!(call = %self.sid, %error, "media command failed");
+                if self.dial.as_mut().is_some_and(|d| d.recording_failed(id)) {
+                    return self.dial_recording_finished(None);
+                }
                 self.media_done(id, MediaDone::Failed(error.to_string()), now)
             }
             MediaOutcome::Dtmf {
@@ -389,13 +389,12 @@ impl CallTask {
                 duration_ms,
             } => self.dtmf(digit, source, Some(duration_ms), now),
             MediaOutcome::RecordingStarted { id } => {
-                if let Some((sid, _)) = self.recordings.get(&id) {
-                    let started = RecordingStarted {
-                        recording_sid: sid.clone(),
+                if let Some(sid) = self.recordings.get(&id).cloned() {
+                    self.push_event(RecordingStarted {
+                        recording_sid: sid,
                         source: "RecordVerb".into(),
                         channels: 1,
-                    };
-                    self.pending.push(self.event(started));
+                    });
                 }
                 Vec::new()
             }
@@ -408,12 +407,7 @@ impl CallTask {
                 end,
             } => {
                 let absent = empty || silent;
-                if let Some((sid, _)) = self.recordings.remove(&id) {
-                    let relative = path
-                        .strip_prefix(self.recordings_dir.parent().unwrap_or(&self.recordings_dir))
-                        .unwrap_or(&path)
-                        .to_string_lossy()
-                        .into_owned();
+                if let Some(sid) = self.recordings.remove(&id) {
                     let completed = RecordingCompleted {
                         recording_sid: sid,
                         status: if absent {
@@ -422,7 +416,7 @@ impl CallTask {
                             "completed".into()
                         },
                         duration_ms,
-                        path: relative,
+                        path: self.relative_path(&path),
                         channels: 1,
                         source: "RecordVerb".into(),
                         digits: end.digits(),
@@ -432,7 +426,7 @@ impl CallTask {
                             _ => None,
                         },
                     };
-                    self.pending.push(self.event(completed));
+                    self.push_event(completed);
                 }
                 let outcome = RecordingOutcome {
                     duration_ms,
@@ -441,11 +435,46 @@ impl CallTask {
                 };
                 self.media_done(id, MediaDone::Recorded(outcome), now)
             }
+            MediaOutcome::BridgeRecordingFinished {
+                path,
+                duration_ms,
+                channels,
+                ..
+            } => {
+                let recording = self.dial.as_mut().and_then(|d| d.recording.take());
+                if let Some(recording) = recording {
+                    let completed = RecordingCompleted {
+                        recording_sid: recording.sid,
+                        status: "completed".into(),
+                        duration_ms,
+                        path: self.relative_path(&path),
+                        channels: u8::try_from(channels).unwrap_or(1),
+                        source: "DialVerb".into(),
+                        digits: None,
+                        error_code: None,
+                    };
+                    self.push_event(completed);
+                }
+                self.dial_recording_finished(Some(duration_ms))
+            }
             other => {
                 tracing::debug!(call = %self.sid, ?other, "media outcome ignored");
                 Vec::new()
             }
         }
+    }
+
+    /// `path` relative to the data dir, as recording events store it.
+    pub(crate) fn relative_path(&self, path: &std::path::Path) -> String {
+        let root = self
+            .node
+            .recordings_dir
+            .parent()
+            .unwrap_or(&self.node.recordings_dir);
+        path.strip_prefix(root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
     }
 
     fn media_done(
@@ -467,11 +496,11 @@ impl CallTask {
         duration_ms: Option<u32>,
         now: Instant,
     ) -> Vec<Action> {
-        self.pending.push(self.event(DtmfReceived {
+        self.push_event(DtmfReceived {
             digit: digit.to_string(),
             source,
             duration_ms,
-        }));
+        });
         self.interpreter.on_dtmf(digit, now)
     }
 
@@ -480,8 +509,8 @@ impl CallTask {
         match event {
             Some(CallEvent::Acked { .. })
             | Some(CallEvent::ReInviteAcked { .. })
-            | Some(CallEvent::Progress { .. }) => Vec::new(),
-            Some(CallEvent::Answered { .. }) => Vec::new(),
+            | Some(CallEvent::Progress { .. })
+            | Some(CallEvent::Answered { .. }) => Vec::new(),
             Some(CallEvent::Info { content_type, body }) => {
                 match parse_dtmf_info(content_type.as_deref(), &body) {
                     Some((digit, duration_ms)) => {
@@ -490,15 +519,14 @@ impl CallTask {
                     None => Vec::new(),
                 }
             }
-            Some(CallEvent::ReInvite { sdp, .. }) => {
-                // Hold/unhold or a new media address: answer with our current SDP (the
-                // SIP layer adjusts the direction attribute).
+            Some(CallEvent::ReInvite { .. }) => {
+                // Hold/unhold or a refresh: keep our SDP (the SIP layer mirrors the
+                // direction of the new offer in the answer).
                 let sip = self.sip.clone();
-                let answer = dialtone_sip::endpoint::ReofferAnswer::Accept {
-                    sdp: sdp.map(|_| self.sdp_answer.clone()),
-                };
                 tokio::spawn(async move {
-                    let _ = sip.respond_to_reinvite(answer).await;
+                    let _ = sip
+                        .respond_to_reinvite(ReofferAnswer::Accept { sdp: None })
+                        .await;
                 });
                 Vec::new()
             }
@@ -537,29 +565,64 @@ impl CallTask {
         }
     }
 
-    fn on_control(&mut self, command: CallControl) -> Vec<Action> {
+    async fn on_control(&mut self, command: CallControl) -> Vec<Action> {
+        let now = Instant::now();
         match command {
-            CallControl::Hangup => {
-                self.ended_by.get_or_insert(EndedBy::Dialtone);
-                let now = Instant::now();
+            CallControl::Hangup | CallControl::HangupByApi => {
+                let by = if matches!(command, CallControl::HangupByApi) {
+                    EndedBy::Api
+                } else {
+                    EndedBy::Dialtone
+                };
+                self.ended_by.get_or_insert(by);
                 let actions = self.interpreter.on_hangup(now);
-                let sip = self.sip.clone();
-                let answered = self.answered.is_some();
                 if !self.sip_gone {
                     self.sip_gone = true;
-                    if !answered {
+                    if self.answered.is_none() {
                         self.unanswered_end = Some((CallStatus::Canceled, 487));
                     }
+                    if let Some(media) = &self.media {
+                        media.stop_playback();
+                        media.stop_recording();
+                    }
+                    let sip = self.sip.clone();
                     tokio::spawn(async move {
                         let _ = sip.hangup().await;
                     });
                 }
                 actions
             }
+            CallControl::Redirect { url, method, reply } => {
+                let result = self.interpreter.redirect(&url, method, now);
+                self.live_update(result, reply)
+            }
+            CallControl::Twiml { twiml, reply } => {
+                let result = self.interpreter.replace_twiml(&twiml, now);
+                self.live_update(result, reply)
+            }
+            CallControl::ConferenceEnded => self.conference_ended(now).await,
         }
     }
 
-    async fn hangup_sip(&mut self) {
+    /// A REST update took effect (or not): stop what plays and go on with the new TwiML.
+    fn live_update(
+        &mut self,
+        result: Result<Vec<Action>, dialtone_voice::interpreter::InterpreterError>,
+        reply: crate::roles::registry::Reply,
+    ) -> Vec<Action> {
+        match result {
+            Ok(actions) => {
+                let _ = reply.send(Ok(()));
+                actions
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error.to_string()));
+                Vec::new()
+            }
+        }
+    }
+
+    pub(crate) async fn hangup_sip(&mut self) {
         if self.sip_gone {
             return;
         }
@@ -575,6 +638,7 @@ impl CallTask {
     /// Writes `call.completed` and frees the media session.
     async fn finish(&mut self) {
         self.hangup_sip().await;
+        self.abandon_dial().await;
         if let Some(media) = self.media.take() {
             let stats = media.stats();
             metrics::counter!("dialtone_rtp_packets_received_total").increment(stats.rx_packets);
@@ -583,40 +647,178 @@ impl CallTask {
             media.close();
         }
         self.fetches.abort_all();
-        if self.completed_written {
-            return;
-        }
         let ended_by = self.ended_by.unwrap_or(EndedBy::Dialtone);
         let completed = match self.answered {
-            Some((at, wall)) => {
-                let answered_ms = at.elapsed().as_millis() as u64;
-                CallCompleted {
-                    status: CallStatus::Completed,
-                    duration_s: duration_seconds(answered_ms),
-                    answered_ms,
-                    answered_at: Some(wall),
-                    hangup_by: ended_by.as_str().to_owned(),
-                    sip_code: Some(200),
-                }
-            }
+            Some((at, wall)) => completed_answered(at, wall, ended_by.as_str()),
             None => {
                 let (status, sip_code) = self.unanswered_end.unwrap_or((CallStatus::Failed, 500));
-                CallCompleted {
-                    status,
-                    duration_s: 0,
-                    answered_ms: 0,
-                    answered_at: None,
-                    hangup_by: ended_by.as_str().to_owned(),
-                    sip_code: Some(sip_code),
-                }
+                completed_unanswered(status, sip_code, ended_by.as_str())
             }
         };
         metrics::counter!("dialtone_calls_completed_total", "status" => completed.status.as_str())
             .increment(1);
-        self.pending.push(self.event(completed));
+        self.push_event(completed);
         self.flush().await;
-        self.completed_written = true;
     }
+
+    /// Dial outcomes that finish when the bridge recording is written.
+    fn dial_recording_finished(&mut self, duration_ms: Option<u64>) -> Vec<Action> {
+        let Some(dial) = self.dial.as_mut() else {
+            return Vec::new();
+        };
+        match dial.recording_done(duration_ms) {
+            Some((dial_id, event)) => self.report_dial(dial_id, event),
+            None => Vec::new(),
+        }
+    }
+
+    /// Tells the interpreter how the dial went, once.
+    pub(crate) fn report_dial(&mut self, dial_id: DialId, event: DialEvent) -> Vec<Action> {
+        if matches!(event, DialEvent::Completed { .. }) {
+            self.dial = None;
+        }
+        self.interpreter
+            .on_dial_event(dial_id, event, Instant::now())
+    }
+
+    async fn on_signal(&mut self, signal: Signal) -> Vec<Action> {
+        crate::roles::dial::on_signal(self, signal).await
+    }
+
+    async fn on_whisper_fetched(
+        &mut self,
+        child: &CallSid,
+        request_id: u32,
+        result: FetchResult,
+    ) -> Vec<Action> {
+        crate::roles::dial::on_whisper_fetched(self, child, request_id, result).await
+    }
+
+    async fn on_dial_timer(&mut self, now: Instant) -> Vec<Action> {
+        crate::roles::dial::on_dial_timer(self, now).await
+    }
+
+    async fn bridge(&mut self, dial_id: DialId, child: &CallSid) -> Vec<Action> {
+        crate::roles::dial::bridge(self, dial_id, child).await
+    }
+
+    async fn end_dial(
+        &mut self,
+        dial_id: DialId,
+        reason: dialtone_voice::interpreter::dial::DialEndReason,
+    ) -> Vec<Action> {
+        crate::roles::dial::end_dial(self, dial_id, reason).await
+    }
+
+    async fn conference_ended(&mut self, _now: Instant) -> Vec<Action> {
+        crate::roles::dial::conference_ended(self).await
+    }
+
+    async fn abandon_dial(&mut self) {
+        crate::roles::dial::abandon(self).await
+    }
+
+    async fn start_dial(&mut self, dial_id: DialId, plan: DialPlan) -> Vec<Action> {
+        if self.sip_gone {
+            let event = DialEvent::Completed {
+                child: None,
+                status: dialtone_voice::interpreter::dial::DialCallStatus::Canceled,
+                duration_s: 0,
+                recording_duration_ms: None,
+            };
+            return self
+                .interpreter
+                .on_dial_event(dial_id, event, Instant::now());
+        }
+        crate::roles::dial::start(self, dial_id, plan).await
+    }
+}
+
+/// `call.completed` of an answered leg.
+pub(crate) fn completed_answered(
+    at: Instant,
+    wall: OffsetDateTime,
+    hangup_by: &str,
+) -> CallCompleted {
+    let answered_ms = at.elapsed().as_millis() as u64;
+    CallCompleted {
+        status: CallStatus::Completed,
+        duration_s: duration_seconds(answered_ms),
+        answered_ms,
+        answered_at: Some(wall),
+        hangup_by: hangup_by.to_owned(),
+        sip_code: Some(200),
+    }
+}
+
+/// `call.completed` of a leg that was never answered.
+pub(crate) fn completed_unanswered(
+    status: CallStatus,
+    sip_code: u16,
+    hangup_by: &str,
+) -> CallCompleted {
+    CallCompleted {
+        status,
+        duration_s: 0,
+        answered_ms: 0,
+        answered_at: None,
+        hangup_by: hangup_by.to_owned(),
+        sip_code: Some(sip_code),
+    }
+}
+
+/// The media runtime's form of an interpreter media command, and the recording it makes.
+pub(crate) fn runtime_command(
+    command: MediaCommand,
+    recordings_dir: &std::path::Path,
+) -> Result<(MediaRuntimeCommand, Option<RecordingSid>), MediaDone> {
+    Ok(match command {
+        MediaCommand::Say(say) => (
+            MediaRuntimeCommand::Say {
+                text: say.text,
+                voice: Some(say.voice),
+                language: Some(say.language),
+                loops: say.loops,
+            },
+            None,
+        ),
+        MediaCommand::Play(play) => match (play.digits, play.url) {
+            (Some(digits), _) => (MediaRuntimeCommand::Digits { digits }, None),
+            (None, Some(url)) => (
+                MediaRuntimeCommand::Play {
+                    url,
+                    loops: play.loops,
+                },
+                None,
+            ),
+            (None, None) => return Err(MediaDone::Failed("Play without a URL or digits".into())),
+        },
+        MediaCommand::Pause(pause) => (
+            MediaRuntimeCommand::Pause {
+                ms: u32::try_from(pause.length_ms).unwrap_or(u32::MAX),
+            },
+            None,
+        ),
+        MediaCommand::Record(record) => {
+            let path = recordings_dir.join(format!("{}.wav", record.recording_sid));
+            let options = RecordOptions {
+                path,
+                beep: record.play_beep,
+                recorder: RecorderConfig {
+                    silence_timeout_ms: u32::try_from(record.silence_timeout_ms)
+                        .unwrap_or(u32::MAX),
+                    max_length_ms: u32::try_from(record.max_length_ms).unwrap_or(u32::MAX),
+                    finish_on_keys: record.finish_on_key.clone(),
+                    trim_silence: record.trim,
+                    ..RecorderConfig::default()
+                },
+            };
+            (
+                MediaRuntimeCommand::Record(options),
+                Some(record.recording_sid),
+            )
+        }
+    })
 }
 
 /// Whole seconds of an answered call: rounded to the nearest second, at least one (Twilio
@@ -629,10 +831,17 @@ pub fn duration_seconds(answered_ms: u64) -> u64 {
     }
 }
 
-fn media_codec(codec: dialtone_sip::sdp::Codec) -> dialtone_media::codec::Codec {
+pub(crate) fn media_codec(codec: dialtone_sip::sdp::Codec) -> dialtone_media::codec::Codec {
     match codec {
         dialtone_sip::sdp::Codec::Pcmu => dialtone_media::codec::Codec::Pcmu,
         dialtone_sip::sdp::Codec::Pcma => dialtone_media::codec::Codec::Pcma,
+    }
+}
+
+pub(crate) fn codec_name(codec: dialtone_sip::sdp::Codec) -> &'static str {
+    match codec {
+        dialtone_sip::sdp::Codec::Pcmu => "PCMU",
+        dialtone_sip::sdp::Codec::Pcma => "PCMA",
     }
 }
 

@@ -2,8 +2,6 @@
 //! dialed number, negotiates media, writes `call.initiated`/`call.ringing`, and starts the
 //! call's task on this node (which then owns the call for its lifetime).
 
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,33 +9,22 @@ use dialtone_events::payload::{
     CallApplication, CallInitiated, CallRinging, CallStatus, Direction,
 };
 use dialtone_events::sid::{AccountSid, CallSid};
-use dialtone_events::{EventLog, ExpectedVersion, NewEvent};
-use dialtone_media::runtime::MediaRuntime;
+use dialtone_events::{ExpectedVersion, NewEvent};
 use dialtone_projections::numbers::normalize_e164;
-use dialtone_projections::{AccountDirectory, NumberDirectory};
 use dialtone_sip::endpoint::IncomingCall;
 use dialtone_sip::message::NameAddr;
 use dialtone_sip::sdp::{self, LocalMedia};
-use dialtone_voice::interpreter::{CallContext, Interpreter, InterpreterConfig};
-use dialtone_voice::webhook::WebhookClient;
+use dialtone_voice::interpreter::{CallContext, Interpreter};
 use tokio::sync::mpsc;
 
 use crate::roles::call::{self, CallSetup};
-use crate::roles::registry::CallRegistry;
+use crate::roles::node::Node;
 
-/// What the edge needs, shared by every call it accepts.
+/// The edge: accepts calls for this node.
 pub struct Edge {
-    pub log: Arc<dyn EventLog>,
-    pub numbers: NumberDirectory,
-    pub accounts: AccountDirectory,
-    pub secret: Arc<Vec<u8>>,
-    pub media: Arc<MediaRuntime>,
-    pub public_ip: IpAddr,
-    pub node_id: String,
-    pub webhooks: WebhookClient,
-    pub interpreter: InterpreterConfig,
-    pub recordings_dir: PathBuf,
-    pub registry: CallRegistry,
+    pub node: Arc<Node>,
+    /// Numbers reachable from any source when inbound trunks are configured.
+    pub open_numbers: Vec<String>,
 }
 
 impl Edge {
@@ -53,7 +40,7 @@ impl Edge {
         let invited_at = Instant::now();
         metrics::counter!("dialtone_sip_invites_total").increment(1);
         let dialed = dialed_number(&incoming);
-        let Some(route) = dialed.as_deref().and_then(|n| self.numbers.lookup(n)) else {
+        let Some(route) = dialed.as_deref().and_then(|n| self.node.numbers.lookup(n)) else {
             tracing::info!(to = %incoming.request_uri, from = %incoming.from.uri, "no such number: 404");
             metrics::counter!("dialtone_calls_rejected_total", "reason" => "unknown-number")
                 .increment(1);
@@ -61,15 +48,30 @@ impl Edge {
             return;
         };
         let dialed = route.config.phone_number.clone();
-        let (Some(entry), Ok(account)) = (
-            self.accounts.get(&route.account_sid),
+        let node = &self.node;
+        if !node.trunks.inbound.is_empty() {
+            let open = self.open_numbers.iter().any(|n| n == &dialed);
+            if !node
+                .trunks
+                .check_inbound(incoming.remote_addr.ip(), open)
+                .is_allowed()
+            {
+                tracing::info!(source = %incoming.remote_addr, to = %dialed, "source is not an inbound trunk: 403");
+                metrics::counter!("dialtone_calls_rejected_total", "reason" => "forbidden")
+                    .increment(1);
+                let _ = incoming.call.reject(403, None).await;
+                return;
+            }
+        }
+        let (Some(webhooks), Ok(account)) = (
+            node.webhook_session(&route.account_sid),
             AccountSid::parse(&route.account_sid),
         ) else {
             tracing::error!(number = %dialed, account = %route.account_sid, "number's account is unknown");
             let _ = incoming.call.reject(503, None).await;
             return;
         };
-        let media = match self.media.open_session() {
+        let media = match node.media.open_session() {
             Ok(media) => media,
             Err(error) => {
                 tracing::warn!(%error, "no media session available: 503");
@@ -79,7 +81,7 @@ impl Edge {
                 return;
             }
         };
-        let local = LocalMedia::new(self.public_ip, media.local_port());
+        let local = LocalMedia::new(node.public_ip, media.local_port());
         let (sdp_answer, negotiated) = match incoming
             .sdp_offer
             .as_deref()
@@ -121,7 +123,7 @@ impl Edge {
             direction: Direction::Inbound,
             from: from.clone(),
             to: dialed.clone(),
-            owner_node: self.node_id.clone(),
+            owner_node: node.node_id.clone(),
             sip_call_id: Some(incoming.call_id.clone()),
             source_addr: Some(incoming.remote_addr.to_string()),
             phone_number_sid: route.sid.parse().ok(),
@@ -133,7 +135,7 @@ impl Edge {
             NewEvent::new(account.as_str(), initiated),
             NewEvent::new(account.as_str(), CallRinging { sip_code: None }),
         ];
-        if let Err(error) = self
+        if let Err(error) = node
             .log
             .append(sid.as_str(), ExpectedVersion::NoStream, events)
             .await
@@ -159,22 +161,21 @@ impl Edge {
             application,
             extra_params: vec![("SipCallId".to_owned(), incoming.call_id.clone())],
         };
-        let mut interpreter = Interpreter::new(context, self.interpreter.clone());
+        let mut interpreter = Interpreter::new(context, node.interpreter.clone());
         let first_actions = interpreter.start(Instant::now());
-        let control = self.registry.register(sid.clone());
+        let control = node.registry.register(sid.clone());
         let setup = CallSetup {
+            node: node.clone(),
             sid,
             account,
             sip: incoming.call,
             sip_events: incoming.events,
             media,
             negotiated,
-            sdp_answer,
+            sdp_answer: Some(sdp_answer),
+            answered: None,
             interpreter,
-            webhooks: self.webhooks.session(entry.auth_token(&self.secret)),
-            log: self.log.clone(),
-            recordings_dir: self.recordings_dir.clone(),
-            registry: self.registry.clone(),
+            webhooks,
             control,
             invited_at,
         };

@@ -1,5 +1,12 @@
 //! The roles `dialtone serve` runs, and how they are wired together.
 
 pub mod call;
+pub mod conference;
+pub mod controller;
+pub mod dial;
 pub mod edge;
+pub mod legs;
+pub mod node;
+pub mod outbound;
+pub mod pacing;
 pub mod registry;

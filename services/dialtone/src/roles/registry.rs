@@ -7,11 +7,26 @@ use std::time::Duration;
 use dialtone_events::sid::CallSid;
 use tokio::sync::{mpsc, Notify};
 
+/// The answer to a live update: `Err` carries why it was refused.
+pub type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
+
 /// A command for a live call's task.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum CallControl {
-    /// End the call now (node shutdown, REST `Status=completed`).
+    /// End the call now (node shutdown).
     Hangup,
+    /// End the call now (REST `Status=completed` or `canceled`).
+    HangupByApi,
+    /// Run the TwiML at `url` instead of what runs now (REST `Url`).
+    Redirect {
+        url: String,
+        method: dialtone_events::payload::HttpMethod,
+        reply: Reply,
+    },
+    /// Run this TwiML instead of what runs now (REST `Twiml`).
+    Twiml { twiml: String, reply: Reply },
+    /// The conference this call is in was ended by another participant.
+    ConferenceEnded,
 }
 
 #[derive(Default)]
@@ -45,6 +60,22 @@ impl CallRegistry {
 
     pub fn len(&self) -> usize {
         self.0.calls.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    pub fn contains(&self, sid: &CallSid) -> bool {
+        self.0
+            .calls
+            .lock()
+            .map(|c| c.contains_key(sid))
+            .unwrap_or(false)
+    }
+
+    /// Waits (up to `limit`) until the call has ended here.
+    pub async fn wait_until_gone(&self, sid: &CallSid, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.contains(sid) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends `command` to a live call; false when the call is not live here.

@@ -366,7 +366,7 @@ impl Interpreter {
     }
 
     /// Replaces the source of child call SIDs (tests use a deterministic one).
-    pub fn set_call_sid_source(&mut self, source: impl FnMut() -> CallSid + Send + 'static) {
+    pub fn set_call_sid_source(&mut self, source: impl FnMut() -> CallSid + Send + Sync + 'static) {
         self.new_call_sid = Box::new(source);
     }
 

@@ -361,8 +361,8 @@ pub struct Interpreter {
     last_fetch: Option<FetchKey>,
     identical_fetches: u32,
     caller_input_since_fetch: bool,
-    new_recording_sid: Box<dyn FnMut() -> RecordingSid + Send>,
-    new_call_sid: Box<dyn FnMut() -> CallSid + Send>,
+    new_recording_sid: Box<dyn FnMut() -> RecordingSid + Send + Sync>,
+    new_call_sid: Box<dyn FnMut() -> CallSid + Send + Sync>,
     next_dial_id: DialId,
     /// A whisper program on a dialed party's leg ([`Interpreter::whisper`]).
     whisper: bool,
@@ -409,7 +409,7 @@ impl Interpreter {
     /// Replaces the source of recording SIDs (tests use a deterministic one).
     pub fn set_recording_sid_source(
         &mut self,
-        source: impl FnMut() -> RecordingSid + Send + 'static,
+        source: impl FnMut() -> RecordingSid + Send + Sync + 'static,
     ) {
         self.new_recording_sid = Box::new(source);
     }

@@ -1,0 +1,164 @@
+//! Conference rooms of this node: who is in which room, the room's `CF…` stream, and
+//! `endConferenceOnExit`. Audio mixing is the media runtime's; this keeps the facts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use dialtone_events::payload::{
+    ConferenceEnded, ConferenceStarted, ParticipantJoined, ParticipantLeft,
+};
+use dialtone_events::sid::{CallSid, ConferenceSid};
+use dialtone_events::{EventLog, ExpectedVersion, NewEvent, Payload};
+use dialtone_media::conference::{ConferenceRoom, Participant, ParticipantOptions};
+use dialtone_media::runtime::{MediaRuntime, MediaSession};
+
+use crate::roles::registry::{CallControl, CallRegistry};
+
+struct Room {
+    sid: ConferenceSid,
+    media: ConferenceRoom,
+    /// Participants and whether they end the conference when they leave.
+    members: HashMap<CallSid, bool>,
+}
+
+/// Rooms by `AC…/name`. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Conferences(Arc<Mutex<HashMap<String, Room>>>);
+
+/// A call's place in a room; leave with [`Conferences::leave`].
+pub struct Membership {
+    pub key: String,
+    pub sid: ConferenceSid,
+    pub participant: Participant,
+}
+
+/// Why a join failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("the conference is full")]
+    Full,
+    #[error("media: {0}")]
+    Media(#[from] dialtone_media::error::MediaError),
+}
+
+impl Conferences {
+    /// Joins `call` (of `account`) to room `name`; appends `conference.started` for a new
+    /// room and `participant.joined`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn join(
+        &self,
+        log: &dyn EventLog,
+        media: &Arc<MediaRuntime>,
+        account: &str,
+        name: &str,
+        call: &CallSid,
+        session: &MediaSession,
+        options: ParticipantOptions,
+        end_on_exit: bool,
+    ) -> Result<Membership, JoinError> {
+        let key = format!("{account}/{name}");
+        let mut events = Vec::new();
+        let (sid, participant) = {
+            let mut rooms = self.0.lock().map_err(|_| JoinError::Full)?;
+            let room = rooms.entry(key.clone()).or_insert_with(|| {
+                let sid = ConferenceSid::generate();
+                events.push(Payload::from(ConferenceStarted {
+                    friendly_name: name.to_owned(),
+                }));
+                Room {
+                    sid,
+                    media: media.conference(&key),
+                    members: HashMap::new(),
+                }
+            });
+            let participant = match room.media.join(session, options) {
+                Ok(participant) => participant,
+                Err(dialtone_media::error::MediaError::ConferenceFull { .. }) => {
+                    return Err(JoinError::Full)
+                }
+                Err(error) => return Err(error.into()),
+            };
+            room.members.insert(call.clone(), end_on_exit);
+            (room.sid.clone(), participant)
+        };
+        events.push(
+            ParticipantJoined {
+                call_sid: call.clone(),
+                muted: options.muted,
+            }
+            .into(),
+        );
+        append(log, &sid, account, events).await;
+        Ok(Membership {
+            key,
+            sid,
+            participant,
+        })
+    }
+
+    /// Leaves the room; with `endConferenceOnExit`, ends it for everyone (their calls are
+    /// told through the registry). Appends `participant.left` and, when the room empties,
+    /// `conference.ended`.
+    pub async fn leave(
+        &self,
+        log: &dyn EventLog,
+        registry: &CallRegistry,
+        account: &str,
+        call: &CallSid,
+        membership: Membership,
+    ) {
+        let Membership {
+            key,
+            sid,
+            participant,
+        } = membership;
+        drop(participant);
+        let mut events: Vec<Payload> = vec![ParticipantLeft {
+            call_sid: call.clone(),
+        }
+        .into()];
+        let mut others = Vec::new();
+        if let Ok(mut rooms) = self.0.lock() {
+            if let Some(room) = rooms.get_mut(&key) {
+                let ends = room.members.remove(call).unwrap_or(false);
+                if ends {
+                    room.media.end();
+                    others = room.members.drain().map(|(sid, _)| sid).collect();
+                    events.push(
+                        ConferenceEnded {
+                            reason: "participant-with-end-conference-on-exit-left".into(),
+                        }
+                        .into(),
+                    );
+                } else if room.members.is_empty() {
+                    events.push(
+                        ConferenceEnded {
+                            reason: "last-participant-left".into(),
+                        }
+                        .into(),
+                    );
+                }
+                if room.members.is_empty() {
+                    rooms.remove(&key);
+                }
+            }
+        }
+        append(log, &sid, account, events).await;
+        for other in others {
+            registry.send(&other, CallControl::ConferenceEnded);
+        }
+    }
+}
+
+async fn append(log: &dyn EventLog, sid: &ConferenceSid, account: &str, events: Vec<Payload>) {
+    if events.is_empty() {
+        return;
+    }
+    let events = events
+        .into_iter()
+        .map(|p| NewEvent::new(account, p))
+        .collect();
+    if let Err(error) = log.append(sid.as_str(), ExpectedVersion::Any, events).await {
+        tracing::error!(conference = %sid, %error, "cannot append conference events");
+    }
+}

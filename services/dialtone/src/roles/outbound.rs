@@ -1,0 +1,259 @@
+//! Calls placed through the REST API (`POST …/Calls.json`, direction `outbound-api`): queued
+//! under the account's CPS pacing, dialed through the trunk (or straight to a `sip:` URI),
+//! and handed to an ordinary call task with its TwiML once the callee answers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dialtone_api::{ControlError, CreateCall};
+use dialtone_events::payload::{CallAnswered, CallInitiated, CallRinging, CallStatus, Direction};
+use dialtone_events::sid::{AccountSid, CallSid};
+use dialtone_events::{ExpectedVersion, NewEvent, Payload};
+use dialtone_media::runtime::MediaCommand as MediaRuntimeCommand;
+use dialtone_sip::endpoint::CallEvent;
+use dialtone_sip::sdp::{self, LocalMedia};
+use dialtone_voice::interpreter::{CallContext, Interpreter};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use crate::roles::call::{self, codec_name, completed_unanswered, media_codec, CallSetup};
+use crate::roles::legs::{self, LegTarget};
+use crate::roles::node::Node;
+use crate::roles::registry::CallControl;
+
+/// Records the new call (`queued`) and starts placing it; returns its SID at once.
+pub async fn originate(
+    node: Arc<Node>,
+    account: AccountSid,
+    request: CreateCall,
+) -> Result<CallSid, ControlError> {
+    if node.accounts.get(account.as_str()).is_none() {
+        return Err(ControlError::NotFound);
+    }
+    let sid = CallSid::generate();
+    let initiated = CallInitiated {
+        direction: Direction::OutboundApi,
+        from: request.from.clone(),
+        to: request.to.clone(),
+        owner_node: node.node_id.clone(),
+        sip_call_id: None,
+        source_addr: None,
+        phone_number_sid: None,
+        parent_call_sid: None,
+        forwarded_from: None,
+        application: request.application(),
+    };
+    node.log
+        .append(
+            sid.as_str(),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(account.as_str(), initiated)],
+        )
+        .await
+        .map_err(|error| ControlError::Unavailable(error.to_string()))?;
+    let control = node.registry.register(sid.clone());
+    tokio::spawn(run(node, account, sid.clone(), request, control));
+    Ok(sid)
+}
+
+async fn append(node: &Node, account: &AccountSid, sid: &CallSid, payload: impl Into<Payload>) {
+    let event = NewEvent::new(account.as_str(), payload);
+    if let Err(error) = node
+        .log
+        .append(sid.as_str(), ExpectedVersion::Any, vec![event])
+        .await
+    {
+        tracing::error!(call = %sid, %error, "cannot append call events");
+    }
+}
+
+/// Ends a call that never connected.
+async fn give_up(
+    node: &Node,
+    account: &AccountSid,
+    sid: &CallSid,
+    status: CallStatus,
+    sip_code: u16,
+    by: &str,
+) {
+    append(
+        node,
+        account,
+        sid,
+        completed_unanswered(status, sip_code, by),
+    )
+    .await;
+    node.registry.remove(sid);
+    metrics::counter!("dialtone_calls_completed_total", "status" => status.as_str()).increment(1);
+}
+
+async fn run(
+    node: Arc<Node>,
+    account: AccountSid,
+    sid: CallSid,
+    request: CreateCall,
+    mut control: mpsc::Receiver<CallControl>,
+) {
+    // Queued: wait for the account's CPS slot (a REST cancel or hangup ends it here).
+    tokio::select! {
+        waited = node.pacer.wait(account.as_str()) => {
+            if waited > Duration::from_millis(1) {
+                tracing::debug!(call = %sid, waited_ms = waited.as_millis() as u64, "left the queue");
+            }
+        }
+        _ = control.recv() => {
+            give_up(&node, &account, &sid, CallStatus::Canceled, 487, "api").await;
+            return;
+        }
+    }
+    let invited_at = Instant::now();
+    let media = match node.media.open_session() {
+        Ok(media) => media,
+        Err(error) => {
+            tracing::warn!(call = %sid, %error, "no media session for an outbound call");
+            give_up(&node, &account, &sid, CallStatus::Failed, 503, "dialtone").await;
+            return;
+        }
+    };
+    let local = LocalMedia::new(node.public_ip, media.local_port());
+    let target = LegTarget::from_rest(
+        &request.to,
+        request.sip_auth_username.clone(),
+        request.sip_auth_password.clone(),
+    );
+    let caller_id = request
+        .caller_id
+        .clone()
+        .unwrap_or_else(|| request.from.clone());
+    let ring_timeout = Duration::from_secs(u64::from(request.timeout_s.clamp(1, 600)));
+    let mut placed =
+        match legs::place(&node, &target, &caller_id, sdp::offer(&local), ring_timeout).await {
+            Ok(placed) => placed,
+            Err(error) => {
+                tracing::info!(call = %sid, %error, "outbound call could not be placed");
+                media.close();
+                give_up(&node, &account, &sid, CallStatus::Failed, 500, "dialtone").await;
+                return;
+            }
+        };
+    tracing::info!(call = %sid, to = %request.to, "outbound call");
+
+    // Ringing until answered, refused, timed out or cancelled.
+    let mut ringing = false;
+    let mut cancelled = false;
+    let negotiated = loop {
+        tokio::select! {
+            event = placed.events.recv() => match event {
+                Some(CallEvent::Progress { status, .. }) => {
+                    if !std::mem::replace(&mut ringing, true) {
+                        append(&node, &account, &sid, CallRinging { sip_code: Some(status) }).await;
+                    }
+                }
+                Some(CallEvent::Answered { sdp }) => {
+                    match sdp.as_deref().map(|s| sdp::accept_answer(s, &local)) {
+                        Some(Ok(negotiated)) => break negotiated,
+                        _ => {
+                            tracing::warn!(call = %sid, "the callee's SDP answer is unusable; hanging up");
+                            let _ = placed.call.hangup().await;
+                            media.close();
+                            give_up(&node, &account, &sid, CallStatus::Failed, 488, "dialtone").await;
+                            return;
+                        }
+                    }
+                }
+                Some(CallEvent::Terminated { reason }) => {
+                    let status = if cancelled { "canceled" } else { reason.twilio_status() };
+                    let status = match status {
+                        "busy" => CallStatus::Busy,
+                        "no-answer" => CallStatus::NoAnswer,
+                        "canceled" => CallStatus::Canceled,
+                        _ => CallStatus::Failed,
+                    };
+                    let code = match reason {
+                        dialtone_sip::endpoint::TerminationReason::Rejected { status } => status,
+                        dialtone_sip::endpoint::TerminationReason::Failed { status, .. } => status,
+                        dialtone_sip::endpoint::TerminationReason::TimedOut => 408,
+                        _ => 487,
+                    };
+                    media.close();
+                    give_up(&node, &account, &sid, status, code, if cancelled { "api" } else { "callee" }).await;
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    media.close();
+                    give_up(&node, &account, &sid, CallStatus::Failed, 500, "dialtone").await;
+                    return;
+                }
+            },
+            command = control.recv() => match command {
+                Some(CallControl::Hangup | CallControl::HangupByApi) => {
+                    cancelled = true;
+                    let call = placed.call.clone();
+                    tokio::spawn(async move { let _ = call.hangup().await; });
+                }
+                Some(CallControl::Redirect { reply, .. } | CallControl::Twiml { reply, .. }) => {
+                    let _ = reply.send(Err("the call is not in progress yet".into()));
+                }
+                Some(CallControl::ConferenceEnded) | None => {}
+            },
+        }
+    };
+
+    // Answered: the TwiML is fetched now (Twilio's CallStatus=in-progress).
+    media.set_remote(
+        negotiated.remote_rtp,
+        media_codec(negotiated.codec),
+        negotiated.telephone_event_pt,
+    );
+    if let Some(digits) = request.send_digits.clone().filter(|d| !d.is_empty()) {
+        media.play(MediaRuntimeCommand::Digits { digits });
+    }
+    let now = Instant::now();
+    append(
+        &node,
+        &account,
+        &sid,
+        CallAnswered {
+            codec: Some(codec_name(negotiated.codec).into()),
+        },
+    )
+    .await;
+    let Some(webhooks) = node.webhook_session(account.as_str()) else {
+        tracing::error!(call = %sid, "the account disappeared");
+        let _ = placed.call.hangup().await;
+        media.close();
+        return;
+    };
+    let context = CallContext {
+        call_sid: sid.clone(),
+        account_sid: account.clone(),
+        from: request.from.clone(),
+        to: request.to.clone(),
+        direction: Direction::OutboundApi,
+        call_status: CallStatus::InProgress,
+        parent_call_sid: None,
+        forwarded_from: None,
+        caller_name: None,
+        application: request.application(),
+        extra_params: Vec::new(),
+    };
+    let mut interpreter = Interpreter::new(context, node.interpreter.clone());
+    let first = interpreter.start(now);
+    let setup = CallSetup {
+        node: node.clone(),
+        sid,
+        account,
+        sip: placed.call,
+        sip_events: placed.events,
+        media,
+        negotiated,
+        sdp_answer: None,
+        answered: Some((now, OffsetDateTime::now_utc())),
+        interpreter,
+        webhooks,
+        control,
+        invited_at,
+    };
+    call::run(setup, first).await;
+}

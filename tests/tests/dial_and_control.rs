@@ -1,0 +1,650 @@
+//! `<Dial>`, conferences, REST-originated calls and live call control, end to end: sipp plays
+//! both the callers and the callees, a real app serves TwiML and takes status callbacks.
+
+use std::time::{Duration, SystemTime};
+
+use dialtone_media::codec::Codec;
+use dialtone_tests::rtp::rms;
+use dialtone_tests::{eventually, Backend, Dialtone, RtpSink, Sipp, TwimlApp};
+use serde_json::Value;
+
+const NUMBER: &str = "+14155550100";
+
+async fn setup(extra_toml: &str) -> (Dialtone, TwimlApp) {
+    let app = TwimlApp::start().await;
+    let extra = format!("[outbound]\ncalls_per_second = 50.0\n{extra_toml}");
+    let dialtone = Dialtone::start_with(Backend::Sqlite, &extra).await;
+    app.set_auth_token(&dialtone.auth_token);
+    (dialtone, app)
+}
+
+fn callee_uri(sipp: &Sipp) -> String {
+    format!("sip:callee@127.0.0.1:{}", sipp.port())
+}
+
+/// The time of the first event of `event_type`.
+fn event_time(events: &[Value], event_type: &str) -> SystemTime {
+    let event = events
+        .iter()
+        .find(|e| e["type"] == event_type)
+        .unwrap_or_else(|| panic!("no {event_type}"));
+    let time = dialtone_events::envelope::parse_time(event["time"].as_str().unwrap()).unwrap();
+    SystemTime::from(time)
+}
+
+fn loudest_second(pcm: &[i16]) -> f64 {
+    pcm.chunks(8000).map(rms).fold(0.0, f64::max)
+}
+
+async fn parent_call(dialtone: &Dialtone) -> Value {
+    eventually(30, "the inbound call to finish", || async {
+        dialtone
+            .calls()
+            .await
+            .into_iter()
+            .find(|c| c["direction"] == "inbound" && c["status"] == "completed")
+    })
+    .await
+}
+
+async fn children(dialtone: &Dialtone, parent: &str) -> Vec<Value> {
+    let (_, body) = dialtone
+        .get(&format!("Calls.json?ParentCallSid={parent}"))
+        .await;
+    body["calls"].as_array().cloned().unwrap_or_default()
+}
+
+/// The caller dials a sipp callee: both hear each other through the bridge; the action gets
+/// Twilio's Dial parameters; the parent and the child are billed as separate legs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_bridges_audio_both_ways_and_bills_each_leg() {
+    let (dialtone, app) = setup("").await;
+    let callee_rtp = RtpSink::start();
+    let callee = Sipp::scenario("callee_answer.xml").key("rtp_port", callee_rtp.port);
+    app.twiml(
+        "/voice",
+        &format!(
+            r#"<Response><Dial action="/dialed" timeout="10"><Sip>{}</Sip></Dial></Response>"#,
+            callee_uri(&callee)
+        ),
+    );
+    app.twiml("/dialed", "<Response><Hangup/></Response>");
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let callee = callee.spawn_uas();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let caller_rtp = RtpSink::start();
+    let caller = Sipp::scenario("inbound_call.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", caller_rtp.port)
+        .pause_ms(6_000)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        caller.success,
+        "caller:\n{}\n{}",
+        caller.output,
+        dialtone.log()
+    );
+    let callee = callee.await.unwrap();
+    assert!(
+        callee.success,
+        "callee:\n{}\n{}",
+        callee.output,
+        dialtone.log()
+    );
+
+    let parent = parent_call(&dialtone).await;
+    let parent_sid = parent["sid"].as_str().unwrap().to_owned();
+    let kids = eventually(20, "the child leg to finish", || async {
+        let kids = children(&dialtone, &parent_sid).await;
+        (kids.len() == 1 && kids[0]["status"] == "completed").then_some(kids)
+    })
+    .await;
+    let child = &kids[0];
+    assert_eq!(child["direction"], "outbound-dial");
+    assert_eq!(child["parent_call_sid"], parent_sid.as_str());
+    assert_eq!(child["to"], callee_uri_from(child));
+
+    let dialed = eventually(10, "the Dial action", || async {
+        app.requests_to("/dialed").into_iter().next()
+    })
+    .await;
+    assert!(dialed.signature_valid);
+    assert_eq!(dialed.param("DialCallStatus"), Some("completed"));
+    assert_eq!(dialed.param("DialBridged"), Some("true"));
+    assert_eq!(dialed.param("DialCallSid"), child["sid"].as_str());
+
+    // Audio both ways: the callee heard the caller's pcap, and the caller heard the callee's
+    // pcap after the bridge (before it, only ringback).
+    let events = dialtone.call_events(&parent_sid).await;
+    let bridged_at = event_time(&events, "dialtone.media.bridge");
+    let to_callee = loudest_second(&callee_rtp.audio(Codec::Pcma, 8));
+    assert!(
+        to_callee > 500.0,
+        "the callee heard silence (RMS {to_callee:.0})"
+    );
+    let to_caller = loudest_second(&caller_rtp.audio_since(
+        Codec::Pcma,
+        8,
+        bridged_at + Duration::from_millis(200),
+    ));
+    assert!(
+        to_caller > 500.0,
+        "the caller heard silence after the bridge (RMS {to_caller:.0})"
+    );
+
+    // Each leg billed for its own minutes, in its own category.
+    assert_eq!(parent["price"], "-0.00850", "{parent}");
+    let child = eventually(10, "the child's price", || async {
+        children(&dialtone, &parent_sid)
+            .await
+            .into_iter()
+            .find(|c| c["price"].is_string())
+    })
+    .await;
+    assert_eq!(child["price"], "-0.01400", "{child}");
+    for (category, price) in [("calls-inbound", "0.00850"), ("calls-outbound", "0.01400")] {
+        let (_, usage) = dialtone
+            .get(&format!("Usage/Records.json?Category={category}"))
+            .await;
+        let record = &usage["usage_records"][0];
+        assert_eq!(
+            (record["count"].as_str(), record["usage"].as_str()),
+            (Some("1"), Some("1")),
+            "{category}: {usage}"
+        );
+        assert_eq!(record["price"], price);
+    }
+}
+
+fn callee_uri_from(child: &Value) -> String {
+    child["to"].as_str().unwrap_or("").to_owned()
+}
+
+/// Busy and unanswered callees: the right DialCallStatus, and the TwiML goes on at the
+/// action (a `<Number>` dial through the outbound trunk for the busy one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_and_unanswered_callees_continue_at_the_action() {
+    for (scenario, expected) in [
+        ("callee_busy.xml", "busy"),
+        ("callee_no_answer.xml", "no-answer"),
+    ] {
+        let callee = Sipp::scenario(scenario);
+        let trunk = format!(
+            "[[trunks.outbound]]\nname = \"sipp\"\nhost = \"127.0.0.1\"\nport = {}\ndefault = true\n",
+            callee.port()
+        );
+        let (dialtone, app) = setup(&trunk).await;
+        app.twiml(
+            "/voice",
+            r#"<Response><Dial action="/dialed" timeout="5"><Number>+14155550111</Number></Dial><Say>Not reached.</Say></Response>"#,
+        );
+        app.twiml(
+            "/dialed",
+            "<Response><Say>Sorry, nobody is available.</Say><Hangup/></Response>",
+        );
+        dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+        let callee = callee.spawn_uas();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rtp = RtpSink::start();
+        let caller = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+            .key("dialed", NUMBER)
+            .key("rtp_port", rtp.port)
+            .run(dialtone.sip_addr())
+            .await;
+        assert!(
+            caller.success,
+            "{scenario} caller:\n{}\n{}",
+            caller.output,
+            dialtone.log()
+        );
+        let callee = callee.await.unwrap();
+        assert!(
+            callee.success,
+            "{scenario}:\n{}\n{}",
+            callee.output,
+            dialtone.log()
+        );
+        let dialed = app.requests_to("/dialed");
+        assert_eq!(dialed.len(), 1, "{scenario}: {:?}", app.requests());
+        assert_eq!(
+            dialed[0].param("DialCallStatus"),
+            Some(expected),
+            "{scenario}"
+        );
+        assert_eq!(dialed[0].param("DialBridged"), Some("false"));
+        let parent = parent_call(&dialtone).await;
+        let events = dialtone.call_events(parent["sid"].as_str().unwrap()).await;
+        assert!(
+            events.iter().any(|e| e["type"] == "dialtone.media.say"
+                && e["data"]["text"] == "Sorry, nobody is available."),
+            "{scenario}: the action's TwiML did not run"
+        );
+        assert!(!events.iter().any(|e| e["data"]["text"] == "Not reached."));
+        let kids = children(&dialtone, parent["sid"].as_str().unwrap()).await;
+        assert_eq!(kids.len(), 1);
+        assert_eq!(kids[0]["status"], expected, "{scenario}: {}", kids[0]);
+        assert_eq!(kids[0]["to"], "+14155550111");
+        assert!(
+            kids[0]["price"].is_null(),
+            "an unanswered leg is not billed: {}",
+            kids[0]
+        );
+    }
+}
+
+/// Two parties ring at once; the second answers first and wins; the first is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_dial_bridges_the_first_to_answer() {
+    let (dialtone, app) = setup("").await;
+    let slow = Sipp::scenario("callee_no_answer.xml");
+    let fast_rtp = RtpSink::start();
+    let fast = Sipp::scenario("callee_answer.xml").key("rtp_port", fast_rtp.port);
+    app.twiml(
+        "/voice",
+        &format!(
+            r#"<Response><Dial action="/dialed" timeout="20"><Sip>{}</Sip><Sip>{}</Sip></Dial></Response>"#,
+            callee_uri(&slow),
+            callee_uri(&fast)
+        ),
+    );
+    app.twiml("/dialed", "<Response><Hangup/></Response>");
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let fast_uri = callee_uri(&fast);
+    let (slow, fast) = (slow.spawn_uas(), fast.spawn_uas());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rtp = RtpSink::start();
+    let caller = Sipp::scenario("inbound_call.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .pause_ms(3_000)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        caller.success,
+        "caller:\n{}\n{}",
+        caller.output,
+        dialtone.log()
+    );
+    for (name, run) in [("slow", slow.await.unwrap()), ("fast", fast.await.unwrap())] {
+        assert!(
+            run.success,
+            "{name} callee:\n{}\n{}",
+            run.output,
+            dialtone.log()
+        );
+    }
+    let parent = parent_call(&dialtone).await;
+    let kids = eventually(20, "both children to finish", || async {
+        let kids = children(&dialtone, parent["sid"].as_str().unwrap()).await;
+        (kids.len() == 2
+            && kids
+                .iter()
+                .all(|k| k["status"] != "ringing" && k["status"] != "queued"))
+        .then_some(kids)
+    })
+    .await;
+    let winner = kids
+        .iter()
+        .find(|k| k["to"] == fast_uri.as_str())
+        .expect("the fast callee's leg");
+    let loser = kids
+        .iter()
+        .find(|k| k["to"] != fast_uri.as_str())
+        .expect("the slow callee's leg");
+    assert_eq!(winner["status"], "completed");
+    assert_eq!(loser["status"], "canceled", "{loser}");
+    let dialed = eventually(10, "the Dial action", || async {
+        app.requests_to("/dialed").into_iter().next()
+    })
+    .await;
+    assert_eq!(dialed.param("DialCallSid"), winner["sid"].as_str());
+    assert_eq!(dialed.param("DialCallStatus"), Some("completed"));
+}
+
+/// `hangupOnStar`: the caller's `*` drops the callee; the caller goes on at the action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hangup_on_star_drops_the_callee_and_keeps_the_caller() {
+    let (dialtone, app) = setup("").await;
+    let callee_rtp = RtpSink::start();
+    let callee = Sipp::scenario("callee_answer.xml").key("rtp_port", callee_rtp.port);
+    app.twiml(
+        "/voice",
+        &format!(r#"<Response><Dial hangupOnStar="true" action="/dialed"><Sip>{}</Sip></Dial></Response>"#, callee_uri(&callee)),
+    );
+    app.twiml(
+        "/dialed",
+        "<Response><Say>You are back.</Say><Hangup/></Response>",
+    );
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let callee = callee.spawn_uas();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rtp = RtpSink::start();
+    let caller = Sipp::scenario("inbound_star.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        caller.success,
+        "caller:\n{}\n{}",
+        caller.output,
+        dialtone.log()
+    );
+    let callee = callee.await.unwrap();
+    assert!(
+        callee.success,
+        "callee:\n{}\n{}",
+        callee.output,
+        dialtone.log()
+    );
+    let dialed = app.requests_to("/dialed");
+    assert_eq!(dialed.len(), 1, "{:?}", app.requests());
+    assert_eq!(dialed[0].param("DialCallStatus"), Some("completed"));
+    assert_eq!(dialed[0].param("DialBridged"), Some("true"));
+    let parent = parent_call(&dialtone).await;
+    let events = dialtone.call_events(parent["sid"].as_str().unwrap()).await;
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "dialtone.call.dtmf.received" && e["data"]["digit"] == "*"));
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "dialtone.media.say" && e["data"]["text"] == "You are back."));
+    assert_eq!(events.last().unwrap()["data"]["hangup_by"], "dialtone");
+}
+
+/// A REST call answered by a sipp callee runs its TwiML; its status callbacks arrive in
+/// order even though the app fails the first two deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_call_runs_its_twiml_and_delivers_every_status_callback_in_order() {
+    let (dialtone, app) = setup("").await;
+    app.twiml(
+        "/outbound",
+        "<Response><Say>Hello from the API.</Say><Hangup/></Response>",
+    );
+    app.twiml("/status", "");
+    app.fail_next("/status", 2);
+    let callee_rtp = RtpSink::start();
+    let callee = Sipp::scenario("callee_answer.xml").key("rtp_port", callee_rtp.port);
+    let to = callee_uri(&callee);
+    let callee = callee.spawn_uas();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (outbound, status) = (app.url("/outbound"), app.url("/status"));
+    let form = [
+        ("To", to.as_str()),
+        ("From", NUMBER),
+        ("Url", outbound.as_str()),
+        ("StatusCallback", status.as_str()),
+        ("StatusCallbackEvent", "initiated"),
+        ("StatusCallbackEvent", "ringing"),
+        ("StatusCallbackEvent", "answered"),
+        ("StatusCallbackEvent", "completed"),
+    ];
+    let (code, call) = dialtone.post("Calls.json", &form).await;
+    assert_eq!(code, 201, "{call}");
+    assert_eq!(call["status"], "queued");
+    assert_eq!(call["direction"], "outbound-api");
+    let sid = call["sid"].as_str().unwrap().to_owned();
+    let callee = callee.await.unwrap();
+    assert!(
+        callee.success,
+        "callee:\n{}\n{}",
+        callee.output,
+        dialtone.log()
+    );
+
+    let twiml = app.requests_to("/outbound");
+    assert_eq!(twiml.len(), 1, "{:?}", app.requests());
+    assert!(twiml[0].signature_valid);
+    assert_eq!(twiml[0].param("CallSid"), Some(sid.as_str()));
+    assert_eq!(twiml[0].param("Direction"), Some("outbound-api"));
+    assert_eq!(twiml[0].param("CallStatus"), Some("in-progress"));
+    let fetched = eventually(10, "the call to complete", || async {
+        let (_, fetched) = dialtone.get(&format!("Calls/{sid}.json")).await;
+        (fetched["status"] == "completed").then_some(fetched)
+    })
+    .await;
+    assert_eq!(fetched["price"], "-0.01400", "{fetched}");
+
+    let delivered = eventually(30, "all four status callbacks", || async {
+        let requests = app.requests_to("/status");
+        (requests.len() >= 6).then_some(requests)
+    })
+    .await;
+    assert_eq!(
+        delivered.len(),
+        6,
+        "two failures then four deliveries: {delivered:?}"
+    );
+    assert!(delivered.iter().all(|r| r.signature_valid));
+    let accepted = &delivered[2..];
+    let sequence: Vec<_> = accepted
+        .iter()
+        .map(|r| r.param("SequenceNumber").unwrap().to_owned())
+        .collect();
+    assert_eq!(sequence, ["0", "1", "2", "3"]);
+    let statuses: Vec<_> = accepted
+        .iter()
+        .map(|r| r.param("CallStatus").unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["initiated", "ringing", "in-progress", "completed"]
+    );
+    // The failed attempts were the first callback, retried in place: nothing overtook it.
+    assert!(delivered[..3]
+        .iter()
+        .all(|r| r.param("SequenceNumber") == Some("0")));
+    assert!(accepted[3].param("CallDuration").is_some());
+}
+
+fn tone_wav(seconds: u32) -> Vec<u8> {
+    let samples: Vec<i16> = (0..8000 * seconds)
+        .map(|i| ((i as f64 * 440.0 * 2.0 * std::f64::consts::PI / 8000.0).sin() * 8000.0) as i16)
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        wav.extend_from_slice(&s.to_le_bytes());
+    }
+    wav
+}
+
+/// A REST redirect during a `<Play>` switches the call to the new TwiML at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_redirect_during_play_switches_twiml() {
+    let (dialtone, app) = setup("").await;
+    app.bytes("/hold.wav", "audio/wav", tone_wav(2));
+    app.twiml(
+        "/voice",
+        &format!(
+            r#"<Response><Play loop="0">{}</Play></Response>"#,
+            app.url("/hold.wav")
+        ),
+    );
+    app.twiml(
+        "/redirected",
+        "<Response><Say>You have been redirected.</Say><Hangup/></Response>",
+    );
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let rtp = RtpSink::start();
+    let caller = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .run(dialtone.sip_addr());
+    let caller = tokio::spawn(caller);
+    let call = eventually(30, "the call to play", || async {
+        dialtone
+            .calls()
+            .await
+            .into_iter()
+            .find(|c| c["status"] == "in-progress")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sid = call["sid"].as_str().unwrap().to_owned();
+    let redirected = app.url("/redirected");
+    let (code, updated) = dialtone
+        .post(
+            &format!("Calls/{sid}.json"),
+            &[("Url", redirected.as_str())],
+        )
+        .await;
+    assert_eq!(code, 200, "{updated}");
+    let caller = caller.await.unwrap();
+    assert!(
+        caller.success,
+        "caller:\n{}\n{}",
+        caller.output,
+        dialtone.log()
+    );
+    assert_eq!(app.requests_to("/redirected").len(), 1);
+    let events = dialtone.call_events(&sid).await;
+    let redirect = events
+        .iter()
+        .find(|e| e["type"] == "dialtone.call.redirected")
+        .expect("call.redirected");
+    assert_eq!(redirect["data"]["by"], "api");
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "dialtone.media.say"
+            && e["data"]["text"] == "You have been redirected."));
+    // The Play was interrupted, not finished: it loops forever.
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "dialtone.call.verb.finished" && e["data"]["verb"] == "Play"));
+}
+
+/// REST `Status=completed` hangs up a live call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_hangup_ends_a_live_call() {
+    let (dialtone, app) = setup("").await;
+    app.twiml(
+        "/voice",
+        r#"<Response><Say>Please hold.</Say><Pause length="60"/></Response>"#,
+    );
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let rtp = RtpSink::start();
+    let caller = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .run(dialtone.sip_addr());
+    let caller = tokio::spawn(caller);
+    let call = eventually(30, "the call to be answered", || async {
+        dialtone
+            .calls()
+            .await
+            .into_iter()
+            .find(|c| c["status"] == "in-progress")
+    })
+    .await;
+    let sid = call["sid"].as_str().unwrap().to_owned();
+    let (code, updated) = dialtone
+        .post(&format!("Calls/{sid}.json"), &[("Status", "completed")])
+        .await;
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(updated["status"], "completed", "{updated}");
+    let caller = caller.await.unwrap();
+    assert!(caller.success, "the caller got no BYE:\n{}", caller.output);
+    let events = dialtone.call_events(&sid).await;
+    assert_eq!(events.last().unwrap()["data"]["hangup_by"], "api");
+    // A second update of the ended call: Twilio's 21220.
+    let (code, error) = dialtone
+        .post(&format!("Calls/{sid}.json"), &[("Status", "completed")])
+        .await;
+    assert_eq!(
+        (code, &error["code"]),
+        (400, &Value::from(21220)),
+        "{error}"
+    );
+}
+
+/// Three callers in one conference: each hears the others; the room's events are logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_party_conference_mixes_everyone() {
+    let (dialtone, app) = setup("").await;
+    app.twiml(
+        "/voice",
+        r#"<Response><Dial><Conference beep="false">standup</Conference></Dial></Response>"#,
+    );
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let sinks: Vec<RtpSink> = (0..3).map(|_| RtpSink::start()).collect();
+    let mut callers = Vec::new();
+    for (i, sink) in sinks.iter().enumerate() {
+        let caller = Sipp::scenario("inbound_call.xml")
+            .key("dialed", NUMBER)
+            .key("rtp_port", sink.port)
+            .pause_ms(6_000 - 500 * i as u64)
+            .run(dialtone.sip_addr());
+        callers.push(tokio::spawn(caller));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let all_joined = SystemTime::now();
+    for (i, caller) in callers.into_iter().enumerate() {
+        let run = caller.await.unwrap();
+        assert!(
+            run.success,
+            "caller {i}:\n{}\n{}",
+            run.output,
+            dialtone.log()
+        );
+    }
+    for (i, sink) in sinks.iter().enumerate() {
+        let heard = loudest_second(&sink.audio_since(
+            Codec::Pcma,
+            8,
+            all_joined + Duration::from_millis(300),
+        ));
+        assert!(
+            heard > 500.0,
+            "participant {i} heard nobody (RMS {heard:.0})"
+        );
+    }
+    // The room's own stream: started, three joins, three leaves, ended.
+    let log = dialtone_events::sqlite::SqliteLog::open(
+        dialtone.data_dir.path().join("data/events.db"),
+        "check",
+    )
+    .unwrap();
+    let types: Vec<String> = eventually(10, "the conference to end", || async {
+        let all =
+            dialtone_events::EventLog::read_all(&log, &dialtone_events::Cursor::start(), 100_000)
+                .await
+                .unwrap();
+        let types: Vec<String> = all
+            .iter()
+            .filter(|r| r.event.subject.starts_with("CF"))
+            .map(|r| r.event.event_type.clone())
+            .collect();
+        types
+            .last()
+            .is_some_and(|t| t == "dialtone.conference.ended")
+            .then_some(types)
+    })
+    .await;
+    let count = |t: &str| types.iter().filter(|x| x.as_str() == t).count();
+    assert_eq!(types[0], "dialtone.conference.started");
+    assert_eq!(
+        count("dialtone.conference.participant.joined"),
+        3,
+        "{types:?}"
+    );
+    assert_eq!(
+        count("dialtone.conference.participant.left"),
+        3,
+        "{types:?}"
+    );
+}
