@@ -377,11 +377,16 @@ pub struct CallbackFailed {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaSay {
+    /// What is said, as plain text.
     pub text: String,
     pub voice: String,
     pub language: String,
     #[serde(default = "one")]
     pub loops: u32,
+    /// The `<speak>` document the speech engine renders when the TwiML had SSML (breaks,
+    /// say-as); absent for plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssml: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -832,6 +837,7 @@ mod tests {
                 voice: "alice".into(),
                 language: "en-US".into(),
                 loops: 1,
+                ssml: Some("<speak>Hello <break time=\"500ms\"/></speak>".into()),
             }
             .into(),
             MediaPlay {

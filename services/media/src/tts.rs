@@ -19,7 +19,8 @@ use crate::pcm::{resample_to_8k, Pcm, SAMPLE_RATE};
 #[async_trait]
 pub trait Tts: Send + Sync + 'static {
     /// Speaks `text` with a Twilio `voice` (`man`, `woman`, `alice`, `Polly.Joanna`, …) and
-    /// `language` (`en-US`, …); both optional.
+    /// `language` (`en-US`, …); both optional. `text` may be an SSML document (starting with
+    /// `<speak>`), as `dialtone-voice` renders `<Say>` with breaks and say-as.
     async fn synthesize(
         &self,
         text: &str,
@@ -384,7 +385,12 @@ impl EspeakTts {
         };
         let dir = tempfile::tempdir().map_err(|e| tts_err(format!("temporary directory: {e}")))?;
         let wav_path = dir.path().join("speech.wav");
-        let mut child = tokio::process::Command::new(&self.config.program)
+        let mut command = tokio::process::Command::new(&self.config.program);
+        if is_ssml(text) {
+            // espeak-ng's SSML mode: <break time="…"/> becomes a pause.
+            command.arg("-m");
+        }
+        let mut child = command
             .arg("-v")
             .arg(espeak_voice)
             .arg("-b")
@@ -448,6 +454,11 @@ impl Tts for EspeakTts {
             .get_or_load(key, || self.load(&espeak_voice, text))
             .await
     }
+}
+
+/// Whether `text` is an SSML document rather than plain text.
+pub fn is_ssml(text: &str) -> bool {
+    text.trim_start().starts_with("<speak>")
 }
 
 /// Reads a WAV file of any rate and channel count (integer or float PCM) to 8 kHz mono.

@@ -118,6 +118,7 @@ pub async fn log(args: LogBenchArgs) -> anyhow::Result<ExitCode> {
         voice: "alice".into(),
         language: "en-US".into(),
         loops: 1,
+        ssml: None,
     };
     let bar = ProgressBar::new(args.events).with_style(
         ProgressStyle::with_template("{spinner} {pos}/{len} events {wide_bar} {per_sec}")

@@ -775,7 +775,8 @@ pub(crate) fn runtime_command(
     Ok(match command {
         MediaCommand::Say(say) => (
             MediaRuntimeCommand::Say {
-                text: say.text,
+                // The SSML rendering when there is one (breaks, say-as), else plain text.
+                text: say.ssml.unwrap_or(say.text),
                 voice: Some(say.voice),
                 language: Some(say.language),
                 loops: say.loops,

@@ -935,6 +935,7 @@ impl Interpreter {
             voice: self.config.default_voice.clone(),
             language: self.default_language_for(&self.config.default_voice),
             loops: 1,
+            ssml: None,
         });
         let command_id = self.media(command, out);
         self.phase = Phase::ApplicationError { command_id };
@@ -1215,6 +1216,7 @@ impl Interpreter {
             voice,
             language,
             loops: media_loops(say.loops),
+            ssml: say.speech_ssml(),
         }))
     }
 

@@ -180,6 +180,24 @@ impl Say {
         raw.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
+    /// What the speech engine renders: `None` when the body is plain text (speak
+    /// [`Say::text`]); otherwise a `<speak>` document with the SSML Dialtone renders —
+    /// `<break>` as a pause, `<say-as interpret-as="digits|telephone|character|spell-out">`
+    /// spelled out, `<sub>` as its alias — and every other element reduced to its text.
+    pub fn speech_ssml(&self) -> Option<String> {
+        if !self
+            .content
+            .iter()
+            .any(|n| matches!(n, SsmlNode::Element(_)))
+        {
+            return None;
+        }
+        let mut out = String::from("<speak>");
+        speech_markup(&self.content, &mut out);
+        out.push_str("</speak>");
+        Some(out)
+    }
+
     /// The body as SSML markup (without a `<speak>` wrapper), for engines that take SSML.
     pub fn ssml(&self) -> String {
         let mut out = String::new();
@@ -187,6 +205,97 @@ impl Say {
             write::ssml_markup(node, &mut out);
         }
         out
+    }
+}
+
+fn attribute<'a>(element: &'a SsmlElement, name: &str) -> Option<&'a str> {
+    element
+        .attributes
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `<say-as>` text as it should be spoken: digits and characters one by one.
+fn say_as_text(element: &SsmlElement) -> String {
+    let mut inner = String::new();
+    ssml_plain_text(&element.children, &mut inner);
+    match attribute(element, "interpret-as") {
+        Some("digits" | "telephone") => inner
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some("character" | "spell-out") => inner
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => inner,
+    }
+}
+
+/// A `<break>`'s pause in milliseconds (SSML's strengths as espeak-ng reads them).
+fn break_ms(element: &SsmlElement) -> u32 {
+    if let Some(time) = attribute(element, "time") {
+        let time = time.trim();
+        if let Some(ms) = time
+            .strip_suffix("ms")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            return ms.clamp(0.0, 10_000.0) as u32;
+        }
+        if let Some(s) = time
+            .strip_suffix('s')
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            return (s * 1000.0).clamp(0.0, 10_000.0) as u32;
+        }
+    }
+    match attribute(element, "strength") {
+        Some("none") => 0,
+        Some("x-weak") => 100,
+        Some("weak") => 250,
+        Some("strong") => 700,
+        Some("x-strong") => 1000,
+        _ => 400,
+    }
+}
+
+fn escape_text(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            _ => out.push(c),
+        }
+    }
+}
+
+fn speech_markup(nodes: &[SsmlNode], out: &mut String) {
+    for node in nodes {
+        match node {
+            SsmlNode::Text(text) => escape_text(text, out),
+            SsmlNode::Element(element) => match element.kind {
+                SsmlKind::Break => {
+                    out.push_str(&format!("<break time=\"{}ms\"/>", break_ms(element)))
+                }
+                SsmlKind::SayAs => escape_text(&say_as_text(element), out),
+                SsmlKind::Sub => match attribute(element, "alias") {
+                    Some(alias) => escape_text(alias, out),
+                    None => speech_markup(&element.children, out),
+                },
+                SsmlKind::P | SsmlKind::S => {
+                    out.push(' ');
+                    speech_markup(&element.children, out);
+                    out.push_str(" <break time=\"300ms\"/>");
+                }
+                _ => speech_markup(&element.children, out),
+            },
+        }
     }
 }
 
@@ -207,6 +316,11 @@ fn ssml_plain_text(nodes: &[SsmlNode], out: &mut String) {
                     }
                 }
                 SsmlKind::Break => out.push(' '),
+                SsmlKind::SayAs => {
+                    out.push(' ');
+                    out.push_str(&say_as_text(element));
+                    out.push(' ');
+                }
                 SsmlKind::P | SsmlKind::S => {
                     out.push(' ');
                     ssml_plain_text(&element.children, out);

@@ -982,6 +982,19 @@ impl Schema {
             }
         }
         a.finish();
+        if matches!(
+            kind,
+            SsmlKind::Emphasis
+                | SsmlKind::Lang
+                | SsmlKind::Phoneme
+                | SsmlKind::Prosody
+                | SsmlKind::W
+        ) {
+            // Dialtone's speech engine renders breaks, say-as and sub; the rest is spoken
+            // as its plain text, which the application should know.
+            let message = format!("SSML <{}> is spoken as plain text", kind.tag());
+            self.warn(SCHEMA_WARNING, parent, e.position, message);
+        }
         let children = if kind == SsmlKind::Break {
             self.no_children(e)?;
             Vec::new()
