@@ -64,10 +64,15 @@ async fn dial_bridges_audio_both_ways_and_bills_each_leg() {
     app.twiml(
         "/voice",
         &format!(
-            r#"<Response><Dial action="/dialed" timeout="10"><Sip>{}</Sip></Dial></Response>"#,
+            r#"<Response><Dial action="/dialed" timeout="10" record="record-from-answer-dual"><Sip url="/whisper" statusCallback="/child-status" statusCallbackEvent="initiated ringing answered completed">{}</Sip></Dial></Response>"#,
             callee_uri(&callee)
         ),
     );
+    app.twiml(
+        "/whisper",
+        "<Response><Say>Call from the support line.</Say></Response>",
+    );
+    app.twiml("/child-status", "");
     app.twiml("/dialed", "<Response><Hangup/></Response>");
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
     let callee = callee.spawn_uas();
@@ -114,6 +119,48 @@ async fn dial_bridges_audio_both_ways_and_bills_each_leg() {
     assert_eq!(dialed.param("DialCallStatus"), Some("completed"));
     assert_eq!(dialed.param("DialBridged"), Some("true"));
     assert_eq!(dialed.param("DialCallSid"), child["sid"].as_str());
+
+    // The whisper ran on the callee's leg before the bridge.
+    let whisper = app.requests_to("/whisper");
+    assert_eq!(whisper.len(), 1, "{:?}", app.requests());
+    assert_eq!(whisper[0].param("CallSid"), child["sid"].as_str());
+    assert_eq!(whisper[0].param("ParentCallSid"), Some(parent_sid.as_str()));
+    assert_eq!(whisper[0].param("Direction"), Some("outbound-dial"));
+
+    // The child leg's own status callbacks, in order.
+    let child_status = eventually(20, "the child leg's four callbacks", || async {
+        let requests = app.requests_to("/child-status");
+        (requests.len() >= 4).then_some(requests)
+    })
+    .await;
+    let statuses: Vec<_> = child_status
+        .iter()
+        .map(|r| r.param("CallStatus").unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["initiated", "ringing", "in-progress", "completed"]
+    );
+    assert!(child_status
+        .iter()
+        .all(|r| r.param("CallSid") == child["sid"].as_str() && r.signature_valid));
+
+    // The dual-channel recording of the bridge belongs to the parent call.
+    let recording_sid = dialed
+        .param("RecordingSid")
+        .expect("RecordingSid in the Dial action")
+        .to_owned();
+    assert!(dialed
+        .param("RecordingUrl")
+        .unwrap()
+        .ends_with(&recording_sid));
+    let (status, recording) = dialtone
+        .get(&format!("Recordings/{recording_sid}.json"))
+        .await;
+    assert_eq!(status, 200, "{recording}");
+    assert_eq!(recording["call_sid"], parent_sid.as_str());
+    assert_eq!(recording["channels"], 2);
+    assert_eq!(recording["source"], "DialVerb");
 
     // Audio both ways: the callee heard the caller's pcap, and the caller heard the callee's
     // pcap after the bridge (before it, only ringback).

@@ -317,3 +317,78 @@ macro_rules! on_backend {
 
 on_backend!(sqlite, Backend::Sqlite);
 on_backend!(kafka, Backend::Kafka);
+
+/// With inbound trunks configured, an INVITE from elsewhere gets 403, unless the number is
+/// open to any source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_trunk_sources_reach_numbers_unless_they_are_open() {
+    let app = TwimlApp::start().await;
+    let config =
+        "[[trunks.inbound]]\nname = \"carrier\"\nallowed_sources = [\"198.51.100.0/24\"]\n\
+                  [sip]\nopen_numbers = [\"+14155550101\"]\n";
+    let dialtone = Dialtone::start_with(Backend::Sqlite, config).await;
+    app.set_auth_token(&dialtone.auth_token);
+    app.twiml("/voice", "<Response><Say>Hello.</Say><Hangup/></Response>");
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    dialtone
+        .provision("+14155550101", &app.url("/voice"), None)
+        .await;
+    let run = Sipp::scenario("inbound_forbidden.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", 9)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        run.success,
+        "expected 403:\n{}\n{}",
+        run.output,
+        dialtone.log()
+    );
+    assert!(app.requests().is_empty());
+    let rtp = RtpSink::start();
+    let run = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+        .key("dialed", "+14155550101")
+        .key("rtp_port", rtp.port)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        run.success,
+        "the open number refused the call:\n{}\n{}",
+        run.output,
+        dialtone.log()
+    );
+    assert_eq!(app.requests().len(), 1);
+}
+
+/// A document that redirects to itself forever is cut off: `twiml.failed` with class `loop`,
+/// and the call ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_loop_is_detected_and_ends_the_call() {
+    let (dialtone, app) = setup(Backend::Sqlite).await;
+    app.twiml(
+        "/voice",
+        "<Response><Pause length=\"1\"/><Redirect>/voice</Redirect></Response>",
+    );
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let rtp = RtpSink::start();
+    let run = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(run.success, "sipp:\n{}\n{}", run.output, dialtone.log());
+    let requests = app.requests_to("/voice").len();
+    assert!(
+        (10..=12).contains(&requests),
+        "{requests} fetches before the loop was cut"
+    );
+    let call = dialtone.finished_call().await;
+    let events = dialtone.call_events(call["sid"].as_str().unwrap()).await;
+    let failed = events
+        .iter()
+        .find(|e| e["type"] == "dialtone.call.twiml.failed")
+        .expect("twiml.failed");
+    assert_eq!(failed["data"]["class"], "loop");
+    assert_eq!(failed["data"]["code"], 90100);
+    assert_eq!(events.last().unwrap()["data"]["hangup_by"], "error");
+}
