@@ -267,6 +267,7 @@ pub fn family_of(stream: &str) -> Result<&'static str, LogError> {
         Some("AC") => "accounts",
         Some("RT") => "rates",
         Some("CF") => "conferences",
+        Some("CM") => "commands",
         _ => return Err(LogError::InvalidStream(stream.to_owned())),
     };
     if stream.len() < 3 || !stream.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -276,7 +277,14 @@ pub fn family_of(stream: &str) -> Result<&'static str, LogError> {
 }
 
 /// All families, in topic order.
-pub const FAMILIES: &[&str] = &["calls", "numbers", "accounts", "rates", "conferences"];
+pub const FAMILIES: &[&str] = &[
+    "calls",
+    "numbers",
+    "accounts",
+    "rates",
+    "conferences",
+    "commands",
+];
 
 #[cfg(test)]
 mod tests {

@@ -544,6 +544,41 @@ pub struct ConferenceEnded {
 }
 
 // ---------------------------------------------------------------------------------------
+// command family (stream `CM…`, one per command)
+
+/// What a live-call command asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CallControlAction {
+    /// REST `Status=completed`.
+    Hangup,
+    /// REST `Status=canceled`.
+    Cancel,
+    /// REST `Url` (+`Method`).
+    Redirect { url: String, method: HttpMethod },
+    /// REST `Twiml`.
+    Twiml { twiml: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallControlRequested {
+    pub call_sid: CallSid,
+    /// The node that owns the call and carries the command out.
+    pub owner_node: String,
+    pub action: CallControlAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandCompleted {
+    /// The node that carried it out.
+    pub node: String,
+    pub ok: bool,
+    /// Why it was refused: `invalid-state`, or the TwiML error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
 // the catalogue
 
 /// Why a payload could not be decoded.
@@ -651,6 +686,8 @@ catalogue! {
     ParticipantJoined(ParticipantJoined) = "dialtone.conference.participant.joined";
     ParticipantLeft(ParticipantLeft) = "dialtone.conference.participant.left";
     ConferenceEnded(ConferenceEnded) = "dialtone.conference.ended";
+    CallControlRequested(CallControlRequested) = "dialtone.command.call.update";
+    CommandCompleted(CommandCompleted) = "dialtone.command.completed";
 }
 
 #[cfg(test)]
@@ -915,6 +952,21 @@ mod tests {
             ParticipantLeft { call_sid: call() }.into(),
             ConferenceEnded {
                 reason: "last-participant-left".into(),
+            }
+            .into(),
+            CallControlRequested {
+                call_sid: call(),
+                owner_node: "node-2".into(),
+                action: CallControlAction::Redirect {
+                    url: "https://a/next".into(),
+                    method: HttpMethod::Post,
+                },
+            }
+            .into(),
+            CommandCompleted {
+                node: "node-2".into(),
+                ok: false,
+                error: Some("invalid-state".into()),
             }
             .into(),
         ]

@@ -139,6 +139,8 @@ sid_types! {
     RateSid = "RT";
     /// `DG…`: an event sink.
     SinkSid = "DG";
+    /// `CM…`: a command to the node that owns a call (one stream per command).
+    CommandSid = "CM";
 }
 
 #[cfg(test)]

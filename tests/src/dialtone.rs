@@ -16,6 +16,33 @@ pub enum Backend {
     Kafka,
 }
 
+/// How to start a node.
+pub struct NodeOptions {
+    pub backend: Backend,
+    /// TOML appended to the generated config.
+    pub extra_toml: String,
+    pub node_id: String,
+    /// Kafka topic prefix (a fresh one when `None`).
+    pub topic_prefix: Option<String>,
+    /// `DIALTONE_SECRET`: the nodes of one cluster share it.
+    pub secret: Option<String>,
+    /// The account to use when the cluster already has one (the node then prints none).
+    pub account: Option<(String, String)>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> NodeOptions {
+        NodeOptions {
+            backend: Backend::Sqlite,
+            extra_toml: String::new(),
+            node_id: "e2e".into(),
+            topic_prefix: None,
+            secret: None,
+            account: None,
+        }
+    }
+}
+
 /// A running server. Killed (SIGTERM, then SIGKILL) on drop.
 pub struct Dialtone {
     child: Option<Child>,
@@ -58,6 +85,24 @@ impl Dialtone {
 
     /// Like [`Dialtone::start`], with extra TOML appended to the config file.
     pub async fn start_with(backend: Backend, extra_toml: &str) -> Dialtone {
+        Self::start_node(NodeOptions {
+            backend,
+            extra_toml: extra_toml.to_owned(),
+            ..NodeOptions::default()
+        })
+        .await
+    }
+
+    /// A node with explicit cluster settings (several nodes can share one Kafka log).
+    pub async fn start_node(options: NodeOptions) -> Dialtone {
+        let NodeOptions {
+            backend,
+            extra_toml,
+            node_id,
+            topic_prefix,
+            secret,
+            account,
+        } = options;
         let data_dir = tempfile::tempdir().unwrap();
         let sip_port = free_port(true);
         let http_port = free_port(false);
@@ -69,15 +114,15 @@ impl Dialtone {
                 std::env::var("DIALTONE_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
             ),
         };
+        let topic_prefix =
+            topic_prefix.unwrap_or_else(|| format!("e2e-{:04x}{:04x}", rand_u16(), rand_u16()));
         let config = format!(
             "data_dir = {data:?}\nlog = {log:?}\nsip_addr = \"127.0.0.1:{sip_port}\"\nhttp_addr = \"127.0.0.1:{http_port}\"\n\
-             rtp_ports = \"{rtp_low}-{rtp_high}\"\npublic_ip = \"127.0.0.1\"\nnode_id = \"e2e\"\n\
-             [kafka]\ntopic_prefix = \"e2e-{prefix:04x}{prefix2:04x}\"\npartitions = 2\n\
+             rtp_ports = \"{rtp_low}-{rtp_high}\"\npublic_ip = \"127.0.0.1\"\nnode_id = {node_id:?}\n\
+             [kafka]\ntopic_prefix = {topic_prefix:?}\npartitions = 2\n\
              [media]\n# Tests listen for Dialtone's RTP where the SDP says, while sipp sends from elsewhere.\nsymmetric_rtp = false\n{extra_toml}\n",
             data = data_dir.path().join("data"),
             rtp_high = rtp_low + 99,
-            prefix = rand_u16(),
-            prefix2 = rand_u16(),
         );
         let config_path = data_dir.path().join("dialtone.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -87,6 +132,7 @@ impl Dialtone {
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info,dialtone=debug")
+            .envs(secret.map(|s| ("DIALTONE_SECRET", s)))
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).unwrap())
             .spawn()
@@ -100,23 +146,32 @@ impl Dialtone {
                 }
             }
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(90))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "serve printed no account within 90 s; its log:\n{}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+        let (account_sid, auth_token) = match account {
+            Some(account) => account,
+            None => {
+                let line = rx
+                    .recv_timeout(Duration::from_secs(90))
+                    .unwrap_or_else(|_| {
+                        panic!(
+                            "serve printed no account within 90 s; its log:\n{}",
+                            std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                        )
+                    });
+                let account: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad account line {line:?}: {e}"));
+                (
+                    account["account_sid"].as_str().unwrap().to_owned(),
+                    account["auth_token"].as_str().unwrap().to_owned(),
                 )
-            });
-        let account: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("bad account line {line:?}: {e}"));
+            }
+        };
         let mut server = Dialtone {
             child: Some(child),
             data_dir,
             sip_port,
             http_url: format!("http://127.0.0.1:{http_port}"),
-            account_sid: account["account_sid"].as_str().unwrap().to_owned(),
-            auth_token: account["auth_token"].as_str().unwrap().to_owned(),
+            account_sid,
+            auth_token,
             backend,
             stderr_log,
             http: reqwest::Client::new(),

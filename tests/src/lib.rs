@@ -8,7 +8,7 @@ pub mod rtp;
 pub mod sipp;
 
 pub use app::{AppRequest, TwimlApp};
-pub use dialtone::{Backend, Dialtone};
+pub use dialtone::{Backend, Dialtone, NodeOptions};
 pub use rtp::RtpSink;
 pub use sipp::Sipp;
 

@@ -156,6 +156,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         open_numbers: config.sip.open_numbers.clone(),
     });
     let edge_task = tokio::spawn(edge.run(incoming));
+    let commands_task = crate::roles::commands::listen(node.clone())
+        .await
+        .context("listening for call commands")?;
 
     // HTTP API.
     let state = dialtone_api::ApiState::new(
@@ -202,6 +205,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _ = stop_http.send(());
     let _ = http.await;
     edge_task.abort();
+    commands_task.abort();
     // Let the projections apply what the drained calls wrote, and the final status
     // callbacks go out, before stopping them. Undelivered callbacks stay in the outbox and
     // go out after the next start.

@@ -616,7 +616,13 @@ impl CallTask {
                 actions
             }
             Err(error) => {
-                let _ = reply.send(Err(error.to_string()));
+                let reason = match error {
+                    dialtone_voice::interpreter::InterpreterError::CallEnded => {
+                        crate::roles::commands::INVALID_STATE.to_owned()
+                    }
+                    other => other.to_string(),
+                };
+                let _ = reply.send(Err(reason));
                 Vec::new()
             }
         }

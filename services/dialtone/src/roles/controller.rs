@@ -1,20 +1,19 @@
-//! The REST API's handle on live calls (`POST …/Calls.json` and `…/Calls/{CA}.json`). On one
-//! node every call is local; in a cluster a command for a call owned by another node would be
-//! forwarded to it (not implemented yet: such updates answer 503).
+//! The REST API's handle on calls: creating them here, and sending live updates to the node
+//! that owns each call through the log (see [`crate::roles::commands`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dialtone_api::{CallAction, CallController, ControlError, CreateCall, UpdateCall};
+use dialtone_events::payload::CallControlAction;
 use dialtone_events::sid::{AccountSid, CallSid};
 
+use crate::roles::commands::{self, CommandError, INVALID_STATE};
 use crate::roles::node::Node;
-use crate::roles::registry::CallControl;
 
-/// How long an update waits for a hung-up call to write `call.completed`, so that the
-/// response shows its final status.
-const HANGUP_WAIT: Duration = Duration::from_secs(5);
+/// How long an update waits for the owner's answer (a hangup waits up to 5 s itself).
+const COMMAND_WAIT: Duration = Duration::from_secs(10);
 
 pub struct NodeController(pub Arc<Node>);
 
@@ -30,7 +29,7 @@ impl CallController for NodeController {
 
     async fn update_call(
         &self,
-        _account: &AccountSid,
+        account: &AccountSid,
         call: &CallSid,
         update: UpdateCall,
     ) -> Result<(), ControlError> {
@@ -38,41 +37,34 @@ impl CallController for NodeController {
             // Callback or time-limit changes alone: accepted, not applied to a live call yet.
             return Ok(());
         };
-        let registry = &self.0.registry;
-        if !registry.contains(call) {
-            return Err(ControlError::InvalidState);
-        }
-        match action {
-            CallAction::Hangup | CallAction::Cancel => {
-                if !registry.send(call, CallControl::HangupByApi) {
-                    return Err(ControlError::InvalidState);
-                }
-                registry.wait_until_gone(call, HANGUP_WAIT).await;
-                Ok(())
+        let twiml = matches!(action, CallAction::Twiml(_));
+        let action = match action {
+            CallAction::Hangup => CallControlAction::Hangup,
+            CallAction::Cancel => CallControlAction::Cancel,
+            CallAction::Redirect { url, method, .. } => CallControlAction::Redirect { url, method },
+            CallAction::Twiml(twiml) => CallControlAction::Twiml { twiml },
+        };
+        match commands::send(
+            self.0.log.as_ref(),
+            account.as_str(),
+            call,
+            action,
+            COMMAND_WAIT,
+        )
+        .await
+        {
+            Ok(()) => Ok(()),
+            Err(CommandError::Refused(reason)) if reason == INVALID_STATE || !twiml => {
+                Err(ControlError::InvalidState)
             }
-            CallAction::Redirect { url, method, .. } => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                if !registry.send(call, CallControl::Redirect { url, method, reply }) {
-                    return Err(ControlError::InvalidState);
-                }
-                answer
-                    .await
-                    .map_err(|_| ControlError::InvalidState)?
-                    .map_err(|_| ControlError::InvalidState)
-            }
-            CallAction::Twiml(twiml) => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                if !registry.send(call, CallControl::Twiml { twiml, reply }) {
-                    return Err(ControlError::InvalidState);
-                }
-                answer
-                    .await
-                    .map_err(|_| ControlError::InvalidState)?
-                    .map_err(|message| ControlError::InvalidParameter {
-                        code: 12100,
-                        message,
-                    })
-            }
+            Err(CommandError::Refused(message)) => Err(ControlError::InvalidParameter {
+                code: 12100,
+                message,
+            }),
+            Err(CommandError::NoAnswer { owner }) => Err(ControlError::Unavailable(format!(
+                "node {owner}, which owns the call, did not answer"
+            ))),
+            Err(CommandError::Log(error)) => Err(ControlError::Unavailable(error.to_string())),
         }
     }
 }

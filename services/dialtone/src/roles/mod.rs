@@ -1,6 +1,7 @@
 //! The roles `dialtone serve` runs, and how they are wired together.
 
 pub mod call;
+pub mod commands;
 pub mod conference;
 pub mod controller;
 pub mod dial;

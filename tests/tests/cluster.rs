@@ -1,0 +1,84 @@
+//! Two nodes on one Kafka log: a REST command sent to one node reaches the node that owns
+//! the call (DESIGN.md, Roles), through the log.
+
+use dialtone_tests::{eventually, Backend, Dialtone, NodeOptions, RtpSink, Sipp, TwimlApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_hangup_on_one_node_ends_a_call_owned_by_another() {
+    let prefix = format!("cluster-{:08x}", std::process::id() ^ 0x5eed);
+    let secret = "cluster-test-secret-0123456789abcdef".to_owned();
+    let node = |id: &str, account| NodeOptions {
+        backend: Backend::Kafka,
+        node_id: id.to_owned(),
+        topic_prefix: Some(prefix.clone()),
+        secret: Some(secret.clone()),
+        account,
+        ..NodeOptions::default()
+    };
+    let api = Dialtone::start_node(node("node-api", None)).await;
+    let edge = Dialtone::start_node(node(
+        "node-edge",
+        Some((api.account_sid.clone(), api.auth_token.clone())),
+    ))
+    .await;
+
+    let app = TwimlApp::start().await;
+    app.set_auth_token(&api.auth_token);
+    app.twiml(
+        "/voice",
+        r#"<Response><Say>Please hold.</Say><Pause length="60"/></Response>"#,
+    );
+    api.provision("+14155550100", &app.url("/voice"), None)
+        .await;
+    // The edge node learns the number from the log.
+    eventually(30, "the edge node to know the number", || async {
+        let (_, numbers) = edge.get("IncomingPhoneNumbers.json").await;
+        numbers["incoming_phone_numbers"]
+            .as_array()
+            .filter(|n| !n.is_empty())
+            .map(|_| ())
+    })
+    .await;
+
+    // The call comes in at the edge node, which owns it.
+    let rtp = RtpSink::start();
+    let caller = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+        .key("dialed", "+14155550100")
+        .key("rtp_port", rtp.port)
+        .run(edge.sip_addr());
+    let caller = tokio::spawn(caller);
+    let call = eventually(30, "the API node to see the call answered", || async {
+        api.calls()
+            .await
+            .into_iter()
+            .find(|c| c["status"] == "in-progress")
+    })
+    .await;
+    let sid = call["sid"].as_str().unwrap().to_owned();
+    let events = api.call_events(&sid).await;
+    assert_eq!(events[0]["data"]["owner_node"], "node-edge");
+
+    // Hang it up through the other node's API.
+    let (code, updated) = api
+        .post(&format!("Calls/{sid}.json"), &[("Status", "completed")])
+        .await;
+    assert_eq!(code, 200, "{updated}\n{}", edge.log());
+    let caller = caller.await.unwrap();
+    assert!(
+        caller.success,
+        "the caller got no BYE:\n{}\n{}",
+        caller.output,
+        edge.log()
+    );
+    let ended = eventually(20, "the call to complete", || async {
+        let (_, call) = api.get(&format!("Calls/{sid}.json")).await;
+        (call["status"] == "completed").then_some(call)
+    })
+    .await;
+    assert_eq!(ended["direction"], "inbound");
+    let events = api.call_events(&sid).await;
+    let completed = events.last().unwrap();
+    assert_eq!(completed["type"], "dialtone.call.completed");
+    assert_eq!(completed["data"]["hangup_by"], "api");
+    assert_eq!(completed["source"], "dialtone://node-edge");
+}
