@@ -43,6 +43,12 @@ impl Sipp {
         self
     }
 
+    /// How many calls to make or take (sipp `-m`).
+    pub fn calls(mut self, calls: u32) -> Sipp {
+        self.calls = calls;
+        self
+    }
+
     /// How long `<pause/>` lasts (sipp `-d`).
     pub fn pause_ms(mut self, ms: u64) -> Sipp {
         self.duration_ms = Some(ms);

@@ -695,3 +695,57 @@ async fn three_party_conference_mixes_everyone() {
         "{types:?}"
     );
 }
+
+/// REST calls beyond the account's calls-per-second wait in `queued`; `queue_time` says how
+/// long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_calls_are_paced_per_account() {
+    let app = TwimlApp::start().await;
+    let dialtone =
+        Dialtone::start_with(Backend::Sqlite, "[outbound]\ncalls_per_second = 2.0\n").await;
+    app.set_auth_token(&dialtone.auth_token);
+    app.twiml("/outbound", "<Response><Hangup/></Response>");
+    let callee_rtp = RtpSink::start();
+    let callee = Sipp::scenario("callee_answer.xml")
+        .key("rtp_port", callee_rtp.port)
+        .calls(3);
+    let to = callee_uri(&callee);
+    let callee = callee.spawn_uas();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = app.url("/outbound");
+    let mut sids = Vec::new();
+    for _ in 0..3 {
+        let (code, call) = dialtone
+            .post(
+                "Calls.json",
+                &[("To", to.as_str()), ("From", NUMBER), ("Url", url.as_str())],
+            )
+            .await;
+        assert_eq!(
+            (code, &call["status"]),
+            (201, &Value::from("queued")),
+            "{call}"
+        );
+        sids.push(call["sid"].as_str().unwrap().to_owned());
+    }
+    let callee = callee.await.unwrap();
+    assert!(
+        callee.success,
+        "callee:\n{}\n{}",
+        callee.output,
+        dialtone.log()
+    );
+    let mut queue_times = Vec::new();
+    for sid in &sids {
+        let call = eventually(20, "the call to complete", || async {
+            let (_, call) = dialtone.get(&format!("Calls/{sid}.json")).await;
+            (call["status"] == "completed").then_some(call)
+        })
+        .await;
+        queue_times.push(call["queue_time"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    queue_times.sort_unstable();
+    // Two calls per second: the second waits about half a second, the third about a second.
+    assert!(queue_times[1] >= 400, "queue times {queue_times:?}");
+    assert!(queue_times[2] >= 900, "queue times {queue_times:?}");
+}
