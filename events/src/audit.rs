@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::envelope::{hash_json, Event, GENESIS_HASH};
+use crate::envelope::{Event, GENESIS_HASH};
 use crate::log::{Cursor, EventLog, LogError};
 
 /// The first integrity failure found.
@@ -53,7 +53,7 @@ impl Verifier {
                 event.prevhash, last_hash
             )));
         }
-        let hash = hash_json(event.to_json().as_bytes());
+        let hash = event.hash();
         if let Some(stored) = stored_hash {
             if stored != hash {
                 return Err(broken(format!(

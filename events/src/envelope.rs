@@ -1,9 +1,16 @@
 //! The CloudEvents 1.0 envelope (structured JSON mode) and the per-stream hash chain.
 //!
-//! The JSON an event is stored and sent as is also its canonical form: members in the fixed
-//! order below, compact, `data` verbatim as written at append time. `hash = SHA-256(json)`,
-//! and each event's `prevhash` is the hash of the previous event of its stream (64 zeros for
-//! the first), so editing any stored byte breaks the chain.
+//! The JSON an event is stored and sent as is its structured-mode form: members in the fixed
+//! order below, compact, `data` verbatim as written at append time. Its hash has two levels:
+//!
+//! - `content = SHA-256(the JSON without "sequence" and "prevhash")` — everything the writer
+//!   of the event decides, so it is computed before the event is ordered (in parallel, off
+//!   the log's single writer thread);
+//! - `hash = SHA-256(prevhash "\n" sequence "\n" content)` (hex strings, decimal sequence) —
+//!   the chain link, one SHA-256 block.
+//!
+//! Each event's `prevhash` is the `hash` of the previous event of its stream (64 zeros for the
+//! first), so editing any stored byte, or reordering, breaks the chain.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -162,15 +169,78 @@ impl Event {
         })
     }
 
-    /// Hex SHA-256 of the canonical JSON: the next event's `prevhash`.
+    /// The JSON without `sequence` and `prevhash`: what [`content_hash`] covers.
+    pub fn content_json(&self) -> String {
+        content_json(
+            self.id,
+            &self.event_type,
+            &self.source,
+            &self.subject,
+            &format_time(self.time),
+            &self.accountsid,
+            &self.data,
+        )
+    }
+
+    /// The event's hash: the next event's `prevhash`.
     pub fn hash(&self) -> String {
-        hash_json(self.to_json().as_bytes())
+        chain_hash(&self.prevhash, self.sequence, &content_hash(self.content_json().as_bytes()))
     }
 }
 
-/// Hex SHA-256 of canonical event JSON.
-pub fn hash_json(json: &[u8]) -> String {
-    hex::encode(Sha256::digest(json))
+/// The JSON of an event's content (its structured-mode JSON without `sequence` and
+/// `prevhash`), in canonical member order.
+pub fn content_json(
+    id: Uuid,
+    event_type: &str,
+    source: &str,
+    subject: &str,
+    time: &str,
+    accountsid: &str,
+    data: &RawValue,
+) -> String {
+    #[derive(Serialize)]
+    struct Content<'a> {
+        specversion: &'a str,
+        id: Uuid,
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        source: &'a str,
+        subject: &'a str,
+        time: &'a str,
+        datacontenttype: &'a str,
+        accountsid: &'a str,
+        data: &'a RawValue,
+    }
+    let content = Content {
+        specversion: "1.0",
+        id,
+        event_type,
+        source,
+        subject,
+        time,
+        datacontenttype: "application/json",
+        accountsid,
+        data,
+    };
+    // Only strings, a UUID and a raw value: serialization cannot fail.
+    serde_json::to_string(&content).unwrap_or_default()
+}
+
+/// Hex SHA-256 of an event's content JSON.
+pub fn content_hash(content_json: &[u8]) -> String {
+    hex::encode(Sha256::digest(content_json))
+}
+
+/// The chain link: hex SHA-256 of `prevhash "\n" sequence "\n" content_hash`.
+pub fn chain_hash(prevhash: &str, sequence: u64, content_hash: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(prevhash.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(sequence.to_string().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(content_hash.as_bytes());
+    hex::encode(hasher.finalize())
 }
 
 #[cfg(test)]
@@ -211,6 +281,22 @@ mod tests {
         let mut resequenced = event.clone();
         resequenced.sequence = 3;
         assert_ne!(event.hash(), resequenced.hash());
+        let mut relinked = event.clone();
+        relinked.prevhash = "1".repeat(64);
+        assert_ne!(event.hash(), relinked.hash());
+    }
+
+    #[test]
+    fn the_hash_is_the_documented_two_level_sha256() {
+        let event = sample();
+        let json = event.to_json();
+        let content = json
+            .replace(&format!(",\"sequence\":{}", event.sequence), "")
+            .replace(&format!(",\"prevhash\":\"{}\"", event.prevhash), "");
+        assert_eq!(event.content_json(), content);
+        let content_hex = hex::encode(Sha256::digest(content.as_bytes()));
+        let link = format!("{}\n{}\n{}", event.prevhash, event.sequence, content_hex);
+        assert_eq!(event.hash(), hex::encode(Sha256::digest(link.as_bytes())));
     }
 
     #[test]

@@ -84,7 +84,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::envelope::{hash_json, micros, Event};
+use crate::envelope::{micros, Event};
 use crate::log::{
     family_of, Appended, Cursor, EventLog, ExpectedVersion, Filter, LogError, NewEvent, Position,
     RecordedEvent, Subscription, FAMILIES,
@@ -588,7 +588,7 @@ fn plan_events(
                 data: new.payload.to_raw(),
             };
             let json = event.to_json();
-            let hash = hash_json(json.as_bytes());
+            let hash = event.hash();
             prevhash = hash.clone();
             PlannedEvent { event, json, hash }
         })

@@ -2,10 +2,14 @@
 //!
 //! One writer thread owns the only write connection. It takes every append waiting in its
 //! queue, checks versions, assigns sequences and hashes, inserts them in one transaction and
-//! commits with `synchronous=FULL` (the WAL is fsynced) before answering any of them: group
-//! commit, so durability costs one fsync per batch rather than per event. Readers use their
-//! own connections; subscribers are woken through a watch channel carrying the last
-//! committed position.
+//! commits: group commit, so durability costs one fsync per batch rather than per event.
+//! The fsync itself runs on a second thread (the syncer) so that the writer can prepare and
+//! commit the next batch while the previous one reaches the disk: the writer commits with
+//! `synchronous=OFF` (the WAL frames are written, not synced), hands the batch's replies to
+//! the syncer, and the syncer `fdatasync`s the WAL file before answering any of them. An
+//! append is acknowledged, and subscribers are woken, only once its batch is durable.
+//! Checkpoints run on a third thread whose connection keeps `synchronous=FULL`, so the
+//! database file is synced before the WAL is reused. Readers use their own connections.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +24,7 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::audit::{Verifier, VerifyReport};
-use crate::envelope::{hash_json, micros, parse_time, Event, GENESIS_HASH};
+use crate::envelope::{chain_hash, content_hash, content_json, micros, parse_time, Event, GENESIS_HASH};
 use crate::log::{
     family_of, Appended, Cursor, EventLog, ExpectedVersion, Filter, LogError, NewEvent, Position,
     RecordedEvent, Subscription,
@@ -75,18 +79,80 @@ fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> LogError {
 struct AppendRequest {
     stream: String,
     expected: ExpectedVersion,
-    events: Vec<NewEvent>,
+    events: Vec<PreparedEvent>,
     reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+/// An event with everything but its place in the stream worked out, by the appending task
+/// rather than the single writer thread: id, time, JSON and the content hash.
+struct PreparedEvent {
+    id: String,
+    event_type: String,
+    time: String,
+    accountsid: String,
+    data: Box<RawValue>,
+    content_hash: String,
+}
+
+impl PreparedEvent {
+    fn new(new: NewEvent, source: &str, stream: &str, now: OffsetDateTime) -> PreparedEvent {
+        let id = new.id.unwrap_or_else(Uuid::now_v7);
+        let time = crate::envelope::format_time(new.time.map(micros).unwrap_or(now));
+        let data = new.payload.to_raw();
+        let event_type = new.payload.event_type().to_owned();
+        let content = content_json(id, &event_type, source, stream, &time, &new.accountsid, &data);
+        PreparedEvent {
+            id: id.to_string(),
+            event_type,
+            time,
+            accountsid: new.accountsid,
+            data,
+            content_hash: content_hash(content.as_bytes()),
+        }
+    }
 }
 
 /// The SQLite event log. Cheap to share behind an `Arc`.
 pub struct SqliteLog {
     path: PathBuf,
     writer: Mutex<Option<std::sync::mpsc::Sender<AppendRequest>>>,
-    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// The writer and the syncer threads.
+    writer_thread: Mutex<Option<(thread::JoinHandle<()>, thread::JoinHandle<()>)>>,
     checkpointer: Mutex<Option<(std::sync::mpsc::Sender<()>, thread::JoinHandle<()>)>>,
     committed: watch::Receiver<u64>,
+    inflight: Arc<Inflight>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// `dialtone://<node>`.
+    source: String,
+}
+
+/// Batches the writer has begun and the syncer has finished with. When they are equal
+/// nothing is committed-but-not-yet-synced, so every row in the file is durable (including
+/// rows another process appended).
+#[derive(Default)]
+struct Inflight {
+    started: std::sync::atomic::AtomicU64,
+    finished: std::sync::atomic::AtomicU64,
+}
+
+/// The highest position a reader may see: what this process has made durable, or, when
+/// none of its batches is in flight, everything in the file (other processes may append to
+/// the same log, e.g. `dialtone accounts create` beside a running server). Readers never see
+/// an event before its append is durable.
+fn durable_limit(conn: &Connection, committed: u64, inflight: &Inflight) -> Result<u64, LogError> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let started = inflight.started.load(SeqCst);
+    if started != inflight.finished.load(SeqCst) {
+        return Ok(committed);
+    }
+    let max: u64 = conn
+        .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0))
+        .map_err(sql("reading the last position"))?;
+    // A batch that began meanwhile may have added rows that are not synced yet.
+    if inflight.started.load(SeqCst) != started {
+        return Ok(committed);
+    }
+    Ok(committed.max(max))
 }
 
 impl SqliteLog {
@@ -104,7 +170,8 @@ impl SqliteLog {
         let conn = Connection::open(&path).map_err(sql("opening the log"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql("enabling WAL"))?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        // The syncer thread fsyncs the WAL after each commit (see the module docs).
+        conn.pragma_update(None, "synchronous", "OFF")
             .map_err(sql("setting synchronous"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(sql("busy timeout"))?;
@@ -118,11 +185,27 @@ impl SqliteLog {
 
         let (committed_tx, committed) = watch::channel(last);
         let (tx, rx) = std::sync::mpsc::channel();
+        let (durable_tx, durable_rx) = std::sync::mpsc::channel::<Durability>();
+        let poisoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let inflight = Arc::new(Inflight::default());
+        let syncer = {
+            let wal = wal_path(&path);
+            let (poisoned, inflight) = (poisoned.clone(), inflight.clone());
+            thread::Builder::new()
+                .name("sqlite-log-syncer".into())
+                .spawn(move || run_syncer(&wal, durable_rx, committed_tx, &poisoned, &inflight))
+                .map_err(|source| LogError::Io {
+                    context: "starting the syncer thread",
+                    source,
+                })?
+        };
         let writer = Writer {
             conn,
             source: format!("dialtone://{node}"),
             heads: HashMap::new(),
-            committed: committed_tx,
+            durable: durable_tx,
+            poisoned,
+            inflight: inflight.clone(),
         };
         let handle = thread::Builder::new()
             .name("sqlite-log-writer".into())
@@ -145,10 +228,12 @@ impl SqliteLog {
         Ok(SqliteLog {
             path,
             writer: Mutex::new(Some(tx)),
-            writer_thread: Mutex::new(Some(handle)),
+            writer_thread: Mutex::new(Some((handle, syncer))),
             checkpointer: Mutex::new(Some((stop_checkpointer, checkpointer))),
             committed,
+            inflight,
             readers: Arc::new(Mutex::new(Vec::new())),
+            source: format!("dialtone://{node}"),
         })
     }
 
@@ -159,9 +244,12 @@ impl SqliteLog {
     /// Stops the writer after it has committed everything queued so far.
     pub fn close(&self) {
         drop(self.writer.lock().map(|mut w| w.take()));
-        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        let handles = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some((writer, syncer)) = handles {
+            // The writer ends once its queue is empty; the syncer once it has synced and
+            // answered everything the writer committed.
+            let _ = writer.join();
+            let _ = syncer.join();
         }
         let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
         if let Some((stop, handle)) = checkpointer {
@@ -262,6 +350,11 @@ fn run_checkpointer(path: &Path, stop: std::sync::mpsc::Receiver<()>) {
         }
     };
     let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+    // Checkpoints copy WAL pages into the database file; FULL syncs the file before the WAL
+    // may be reused, which the writer's own `synchronous=OFF` connection relies on.
+    if let Err(error) = conn.pragma_update(None, "synchronous", "FULL") {
+        tracing::error!(%error, "cannot make checkpoints synchronous");
+    }
     loop {
         match stop.recv_timeout(std::time::Duration::from_millis(250)) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -335,6 +428,11 @@ impl EventLog for SqliteLog {
         if events.is_empty() {
             return Err(LogError::EmptyAppend);
         }
+        let now = micros(OffsetDateTime::now_utc());
+        let events = events
+            .into_iter()
+            .map(|new| PreparedEvent::new(new, &self.source, stream, now))
+            .collect();
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
             stream: stream.to_owned(),
@@ -359,11 +457,13 @@ impl EventLog for SqliteLog {
         from_sequence: u64,
     ) -> Result<Vec<RecordedEvent>, LogError> {
         let stream = stream.to_owned();
+        let (committed, inflight) = (*self.committed.borrow(), self.inflight.clone());
         self.read_blocking(move |conn| {
+            let limit = durable_limit(conn, committed, &inflight)?;
             query_events(
                 conn,
-                "WHERE stream = ?1 AND sequence >= ?2 ORDER BY sequence",
-                params![stream, from_sequence],
+                "WHERE stream = ?1 AND sequence >= ?2 AND position <= ?3 ORDER BY sequence",
+                params![stream, from_sequence, limit],
             )
         })
         .await
@@ -371,11 +471,13 @@ impl EventLog for SqliteLog {
 
     async fn read_all(&self, from: &Cursor, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
         let start = from.next_offset(PARTITION);
+        let (committed, inflight) = (*self.committed.borrow(), self.inflight.clone());
         self.read_blocking(move |conn| {
+            let last = durable_limit(conn, committed, &inflight)?;
             query_events(
                 conn,
-                "WHERE position >= ?1 ORDER BY position LIMIT ?2",
-                params![start, limit as i64],
+                "WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3",
+                params![start, last, limit as i64],
             )
         })
         .await
@@ -386,6 +488,7 @@ impl EventLog for SqliteLog {
         let mut committed = self.committed.clone();
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let inflight = self.inflight.clone();
         tokio::spawn(async move {
             let mut cursor = from;
             let mut last_external_check = std::time::Instant::now();
@@ -398,13 +501,14 @@ impl EventLog for SqliteLog {
                     if start > last_committed && !external_check_due(&mut last_external_check) {
                         Ok(Vec::new())
                     } else {
-                        let (readers, path) = (readers.clone(), path.clone());
+                        let (readers, path, inflight) = (readers.clone(), path.clone(), inflight.clone());
                         tokio::task::spawn_blocking(move || {
                             SqliteLog::with_reader(&readers, &path, |conn| {
+                                let last = durable_limit(conn, last_committed, &inflight)?;
                                 query_events(
                                     conn,
-                                    "WHERE position >= ?1 ORDER BY position LIMIT ?2",
-                                    params![start, SUBSCRIBE_PAGE as i64],
+                                    "WHERE position >= ?1 AND position <= ?2 ORDER BY position LIMIT ?3",
+                                    params![start, last, SUBSCRIBE_PAGE as i64],
                                 )
                             })
                         })
@@ -460,13 +564,92 @@ impl EventLog for SqliteLog {
     }
 }
 
+/// The WAL file beside the database.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+type Reply = oneshot::Sender<Result<Appended, LogError>>;
+
+/// A committed batch waiting for its fsync: the answers to send once it is durable, and its
+/// last position.
+struct Durability {
+    replies: Vec<(Reply, Result<Appended, LogError>)>,
+    last: Option<u64>,
+}
+
+/// Makes committed batches durable: takes every batch committed so far, fsyncs the WAL once
+/// for all of them, then answers their appends and wakes subscribers.
+fn run_syncer(
+    wal: &Path,
+    batches: std::sync::mpsc::Receiver<Durability>,
+    committed: watch::Sender<u64>,
+    poisoned: &std::sync::atomic::AtomicBool,
+    inflight: &Inflight,
+) {
+    let mut file: Option<std::fs::File> = None;
+    while let Ok(first) = batches.recv() {
+        let mut ready = vec![first];
+        ready.extend(batches.try_iter());
+        let synced = (|| -> std::io::Result<()> {
+            if file.is_none() {
+                file = Some(std::fs::File::open(wal)?);
+            }
+            match file.as_ref().map(|f| f.sync_data()) {
+                Some(Ok(())) => Ok(()),
+                _ => {
+                    // Reopen once: the WAL may have been recreated.
+                    let reopened = std::fs::File::open(wal)?;
+                    reopened.sync_data()?;
+                    file = Some(reopened);
+                    Ok(())
+                }
+            }
+        })();
+        match synced {
+            Ok(()) => {
+                if let Some(last) = ready.iter().filter_map(|d| d.last).max() {
+                    committed.send_replace(last);
+                }
+                inflight.finished.fetch_add(ready.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                for durability in ready {
+                    for (reply, outcome) in durability.replies {
+                        let _ = reply.send(outcome);
+                    }
+                }
+            }
+            Err(error) => {
+                // Nothing acknowledged can be trusted to the disk any more: refuse this and
+                // every later append rather than acknowledge what may be lost.
+                tracing::error!(%error, wal = %wal.display(), "fsync of the event log failed; the log stops accepting appends");
+                poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
+                inflight.finished.fetch_add(ready.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                for durability in ready {
+                    for (reply, _) in durability.replies {
+                        let _ = reply.send(Err(LogError::Io {
+                            context: "syncing the event log",
+                            source: std::io::Error::new(error.kind(), error.to_string()),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The writer thread's state.
 struct Writer {
     conn: Connection,
     source: String,
     /// Last sequence and hash of recently written streams.
     heads: HashMap<String, (u64, String)>,
-    committed: watch::Sender<u64>,
+    /// Committed batches go to the syncer.
+    durable: std::sync::mpsc::Sender<Durability>,
+    /// Set by the syncer when an fsync failed.
+    poisoned: Arc<std::sync::atomic::AtomicBool>,
+    inflight: Arc<Inflight>,
 }
 
 /// What the writer decided for one request of a batch.
@@ -510,8 +693,16 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<AppendRequest>) {
+        if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
+            for request in batch {
+                let _ = request.reply.send(Err(LogError::Closed));
+            }
+            return;
+        }
+        // Counted before the transaction begins, so a reader can tell whether rows it sees
+        // may be unsynced (see `durable_limit`).
+        self.inflight.started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut pending: HashMap<String, (u64, String)> = HashMap::new();
-        let now = micros(OffsetDateTime::now_utc());
         let result = (|| -> Result<Vec<Planned>, LogError> {
             let tx = self
                 .conn
@@ -536,33 +727,21 @@ impl Writer {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )
                     .map_err(sql("preparing an insert"))?;
-                for new in &request.events {
+                for prepared in &request.events {
                     sequence += 1;
-                    let event = Event {
-                        id: new.id.unwrap_or_else(Uuid::now_v7),
-                        event_type: new.payload.event_type().to_owned(),
-                        source: self.source.clone(),
-                        subject: request.stream.clone(),
-                        time: new.time.map(micros).unwrap_or(now),
-                        accountsid: new.accountsid.clone(),
-                        sequence,
-                        prevhash,
-                        data: new.payload.to_raw(),
-                    };
-                    let json = event.to_json();
-                    let hash = hash_json(json.as_bytes());
+                    let hash = chain_hash(&prevhash, sequence, &prepared.content_hash);
                     insert
                         .execute(params![
-                            event.subject,
-                            event.sequence,
-                            event.id.to_string(),
-                            event.event_type,
-                            event.source,
-                            crate::envelope::format_time(event.time),
-                            event.accountsid,
-                            event.prevhash,
+                            request.stream,
+                            sequence,
+                            prepared.id,
+                            prepared.event_type,
+                            self.source,
+                            prepared.time,
+                            prepared.accountsid,
+                            prevhash,
                             hash,
-                            event.data.get(),
+                            prepared.data.get(),
                         ])
                         .map_err(sql("inserting an event"))?;
                     positions.push(Position {
@@ -595,17 +774,26 @@ impl Writer {
                         Planned::Rejected(_) => None,
                     })
                     .max();
-                if let Some(last) = last {
-                    self.committed.send_replace(last);
-                }
-                for (request, outcome) in batch.into_iter().zip(planned) {
-                    let _ = request.reply.send(match outcome {
-                        Planned::Accepted(appended) => Ok(appended),
-                        Planned::Rejected(error) => Err(error),
-                    });
+                let replies = batch
+                    .into_iter()
+                    .zip(planned)
+                    .map(|(request, outcome)| {
+                        let outcome = match outcome {
+                            Planned::Accepted(appended) => Ok(appended),
+                            Planned::Rejected(error) => Err(error),
+                        };
+                        (request.reply, outcome)
+                    })
+                    .collect();
+                if let Err(unsent) = self.durable.send(Durability { replies, last }) {
+                    self.inflight.finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    for (reply, _) in unsent.0.replies {
+                        let _ = reply.send(Err(LogError::Closed));
+                    }
                 }
             }
             Err(error) => {
+                self.inflight.finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tracing::error!(%error, "event log batch failed; nothing in it was written");
                 let message = error.to_string();
                 for request in batch {

@@ -10,6 +10,7 @@
 # preceded by one line per rate and the machine (CPU model, cores).
 #
 # Usage: infra/load/sip-cps.sh [--rates "50 100 200 …"] [--duration SECONDS] [--no-build]
+#                              [--max-p99-ms N]   (also stop at the first rate whose p99 is over N)
 # Environment: CARGO_TARGET_DIR (where the release build goes), DIALTONE_BIN (use this
 # binary, skip the build), KEEP_WORKDIR=1 (keep logs and sipp traces).
 #
@@ -21,12 +22,14 @@ SCENARIO="$ROOT/infra/load/sip-cps-uac.xml"
 RATES="50 100 200 400 600 800 1000 1200 1500 2000 2500 3000"
 DURATION=10
 BUILD=1
+MAX_P99=0
 while (($#)); do
   case "$1" in
     --rates) RATES="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --max-p99-ms) MAX_P99="$2"; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -205,6 +208,10 @@ PY
   # longer, sipp (or the machine) could not generate the rate: stop there too.
   if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) * 1.5 + 5 else 1)" "$elapsed" "$DURATION"; then
     log "the $rate calls/s run took ${elapsed}s: sipp or the machine could not keep the rate; stopping (not counted)"
+    break
+  fi
+  if ((MAX_P99 > 0)) && [[ "$p" != n/a ]] && ((p > MAX_P99)); then
+    log "p99 ${p} ms at $rate calls/s is over ${MAX_P99} ms: stopping (not counted)"
     break
   fi
   best_rate=$rate

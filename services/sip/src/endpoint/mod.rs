@@ -5,7 +5,7 @@
 //!
 //! UDP and TCP listen on the same address. TCP messages are framed by `Content-Length`;
 //! responses go back on the connection the request came in on; requests to a peer reuse an
-//! open connection with it or open one ([`OutgoingInvite::transport`]). See [`tcp`] for
+//! open connection with it or open one ([`OutgoingInvite::transport`]). See [`TcpConfig`] for
 //! the connection limits.
 //!
 //! ```no_run
