@@ -184,7 +184,11 @@ impl Event {
 
     /// The event's hash: the next event's `prevhash`.
     pub fn hash(&self) -> String {
-        chain_hash(&self.prevhash, self.sequence, &content_hash(self.content_json().as_bytes()))
+        chain_hash(
+            &self.prevhash,
+            self.sequence,
+            &content_hash(self.content_json().as_bytes()),
+        )
     }
 }
 

@@ -24,7 +24,9 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::audit::{Verifier, VerifyReport};
-use crate::envelope::{chain_hash, content_hash, content_json, micros, parse_time, Event, GENESIS_HASH};
+use crate::envelope::{
+    chain_hash, content_hash, content_json, micros, parse_time, Event, GENESIS_HASH,
+};
 use crate::log::{
     family_of, Appended, Cursor, EventLog, ExpectedVersion, Filter, LogError, NewEvent, Position,
     RecordedEvent, Subscription,
@@ -100,7 +102,15 @@ impl PreparedEvent {
         let time = crate::envelope::format_time(new.time.map(micros).unwrap_or(now));
         let data = new.payload.to_raw();
         let event_type = new.payload.event_type().to_owned();
-        let content = content_json(id, &event_type, source, stream, &time, &new.accountsid, &data);
+        let content = content_json(
+            id,
+            &event_type,
+            source,
+            stream,
+            &time,
+            &new.accountsid,
+            &data,
+        );
         PreparedEvent {
             id: id.to_string(),
             event_type,
@@ -146,7 +156,9 @@ fn durable_limit(conn: &Connection, committed: u64, inflight: &Inflight) -> Resu
         return Ok(committed);
     }
     let max: u64 = conn
-        .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0))
+        .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+            r.get(0)
+        })
         .map_err(sql("reading the last position"))?;
     // A batch that began meanwhile may have added rows that are not synced yet.
     if inflight.started.load(SeqCst) != started {
@@ -497,12 +509,14 @@ impl EventLog for SqliteLog {
                 // after the read wakes us up: no event can fall between read and wait.
                 let last_committed = *committed.borrow_and_update();
                 let start = cursor.next_offset(PARTITION);
-                let page =
-                    if start > last_committed && !external_check_due(&mut last_external_check) {
-                        Ok(Vec::new())
-                    } else {
-                        let (readers, path, inflight) = (readers.clone(), path.clone(), inflight.clone());
-                        tokio::task::spawn_blocking(move || {
+                let page = if start > last_committed
+                    && !external_check_due(&mut last_external_check)
+                {
+                    Ok(Vec::new())
+                } else {
+                    let (readers, path, inflight) =
+                        (readers.clone(), path.clone(), inflight.clone());
+                    tokio::task::spawn_blocking(move || {
                             SqliteLog::with_reader(&readers, &path, |conn| {
                                 let last = durable_limit(conn, last_committed, &inflight)?;
                                 query_events(
@@ -514,7 +528,7 @@ impl EventLog for SqliteLog {
                         })
                         .await
                         .unwrap_or(Err(LogError::Closed))
-                    };
+                };
                 match page {
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -613,7 +627,9 @@ fn run_syncer(
                 if let Some(last) = ready.iter().filter_map(|d| d.last).max() {
                     committed.send_replace(last);
                 }
-                inflight.finished.fetch_add(ready.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                inflight
+                    .finished
+                    .fetch_add(ready.len() as u64, std::sync::atomic::Ordering::SeqCst);
                 for durability in ready {
                     for (reply, outcome) in durability.replies {
                         let _ = reply.send(outcome);
@@ -625,7 +641,9 @@ fn run_syncer(
                 // every later append rather than acknowledge what may be lost.
                 tracing::error!(%error, wal = %wal.display(), "fsync of the event log failed; the log stops accepting appends");
                 poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
-                inflight.finished.fetch_add(ready.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                inflight
+                    .finished
+                    .fetch_add(ready.len() as u64, std::sync::atomic::Ordering::SeqCst);
                 for durability in ready {
                     for (reply, _) in durability.replies {
                         let _ = reply.send(Err(LogError::Io {
@@ -701,7 +719,9 @@ impl Writer {
         }
         // Counted before the transaction begins, so a reader can tell whether rows it sees
         // may be unsynced (see `durable_limit`).
-        self.inflight.started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inflight
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut pending: HashMap<String, (u64, String)> = HashMap::new();
         let result = (|| -> Result<Vec<Planned>, LogError> {
             let tx = self
@@ -786,14 +806,18 @@ impl Writer {
                     })
                     .collect();
                 if let Err(unsent) = self.durable.send(Durability { replies, last }) {
-                    self.inflight.finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    self.inflight
+                        .finished
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     for (reply, _) in unsent.0.replies {
                         let _ = reply.send(Err(LogError::Closed));
                     }
                 }
             }
             Err(error) => {
-                self.inflight.finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.inflight
+                    .finished
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tracing::error!(%error, "event log batch failed; nothing in it was written");
                 let message = error.to_string();
                 for request in batch {

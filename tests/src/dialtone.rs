@@ -104,7 +104,7 @@ impl Dialtone {
             account,
         } = options;
         let data_dir = tempfile::tempdir().unwrap();
-        let sip_port = free_port(true);
+        let sip_port = crate::free_sip_port();
         let http_port = free_port(false);
         let rtp_low = 20_000 + (rand_u16() % 400) * 100;
         let log = match backend {

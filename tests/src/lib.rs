@@ -29,6 +29,16 @@ pub fn free_port(udp: bool) -> u16 {
     }
 }
 
+/// A port free for both UDP and TCP (SIP listens on both).
+pub fn free_sip_port() -> u16 {
+    loop {
+        let port = free_port(true);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `seconds`.
 pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
 where

@@ -12,6 +12,7 @@ pub struct Sipp {
     duration_ms: Option<u64>,
     calls: u32,
     port: u16,
+    tcp: bool,
 }
 
 /// What sipp did.
@@ -33,13 +34,20 @@ impl Sipp {
             keys: Vec::new(),
             duration_ms: None,
             calls: 1,
-            port: free_port(true),
+            port: crate::free_sip_port(),
+            tcp: false,
         }
     }
 
     /// A `[key]` substitution in the scenario.
     pub fn key(mut self, key: &str, value: impl ToString) -> Sipp {
         self.keys.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    /// SIP over TCP (sipp `-t t1`: one connection).
+    pub fn over_tcp(mut self) -> Sipp {
+        self.tcp = true;
         self
     }
 
@@ -91,6 +99,9 @@ impl Sipp {
             .args(["-p", &self.port.to_string()])
             .args(["-mp", &free_port(true).to_string()])
             .args(["-timeout", "60s", "-timeout_error"]);
+        if self.tcp {
+            command.args(["-t", "t1"]);
+        }
         if let Some(ms) = self.duration_ms {
             command.args(["-d", &ms.to_string()]);
         }

@@ -392,3 +392,82 @@ async fn a_redirect_loop_is_detected_and_ends_the_call() {
     assert_eq!(failed["data"]["code"], 90100);
     assert_eq!(events.last().unwrap()["data"]["hangup_by"], "error");
 }
+
+/// The same call over TCP: SIP listens on TCP at the same address as UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_tcp() {
+    let (dialtone, app) = setup(Backend::Sqlite).await;
+    app.twiml(
+        "/voice",
+        "<Response><Say>Hello over TCP.</Say><Hangup/></Response>",
+    );
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let rtp = RtpSink::start();
+    let run = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .over_tcp()
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        run.success,
+        "sipp over TCP:\n{}\n{}",
+        run.output,
+        dialtone.log()
+    );
+    let call = dialtone.finished_call().await;
+    assert_eq!(call["status"], "completed");
+    assert!(
+        rtp.packets().len() > 20,
+        "no audio over the TCP-signalled call"
+    );
+}
+
+/// Overload control: past `max_calls` live calls, new INVITEs get 503 (with Retry-After);
+/// the live call is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_limit_get_503() {
+    let app = TwimlApp::start().await;
+    let dialtone = Dialtone::start_with(Backend::Sqlite, "[sip.overload]\nmax_calls = 1\n").await;
+    app.set_auth_token(&dialtone.auth_token);
+    app.twiml(
+        "/voice",
+        r#"<Response><Say>Hold on.</Say><Pause length="3"/><Hangup/></Response>"#,
+    );
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let rtp = RtpSink::start();
+    let first = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .run(dialtone.sip_addr());
+    let first = tokio::spawn(first);
+    eventually(30, "the first call to be answered", || async {
+        dialtone
+            .calls()
+            .await
+            .into_iter()
+            .find(|c| c["status"] == "in-progress")
+            .map(|_| ())
+    })
+    .await;
+    let second = Sipp::scenario("inbound_overloaded.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", 9)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        second.success,
+        "expected 503:\n{}\n{}",
+        second.output,
+        dialtone.log()
+    );
+    let first = first.await.unwrap();
+    assert!(first.success, "the live call suffered:\n{}", first.output);
+    let metrics = dialtone.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dialtone_sip_rejected_total{reason=\"calls\"} 1")),
+        "{metrics}"
+    );
+}

@@ -71,6 +71,11 @@ pub struct Config {
 pub struct SipSettings {
     /// With inbound trunks configured, these numbers still take calls from any source.
     pub open_numbers: Vec<String>,
+    /// Limits past which new INVITEs get 503 with Retry-After (`max_calls`,
+    /// `max_server_transactions`, `per_source_cps`, `per_source_burst`, …).
+    pub overload: dialtone_sip::overload::OverloadConfig,
+    /// SIP over TCP on the same address as UDP (`enabled`, `max_connections`, …).
+    pub tcp: dialtone_sip::endpoint::TcpConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -116,7 +116,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..MediaConfig::default()
     })
     .context("starting the media runtime")?;
-    let endpoint_config = EndpointConfig::new(config.sip_addr).public_host(public_ip.to_string());
+    let mut endpoint_config =
+        EndpointConfig::new(config.sip_addr).public_host(public_ip.to_string());
+    endpoint_config.overload = config.sip.overload.clone();
+    endpoint_config.tcp = config.sip.tcp.clone();
     let (endpoint, incoming) = SipEndpoint::bind(endpoint_config)
         .await
         .context("starting the SIP endpoint")?;
