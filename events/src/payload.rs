@@ -271,6 +271,43 @@ pub struct RecordingStarted {
     /// `RecordVerb`, `DialVerb`, `OutboundAPI`, `Conference`.
     pub source: String,
     pub channels: u8,
+    /// Twilio's `RecordingUrl`:
+    /// `{public base}/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}`. Written by
+    /// the node that records, which knows its public base URL (projections do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `inbound`, `outbound` or `both` (Twilio's `RecordingTrack`), when it applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<String>,
+    /// `recordingStatusCallback` / REST `RecordingStatusCallback` (absolute URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<String>,
+    #[serde(default, skip_serializing_if = "is_post")]
+    pub status_callback_method: HttpMethod,
+    /// Subset of `in-progress completed absent`; empty means `completed` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_callback_events: Vec<String>,
+}
+
+impl RecordingStarted {
+    /// A started recording without URL, track or status callback (fill those in with struct
+    /// update syntax).
+    pub fn new(recording_sid: RecordingSid, source: impl Into<String>, channels: u8) -> Self {
+        RecordingStarted {
+            recording_sid,
+            source: source.into(),
+            channels,
+            url: None,
+            track: None,
+            status_callback: None,
+            status_callback_method: HttpMethod::Post,
+            status_callback_events: Vec::new(),
+        }
+    }
+}
+
+fn is_post(method: &HttpMethod) -> bool {
+    *method == HttpMethod::Post
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -420,6 +457,14 @@ pub struct MediaRecord {
     pub finish_on_key: String,
     pub play_beep: bool,
     pub trim: bool,
+    /// `recordingStatusCallback`, resolved to an absolute URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<String>,
+    #[serde(default, skip_serializing_if = "is_post")]
+    pub status_callback_method: HttpMethod,
+    /// Subset of `in-progress completed absent`; empty means `completed` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_callback_events: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -795,9 +840,12 @@ mod tests {
             }
             .into(),
             RecordingStarted {
-                recording_sid: rec(),
-                source: "RecordVerb".into(),
-                channels: 1,
+                url: Some("https://dialtone.example/2010-04-01/Accounts/AC…/Recordings/RE…".into()),
+                track: Some("both".into()),
+                status_callback: Some("https://app.example/recording".into()),
+                status_callback_method: HttpMethod::Get,
+                status_callback_events: vec!["in-progress".into(), "completed".into()],
+                ..RecordingStarted::new(rec(), "RecordVerb", 1)
             }
             .into(),
             RecordingCompleted {
@@ -897,6 +945,9 @@ mod tests {
                 finish_on_key: "1234567890*#".into(),
                 play_beep: true,
                 trim: true,
+                status_callback: Some("https://app.example/recording".into()),
+                status_callback_method: HttpMethod::Post,
+                status_callback_events: vec!["completed".into(), "absent".into()],
             }
             .into(),
             MediaBridge {
@@ -983,6 +1034,37 @@ mod tests {
             let back = Payload::decode(payload.event_type(), &raw).unwrap();
             assert_eq!(back, payload, "{}", payload.event_type());
         }
+    }
+
+    #[test]
+    fn recording_fields_added_later_are_optional_both_ways() {
+        let sid = RecordingSid::generate();
+        let old = format!(r#"{{"recording_sid":"{sid}","source":"DialVerb","channels":2}}"#);
+        let raw = RawValue::from_string(old.clone()).unwrap();
+        let started = Payload::decode("dialtone.call.recording.started", &raw).unwrap();
+        assert_eq!(
+            started,
+            Payload::RecordingStarted(RecordingStarted::new(sid.clone(), "DialVerb", 2))
+        );
+        assert_eq!(
+            started.to_raw().get(),
+            old,
+            "nothing new is written when unset"
+        );
+        let record = format!(
+            r#"{{"recording_sid":"{sid}","max_length_ms":1000,"silence_timeout_ms":0,"finish_on_key":"","play_beep":false,"trim":false}}"#
+        );
+        let raw = RawValue::from_string(record.clone()).unwrap();
+        let payload = Payload::decode("dialtone.media.record", &raw).unwrap();
+        match &payload {
+            Payload::MediaRecord(r) => {
+                assert_eq!(r.status_callback, None);
+                assert_eq!(r.status_callback_method, HttpMethod::Post);
+                assert!(r.status_callback_events.is_empty());
+            }
+            other => panic!("expected MediaRecord, got {other:?}"),
+        }
+        assert_eq!(payload.to_raw().get(), record);
     }
 
     #[test]

@@ -17,18 +17,52 @@
 //! `CallSid`, `CallStatus`, `Called`, `Caller`, `Direction`, `From`, `To`, and
 //! `ForwardedFrom` / `ParentCallSid` when known), then `CallbackSource=call-progress-events`,
 //! `SequenceNumber`, `Timestamp` (RFC 2822 time of the event), on `completed`
-//! `CallDuration` (seconds) and `Duration` (billed minutes), and `SipResponseCode` when
-//! known. `CallStatus` keeps Twilio's quirks (`initiated` for the initiated event,
+//! `CallDuration` (seconds) and `Duration` (billed minutes), `SipResponseCode` when known,
+//! and for a call made with REST `Record=true` (a `recording.started` of source
+//! `OutboundAPI`) `RecordingUrl`, `RecordingSid` and, when its `recording.completed` came
+//! before the call's, `RecordingDuration`. `CallStatus` keeps Twilio's quirks (`initiated` for the initiated event,
 //! `in-progress` for answered). Dialtone adds **`StatusCallbackEvent`** naming the event
 //! (`initiated`, `ringing`, `answered`, `completed`), because the status alone does not say
 //! which event a callback reports (pain point 4). It is signed like every other parameter.
 //!
-//! The state machine ([`CallbackTracker`]) is pure; [`CallbacksProjection`] stores it in
-//! `callback_calls` while a call lives (deleted when it ends) and writes outbox rows.
+//! ## Recording status callbacks
+//!
+//! A `recording.started` that names a `status_callback` (Twilio's `recordingStatusCallback`
+//! of `<Record>`, `<Dial record>` or REST `Record=true`) subscribes that recording, whether
+//! or not the call has status callbacks of its own. Its selected events (`in-progress` on
+//! `recording.started`; `completed` or `absent` on the matching `recording.completed`; none
+//! selected means `completed` only) become outbox rows of the same call, so they are
+//! delivered in order with the call's other callbacks, signed and retried the same way. The
+//! outbox names their events `recording-in-progress`, `recording-completed` and
+//! `recording-absent`, which keeps a recording row apart from a call progress row of the
+//! same call event. Parameters, as Twilio sends them: `AccountSid`, `CallSid`,
+//! `RecordingSid`, `RecordingUrl` (carried by the event: only the recording node knows its
+//! public base URL), `RecordingStatus` (`in-progress`, `completed`, `absent`),
+//! `RecordingDuration` (whole seconds, rounded up as for `<Record>`'s action; on `completed`),
+//! `RecordingChannels`, `RecordingStartTime` (RFC 2822), `RecordingSource`, `RecordingTrack`
+//! (when the event names one), `ErrorCode` (0, or on `absent` 16101 too short / 16102
+//! silent), and Dialtone's `StatusCallbackEvent` naming the outbox event
+//! (`recording-completed`…, so that an endpoint shared with call progress callbacks can
+//! never mistake a recording's `completed` for the call's). There is no `SequenceNumber`,
+//! `CallbackSource` or `Timestamp`: Twilio sends those with call progress callbacks only.
+//!
+//! ## Ordering
+//!
+//! Each outbox row has a per-call `sequence_number` (0, 1, 2… over all callbacks of the call,
+//! recording ones included) that orders delivery and derives the idempotency token. The
+//! `SequenceNumber` parameter of call progress callbacks counts only those, as on Twilio, so
+//! the two differ once a recording callback came between.
+//!
+//! The state machines ([`CallbackTracker`], [`RecordingCallbacks`]) are pure;
+//! [`CallbacksProjection`] stores a call's tracker in `callback_calls` while the call lives
+//! (deleted when it ends), a recording's subscription in `callback_recordings` until the
+//! recording completes, and writes outbox rows.
 
 use std::collections::HashMap;
 
-use dialtone_events::payload::{CallInitiated, CallStatus, Direction, HttpMethod};
+use dialtone_events::payload::{
+    CallInitiated, CallStatus, Direction, HttpMethod, RecordingCompleted, RecordingStarted,
+};
 use dialtone_events::{Payload, RecordedEvent};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
@@ -46,7 +80,7 @@ pub const EVENT_PARAM: &str = "StatusCallbackEvent";
 /// Twilio's `ApiVersion` parameter.
 pub const API_VERSION: &str = "2010-04-01";
 
-/// A call progress event a status callback can report.
+/// What a status callback reports: a call progress event, or a recording's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallbackEvent {
@@ -54,30 +88,84 @@ pub enum CallbackEvent {
     Ringing,
     Answered,
     Completed,
+    /// A recording started (Twilio's recording event `in-progress`).
+    RecordingInProgress,
+    /// A recording is complete and available (`completed`).
+    RecordingCompleted,
+    /// A recording ended empty or silent (`absent`).
+    RecordingAbsent,
 }
 
 impl CallbackEvent {
-    pub const ALL: [CallbackEvent; 4] = [
+    pub const ALL: [CallbackEvent; 7] = [
+        CallbackEvent::Initiated,
+        CallbackEvent::Ringing,
+        CallbackEvent::Answered,
+        CallbackEvent::Completed,
+        CallbackEvent::RecordingInProgress,
+        CallbackEvent::RecordingCompleted,
+        CallbackEvent::RecordingAbsent,
+    ];
+
+    /// The call progress events (`StatusCallbackEvent` of a call).
+    pub const PROGRESS: [CallbackEvent; 4] = [
         CallbackEvent::Initiated,
         CallbackEvent::Ringing,
         CallbackEvent::Answered,
         CallbackEvent::Completed,
     ];
 
+    /// The recording events (`recordingStatusCallbackEvent`).
+    pub const RECORDING: [CallbackEvent; 3] = [
+        CallbackEvent::RecordingInProgress,
+        CallbackEvent::RecordingCompleted,
+        CallbackEvent::RecordingAbsent,
+    ];
+
+    /// The outbox's name of the event (and the value of `StatusCallbackEvent`).
     pub fn as_str(self) -> &'static str {
         match self {
             CallbackEvent::Initiated => "initiated",
             CallbackEvent::Ringing => "ringing",
             CallbackEvent::Answered => "answered",
             CallbackEvent::Completed => "completed",
+            CallbackEvent::RecordingInProgress => "recording-in-progress",
+            CallbackEvent::RecordingCompleted => "recording-completed",
+            CallbackEvent::RecordingAbsent => "recording-absent",
         }
     }
 
-    /// Parses Twilio's event name (case-insensitive).
+    /// Twilio's name of a recording event (`in-progress`, `completed`, `absent`), which is
+    /// also its `RecordingStatus`; `None` for call progress events.
+    pub fn recording_status(self) -> Option<&'static str> {
+        match self {
+            CallbackEvent::RecordingInProgress => Some("in-progress"),
+            CallbackEvent::RecordingCompleted => Some("completed"),
+            CallbackEvent::RecordingAbsent => Some("absent"),
+            _ => None,
+        }
+    }
+
+    /// Parses an outbox event name (case-insensitive).
     pub fn parse(value: &str) -> Option<CallbackEvent> {
         CallbackEvent::ALL
             .into_iter()
             .find(|e| e.as_str().eq_ignore_ascii_case(value.trim()))
+    }
+
+    /// Parses Twilio's name of a call progress event (case-insensitive).
+    pub fn parse_progress(value: &str) -> Option<CallbackEvent> {
+        CallbackEvent::PROGRESS
+            .into_iter()
+            .find(|e| e.as_str().eq_ignore_ascii_case(value.trim()))
+    }
+
+    /// Parses Twilio's name of a recording event (case-insensitive).
+    pub fn parse_recording(value: &str) -> Option<CallbackEvent> {
+        CallbackEvent::RECORDING.into_iter().find(|e| {
+            e.recording_status()
+                .is_some_and(|name| name.eq_ignore_ascii_case(value.trim()))
+        })
     }
 
     fn bit(self) -> u8 {
@@ -86,6 +174,9 @@ impl CallbackEvent {
             CallbackEvent::Ringing => 2,
             CallbackEvent::Answered => 4,
             CallbackEvent::Completed => 8,
+            CallbackEvent::RecordingInProgress => 16,
+            CallbackEvent::RecordingCompleted => 32,
+            CallbackEvent::RecordingAbsent => 64,
         }
     }
 }
@@ -102,16 +193,38 @@ impl EventSet {
     /// does (space-separated in one string); commas are tolerated, unknown names ignored.
     /// Nothing selected means `completed` only, as on Twilio.
     pub fn subscribed<S: AsRef<str>>(names: &[S]) -> EventSet {
+        EventSet::parse(
+            names,
+            CallbackEvent::parse_progress,
+            CallbackEvent::Completed,
+        )
+    }
+
+    /// The events a recording subscribed to (`in-progress`, `completed`, `absent`, spelled
+    /// and separated as for [`EventSet::subscribed`]); nothing selected means `completed`.
+    pub fn recording_subscribed<S: AsRef<str>>(names: &[S]) -> EventSet {
+        EventSet::parse(
+            names,
+            CallbackEvent::parse_recording,
+            CallbackEvent::RecordingCompleted,
+        )
+    }
+
+    fn parse<S: AsRef<str>>(
+        names: &[S],
+        parse: fn(&str) -> Option<CallbackEvent>,
+        default: CallbackEvent,
+    ) -> EventSet {
         let mut set = EventSet::EMPTY;
         for name in names {
             for part in name.as_ref().split([' ', ',', '\t']) {
-                if let Some(event) = CallbackEvent::parse(part) {
+                if let Some(event) = parse(part) {
                     set.insert(event);
                 }
             }
         }
         if set == EventSet::EMPTY {
-            set.insert(CallbackEvent::Completed);
+            set.insert(default);
         }
         set
     }
@@ -125,8 +238,8 @@ impl EventSet {
     }
 }
 
-/// The idempotency token of callback `sequence_number` of `call_sid`: the same on every
-/// attempt and after restarts, different for every callback. UUID-shaped hex of
+/// The idempotency token of callback `sequence_number` (the outbox row's) of `call_sid`: the
+/// same on every attempt and after restarts, different for every callback. UUID-shaped hex of
 /// `SHA-256("dialtone-status-callback:{call_sid}:{sequence_number}")`.
 pub fn idempotency_token(call_sid: &str, sequence_number: u32) -> String {
     let digest = Sha256::digest(format!(
@@ -150,16 +263,17 @@ pub fn rfc2822(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// One callback the tracker decided to send.
+/// One callback a tracker decided to send. The outbox gives it its place among the call's
+/// callbacks (`sequence_number`) and its idempotency token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedCallback {
-    pub sequence_number: u32,
     pub event: CallbackEvent,
     /// Stream sequence of the call event that caused it.
     pub for_sequence: u64,
+    pub url: String,
+    pub method: HttpMethod,
     /// Form parameters in send order.
     pub params: Vec<(String, String)>,
-    pub idempotency_token: String,
 }
 
 /// The status-callback state of one call: what it subscribed to and what was sent so far.
@@ -179,7 +293,7 @@ pub struct CallbackTracker {
     pub parent_call_sid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarded_from: Option<String>,
-    /// `SequenceNumber` of the next callback.
+    /// `SequenceNumber` of the next call progress callback.
     pub next_sequence_number: u32,
     /// Events already reported (each at most once per call).
     pub sent: EventSet,
@@ -189,7 +303,25 @@ pub struct CallbackTracker {
     pub reject_code: Option<u16>,
     /// `call.completed` was seen: nothing more will be sent.
     pub ended: bool,
+    /// The call's own recording (REST `Record=true`, source `OutboundAPI`), which Twilio
+    /// reports on the `completed` callback too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_recording: Option<CallRecordingSummary>,
 }
+
+/// What the `completed` call callback says about the call's `Record=true` recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecordingSummary {
+    pub recording_sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Whole seconds, once `recording.completed` said so (before `call.completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+}
+
+/// `source` of the recording made for REST `Record=true`.
+pub const OUTBOUND_API_SOURCE: &str = "OutboundAPI";
 
 impl CallbackTracker {
     /// Starts tracking a call from its `call.initiated` (stream sequence `sequence`, envelope
@@ -225,6 +357,7 @@ impl CallbackTracker {
             answered: false,
             reject_code: None,
             ended: false,
+            call_recording: None,
         };
         let planned = tracker.plan(
             CallbackEvent::Initiated,
@@ -279,6 +412,24 @@ impl CallbackTracker {
                 self.reject_code = Some(rejected.sip_code);
                 None
             }
+            Payload::RecordingStarted(started) if started.source == OUTBOUND_API_SOURCE => {
+                self.call_recording = Some(CallRecordingSummary {
+                    recording_sid: started.recording_sid.to_string(),
+                    url: started.url.clone().filter(|u| !u.trim().is_empty()),
+                    duration_s: None,
+                });
+                None
+            }
+            Payload::RecordingCompleted(done) => {
+                if let Some(summary) = self
+                    .call_recording
+                    .as_mut()
+                    .filter(|s| s.recording_sid == done.recording_sid.as_str())
+                {
+                    summary.duration_s = Some(done.duration_ms.div_ceil(1000));
+                }
+                None
+            }
             Payload::CallCompleted(completed) => {
                 self.ended = true;
                 let answered =
@@ -295,6 +446,16 @@ impl CallbackTracker {
                     .or_else(|| default_sip_code(completed.status, answered));
                 if let Some(code) = sip_code {
                     extra.push(("SipResponseCode".to_owned(), code.to_string()));
+                }
+                // Twilio adds the Record=true recording of the call (reference §3.3).
+                if let Some(recording) = &self.call_recording {
+                    if let Some(url) = &recording.url {
+                        extra.push(("RecordingUrl".to_owned(), url.clone()));
+                    }
+                    extra.push(("RecordingSid".to_owned(), recording.recording_sid.clone()));
+                    if let Some(duration) = recording.duration_s {
+                        extra.push(("RecordingDuration".to_owned(), duration.to_string()));
+                    }
                 }
                 self.plan(
                     CallbackEvent::Completed,
@@ -346,14 +507,168 @@ impl CallbackTracker {
         params.push(("Timestamp".into(), rfc2822(time)));
         params.extend(extra);
         Some(PlannedCallback {
-            sequence_number,
             event,
             for_sequence: sequence,
+            url: self.url.clone(),
+            method: self.method,
             params,
-            idempotency_token: idempotency_token(&self.call_sid, sequence_number),
         })
     }
 }
+
+/// The recording status callbacks of one recording: where they go, what was subscribed, and
+/// what the callbacks repeat about the recording. Pure: made from `recording.started`, fed
+/// the matching `recording.completed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingCallbacks {
+    pub recording_sid: String,
+    pub call_sid: String,
+    pub account_sid: String,
+    /// The node that owns the call (and so delivers its callbacks).
+    pub owner_node: String,
+    pub url: String,
+    pub method: HttpMethod,
+    pub events: EventSet,
+    /// `RecordingUrl`, when the event carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_url: Option<String>,
+    pub source: String,
+    pub channels: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<String>,
+    /// Envelope time of `recording.started` (`RecordingStartTime`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub start_time: OffsetDateTime,
+}
+
+impl RecordingCallbacks {
+    /// Subscribes a recording from its `recording.started` (stream sequence `sequence`,
+    /// envelope time `time`). `None` when it names no status callback URL. Returns the
+    /// `in-progress` callback too when it is selected.
+    pub fn start(
+        call_sid: &str,
+        account_sid: &str,
+        owner_node: &str,
+        started: &RecordingStarted,
+        sequence: u64,
+        time: OffsetDateTime,
+    ) -> Option<(RecordingCallbacks, Option<PlannedCallback>)> {
+        let url = started
+            .status_callback
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())?;
+        let callbacks = RecordingCallbacks {
+            recording_sid: started.recording_sid.to_string(),
+            call_sid: call_sid.to_owned(),
+            account_sid: account_sid.to_owned(),
+            owner_node: owner_node.to_owned(),
+            url: url.to_owned(),
+            method: started.status_callback_method,
+            events: EventSet::recording_subscribed(&started.status_callback_events),
+            recording_url: started
+                .url
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+            source: started.source.clone(),
+            channels: started.channels,
+            track: started
+                .track
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+            start_time: time,
+        };
+        let planned = callbacks.plan(
+            CallbackEvent::RecordingInProgress,
+            sequence,
+            callbacks.channels,
+            None,
+            0,
+        );
+        Some((callbacks, planned))
+    }
+
+    /// The callback of the recording's end (`completed` or `absent`, if selected). A status
+    /// other than those two is not reported.
+    pub fn complete(
+        &self,
+        completed: &RecordingCompleted,
+        sequence: u64,
+    ) -> Option<PlannedCallback> {
+        let status = completed.status.trim();
+        if status.eq_ignore_ascii_case("completed") {
+            self.plan(
+                CallbackEvent::RecordingCompleted,
+                sequence,
+                completed.channels,
+                Some(completed.duration_ms.div_ceil(1000)),
+                0,
+            )
+        } else if status.eq_ignore_ascii_case("absent") {
+            // An absent recording without a code was too short or empty.
+            let code = completed.error_code.unwrap_or(ABSENT_TOO_SHORT);
+            self.plan(
+                CallbackEvent::RecordingAbsent,
+                sequence,
+                completed.channels,
+                None,
+                code,
+            )
+        } else {
+            None
+        }
+    }
+
+    fn plan(
+        &self,
+        event: CallbackEvent,
+        sequence: u64,
+        channels: u8,
+        duration_s: Option<u64>,
+        error_code: u32,
+    ) -> Option<PlannedCallback> {
+        let status = event.recording_status()?;
+        if !self.events.contains(event) {
+            return None;
+        }
+        let mut params: Vec<(String, String)> = vec![
+            ("AccountSid".into(), self.account_sid.clone()),
+            ("CallSid".into(), self.call_sid.clone()),
+            ("RecordingSid".into(), self.recording_sid.clone()),
+        ];
+        if let Some(url) = &self.recording_url {
+            params.push(("RecordingUrl".into(), url.clone()));
+        }
+        params.push(("RecordingStatus".into(), status.into()));
+        if let Some(duration) = duration_s {
+            params.push(("RecordingDuration".into(), duration.to_string()));
+        }
+        params.push(("RecordingChannels".into(), channels.max(1).to_string()));
+        params.push(("RecordingStartTime".into(), rfc2822(self.start_time)));
+        params.push(("RecordingSource".into(), self.source.clone()));
+        if let Some(track) = &self.track {
+            params.push(("RecordingTrack".into(), track.clone()));
+        }
+        params.push(("ErrorCode".into(), error_code.to_string()));
+        params.push((EVENT_PARAM.into(), event.as_str().into()));
+        Some(PlannedCallback {
+            event,
+            for_sequence: sequence,
+            url: self.url.clone(),
+            method: self.method,
+            params,
+        })
+    }
+}
+
+/// Twilio's `ErrorCode` of an absent recording that was too short or empty.
+pub const ABSENT_TOO_SHORT: u32 = 16101;
+/// Twilio's `ErrorCode` of an absent recording that was silent.
+pub const ABSENT_SILENT: u32 = 16102;
 
 /// The SIP code a final status implies when no event carried one.
 fn default_sip_code(status: CallStatus, answered: bool) -> Option<u16> {
@@ -446,6 +761,11 @@ CREATE INDEX IF NOT EXISTS callback_outbox_pending
 CREATE TABLE IF NOT EXISTS callback_calls (
     call_sid TEXT PRIMARY KEY,
     tracker  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS callback_recordings (
+    recording_sid TEXT PRIMARY KEY,
+    call_sid      TEXT NOT NULL,
+    state         TEXT NOT NULL
 );
 ";
 
@@ -555,6 +875,13 @@ pub fn pending_for_node(
     )
 }
 
+/// Recording subscriptions whose `recording.completed` has not arrived yet (for a gauge, or
+/// to spot recordings that never completed).
+pub fn open_recording_subscriptions(conn: &Connection) -> Result<u64, ProjectionError> {
+    conn.query_row("SELECT COUNT(*) FROM callback_recordings", [], |r| r.get(0))
+        .map_err(sql("counting recording subscriptions"))
+}
+
 /// Every callback of a call, in sequence order.
 pub fn outbox_of_call(
     conn: &Connection,
@@ -643,14 +970,32 @@ impl CallbacksProjection {
     }
 }
 
+/// Where an outbox row goes: the call and its owner.
+struct RowTarget<'a> {
+    call_sid: &'a str,
+    account_sid: &'a str,
+    owner_node: &'a str,
+}
+
+/// Inserts a planned callback as the call's next outbox row: its `sequence_number` follows
+/// every row the call has (call progress and recording callbacks share one order), and its
+/// idempotency token derives from it. A second insert for the same call event and outbox
+/// event is ignored.
 fn insert_planned(
     tx: &Transaction<'_>,
-    tracker: &CallbackTracker,
+    target: &RowTarget<'_>,
     planned: &PlannedCallback,
     time: OffsetDateTime,
 ) -> Result<(), ProjectionError> {
     let params_json = serde_json::to_string(&planned.params)
         .map_err(|e| corrupt(format!("cannot encode params: {e}")))?;
+    let sequence_number: u32 = tx
+        .prepare_cached(
+            "SELECT COALESCE(MAX(sequence_number) + 1, 0) FROM callback_outbox WHERE call_sid = ?1",
+        )
+        .and_then(|mut s| s.query_row([target.call_sid], |r| r.get(0)))
+        .map_err(sql("numbering a callback"))?;
+    let token = idempotency_token(target.call_sid, sequence_number);
     let time = store_time(time);
     tx.prepare_cached(
         "INSERT INTO callback_outbox (call_sid, sequence_number, account_sid, owner_node, event,
@@ -660,21 +1005,26 @@ fn insert_planned(
     )
     .and_then(|mut s| {
         s.execute(params![
-            tracker.call_sid,
-            planned.sequence_number,
-            tracker.account_sid,
-            tracker.owner_node,
+            target.call_sid,
+            sequence_number,
+            target.account_sid,
+            target.owner_node,
             planned.event.as_str(),
             planned.for_sequence,
-            tracker.url,
-            tracker.method.as_str(),
+            planned.url,
+            planned.method.as_str(),
             params_json,
-            planned.idempotency_token,
+            token,
             time,
         ])
     })
     .map_err(sql("inserting a callback"))?;
     Ok(())
+}
+
+/// The node an event's envelope names as its writer (`dialtone://<node>`).
+fn writer_node(source: &str) -> &str {
+    source.strip_prefix("dialtone://").unwrap_or(source)
 }
 
 const WANTED: &[&str] = &[
@@ -683,6 +1033,8 @@ const WANTED: &[&str] = &[
     "dialtone.call.answered",
     "dialtone.call.rejected",
     "dialtone.call.completed",
+    "dialtone.call.recording.started",
+    "dialtone.call.recording.completed",
     "dialtone.call.callback.delivered",
     "dialtone.call.callback.failed",
 ];
@@ -693,11 +1045,12 @@ impl Projection for CallbacksProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: recording status callbacks; outbox rows numbered over all of a call's callbacks.
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["callback_outbox", "callback_calls"]
+        &["callback_outbox", "callback_calls", "callback_recordings"]
     }
 
     fn init(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -758,6 +1111,105 @@ impl Projection for CallbacksProjection {
                 .map_err(sql("recording a callback outcome"))?;
                 Ok(())
             }
+            "dialtone.call.recording.started" => {
+                let Some(payload) = decode(recorded) else {
+                    return Ok(());
+                };
+                let staged = self.staged(tx, call_sid)?;
+                // The call's tracker notes a Record=true recording for its `completed`.
+                if let Some(tracker) = staged.tracker.as_mut() {
+                    let before = tracker.clone();
+                    tracker.apply(&payload, event.sequence, event.time);
+                    staged.dirty |= *tracker != before;
+                }
+                let Payload::RecordingStarted(started) = payload else {
+                    return Ok(());
+                };
+                if started.status_callback.is_none() {
+                    return Ok(());
+                }
+                // The call's owner delivers; a call without status callbacks of its own has
+                // no tracker, and then the writer of this event (the recording node, which
+                // owns the call) says who it is.
+                let owner_node = match &staged.tracker {
+                    Some(tracker) => tracker.owner_node.clone(),
+                    None => writer_node(&event.source).to_owned(),
+                };
+                let Some((subscription, planned)) = RecordingCallbacks::start(
+                    call_sid,
+                    &event.accountsid,
+                    &owner_node,
+                    &started,
+                    event.sequence,
+                    event.time,
+                ) else {
+                    return Ok(());
+                };
+                let json = serde_json::to_string(&subscription)
+                    .map_err(|e| corrupt(format!("cannot encode a recording subscription: {e}")))?;
+                tx.prepare_cached(
+                    "INSERT INTO callback_recordings (recording_sid, call_sid, state)
+                     VALUES (?1, ?2, ?3)
+                     ON CONFLICT (recording_sid) DO UPDATE SET call_sid = excluded.call_sid,
+                        state = excluded.state",
+                )
+                .and_then(|mut s| s.execute(params![subscription.recording_sid, call_sid, json]))
+                .map_err(sql("writing a recording subscription"))?;
+                if let Some(planned) = planned {
+                    let target = RowTarget {
+                        call_sid,
+                        account_sid: &subscription.account_sid,
+                        owner_node: &subscription.owner_node,
+                    };
+                    insert_planned(tx, &target, &planned, event.time)?;
+                }
+                Ok(())
+            }
+            "dialtone.call.recording.completed" => {
+                let Some(payload) = decode(recorded) else {
+                    return Ok(());
+                };
+                let staged = self.staged(tx, call_sid)?;
+                if let Some(tracker) = staged.tracker.as_mut() {
+                    let before = tracker.clone();
+                    tracker.apply(&payload, event.sequence, event.time);
+                    staged.dirty |= *tracker != before;
+                }
+                let Payload::RecordingCompleted(completed) = payload else {
+                    return Ok(());
+                };
+                let recording_sid = completed.recording_sid.as_str();
+                let stored: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT state FROM callback_recordings
+                         WHERE recording_sid = ?1 AND call_sid = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![recording_sid, call_sid], |r| r.get(0))
+                            .optional()
+                    })
+                    .map_err(sql("reading a recording subscription"))?;
+                let Some(json) = stored else {
+                    return Ok(()); // nobody subscribed
+                };
+                let subscription: RecordingCallbacks =
+                    serde_json::from_str(&json).map_err(|e| ProjectionError::CorruptRow {
+                        table: "callback_recordings",
+                        message: format!("subscription of {recording_sid}: {e}"),
+                    })?;
+                tx.prepare_cached("DELETE FROM callback_recordings WHERE recording_sid = ?1")
+                    .and_then(|mut s| s.execute([recording_sid]))
+                    .map_err(sql("deleting a recording subscription"))?;
+                if let Some(planned) = subscription.complete(&completed, event.sequence) {
+                    let target = RowTarget {
+                        call_sid,
+                        account_sid: &subscription.account_sid,
+                        owner_node: &subscription.owner_node,
+                    };
+                    insert_planned(tx, &target, &planned, event.time)?;
+                }
+                Ok(())
+            }
             _ => {
                 let is_initiated = event.event_type == "dialtone.call.initiated";
                 if is_initiated && event.sequence == 1 {
@@ -806,7 +1258,12 @@ impl Projection for CallbacksProjection {
                     (_, None) => None,
                 };
                 if let (Some(planned), Some(tracker)) = (planned, staged.tracker.as_ref()) {
-                    insert_planned(tx, tracker, &planned, event.time)?;
+                    let target = RowTarget {
+                        call_sid: &tracker.call_sid,
+                        account_sid: &tracker.account_sid,
+                        owner_node: &tracker.owner_node,
+                    };
+                    insert_planned(tx, &target, &planned, event.time)?;
                 }
                 Ok(())
             }
@@ -913,7 +1370,11 @@ mod tests {
         )
         .unwrap();
         let first = first.unwrap();
-        assert_eq!(first.sequence_number, 0);
+        assert_eq!(param(&first, "SequenceNumber"), Some("0"));
+        assert_eq!(
+            (first.url.as_str(), first.method),
+            ("https://a/s", HttpMethod::Post)
+        );
         assert_eq!(first.event, CallbackEvent::Initiated);
         assert_eq!(
             first.params,
@@ -936,7 +1397,8 @@ mod tests {
         let ringing = tracker
             .apply(&Payload::CallRinging(CallRinging::default()), 2, T0)
             .unwrap();
-        assert_eq!((ringing.sequence_number, ringing.for_sequence), (1, 2));
+        assert_eq!(param(&ringing, "SequenceNumber"), Some("1"));
+        assert_eq!(ringing.for_sequence, 2);
         assert_eq!(param(&ringing, "CallStatus"), Some("ringing"));
         // A second 180/183 is not a second ringing callback.
         assert!(tracker
@@ -945,14 +1407,14 @@ mod tests {
         let answered = tracker
             .apply(&Payload::CallAnswered(CallAnswered::default()), 4, T0)
             .unwrap();
-        assert_eq!(answered.sequence_number, 2);
+        assert_eq!(param(&answered, "SequenceNumber"), Some("2"));
         assert_eq!(param(&answered, "CallStatus"), Some("in-progress"));
         assert_eq!(param(&answered, "StatusCallbackEvent"), Some("answered"));
         assert_eq!(param(&answered, "SipResponseCode"), Some("200"));
         let done = tracker
             .apply(&completed(CallStatus::Completed, 61_500, None), 9, T0)
             .unwrap();
-        assert_eq!(done.sequence_number, 3);
+        assert_eq!(param(&done, "SequenceNumber"), Some("3"));
         assert_eq!(param(&done, "CallStatus"), Some("completed"));
         assert_eq!(param(&done, "CallDuration"), Some("61"));
         assert_eq!(param(&done, "Duration"), Some("2"));
@@ -961,8 +1423,6 @@ mod tests {
         assert!(tracker
             .apply(&Payload::CallAnswered(CallAnswered::default()), 10, T0)
             .is_none());
-        assert_ne!(first.idempotency_token, done.idempotency_token);
-        assert_eq!(first.idempotency_token, idempotency_token(CALL, 0));
     }
 
     #[test]
@@ -984,7 +1444,6 @@ mod tests {
         let done = tracker
             .apply(&completed(CallStatus::Completed, 3_000, None), 4, T0)
             .unwrap();
-        assert_eq!(done.sequence_number, 0);
         assert_eq!(param(&done, "SequenceNumber"), Some("0"));
     }
 
@@ -1056,6 +1515,267 @@ mod tests {
         assert_ne!(token, idempotency_token(CALL, 4));
         assert_eq!(token.len(), 36);
         assert_eq!(token.matches('-').count(), 4);
+    }
+
+    const RECORDING: &str = "RE0123456789abcdef0123456789abcdef";
+    const RECORDING_URL: &str =
+        "https://dialtone.example/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Recordings/RE0123456789abcdef0123456789abcdef";
+
+    fn recording_started(events: &[&str], url: Option<&str>) -> RecordingStarted {
+        RecordingStarted {
+            url: Some(RECORDING_URL.into()),
+            track: Some("both".into()),
+            status_callback: url.map(str::to_owned),
+            status_callback_method: HttpMethod::Get,
+            status_callback_events: events.iter().map(|s| s.to_string()).collect(),
+            ..RecordingStarted::new(
+                dialtone_events::sid::RecordingSid::parse(RECORDING).unwrap(),
+                "OutboundAPI",
+                2,
+            )
+        }
+    }
+
+    fn recording_completed(
+        status: &str,
+        duration_ms: u64,
+        error: Option<u32>,
+    ) -> RecordingCompleted {
+        RecordingCompleted {
+            recording_sid: dialtone_events::sid::RecordingSid::parse(RECORDING).unwrap(),
+            status: status.into(),
+            duration_ms,
+            path: "recordings/RE.wav".into(),
+            channels: 2,
+            source: "OutboundAPI".into(),
+            digits: None,
+            error_code: error,
+        }
+    }
+
+    #[test]
+    fn recording_in_progress_and_completed_with_twilio_parameters() {
+        let (subscription, in_progress) = RecordingCallbacks::start(
+            CALL,
+            ACCOUNT,
+            "node-1",
+            &recording_started(&["in-progress completed"], Some("https://a/rec")),
+            7,
+            T0,
+        )
+        .unwrap();
+        let in_progress = in_progress.unwrap();
+        assert_eq!(in_progress.event, CallbackEvent::RecordingInProgress);
+        assert_eq!(in_progress.for_sequence, 7);
+        assert_eq!(
+            (in_progress.url.as_str(), in_progress.method),
+            ("https://a/rec", HttpMethod::Get)
+        );
+        let start_time = "Mon, 10 Mar 2025 12:00:00 +0000";
+        let expected = |status: &str, duration: Option<&str>, event: &str| {
+            let mut params: Vec<(String, String)> = vec![
+                ("AccountSid".into(), ACCOUNT.into()),
+                ("CallSid".into(), CALL.into()),
+                ("RecordingSid".into(), RECORDING.into()),
+                ("RecordingUrl".into(), RECORDING_URL.into()),
+                ("RecordingStatus".into(), status.into()),
+            ];
+            if let Some(d) = duration {
+                params.push(("RecordingDuration".into(), d.into()));
+            }
+            params.extend([
+                ("RecordingChannels".to_owned(), "2".to_owned()),
+                ("RecordingStartTime".into(), start_time.into()),
+                ("RecordingSource".into(), "OutboundAPI".into()),
+                ("RecordingTrack".into(), "both".into()),
+                ("ErrorCode".into(), "0".into()),
+                ("StatusCallbackEvent".into(), event.into()),
+            ]);
+            params
+        };
+        assert_eq!(
+            in_progress.params,
+            expected("in-progress", None, "recording-in-progress")
+        );
+        let done = subscription
+            .complete(&recording_completed("completed", 61_200, None), 12)
+            .unwrap();
+        assert_eq!(done.event, CallbackEvent::RecordingCompleted);
+        assert_eq!(done.for_sequence, 12);
+        // Seconds rounded up, as in <Record>'s action request.
+        assert_eq!(
+            done.params,
+            expected("completed", Some("62"), "recording-completed")
+        );
+        // No call-progress-only parameters.
+        for name in [
+            "SequenceNumber",
+            "CallbackSource",
+            "Timestamp",
+            "CallStatus",
+        ] {
+            assert_eq!(param(&done, name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn recording_events_default_to_completed_and_absent_carries_its_code() {
+        let (subscription, in_progress) = RecordingCallbacks::start(
+            CALL,
+            ACCOUNT,
+            "node-1",
+            &recording_started(&[], Some("https://a/rec")),
+            7,
+            T0,
+        )
+        .unwrap();
+        assert!(
+            in_progress.is_none(),
+            "in-progress is not selected by default"
+        );
+        assert!(subscription
+            .complete(&recording_completed("absent", 300, Some(16102)), 9)
+            .is_none());
+        assert!(subscription
+            .complete(&recording_completed("completed", 3000, None), 9)
+            .is_some());
+
+        let (subscription, _) = RecordingCallbacks::start(
+            CALL,
+            ACCOUNT,
+            "node-1",
+            &recording_started(&["absent", "bogus"], Some("https://a/rec")),
+            7,
+            T0,
+        )
+        .unwrap();
+        let silent = subscription
+            .complete(&recording_completed("absent", 3000, Some(ABSENT_SILENT)), 9)
+            .unwrap();
+        assert_eq!(silent.event, CallbackEvent::RecordingAbsent);
+        assert_eq!(param(&silent, "RecordingStatus"), Some("absent"));
+        assert_eq!(param(&silent, "ErrorCode"), Some("16102"));
+        assert_eq!(param(&silent, "RecordingDuration"), None);
+        assert_eq!(
+            param(&silent, "StatusCallbackEvent"),
+            Some("recording-absent")
+        );
+        let empty = subscription
+            .complete(&recording_completed("absent", 0, None), 9)
+            .unwrap();
+        assert_eq!(param(&empty, "ErrorCode"), Some("16101"));
+        assert!(subscription
+            .complete(&recording_completed("completed", 3000, None), 9)
+            .is_none());
+        assert!(subscription
+            .complete(&recording_completed("failed", 3000, None), 9)
+            .is_none());
+    }
+
+    #[test]
+    fn recordings_without_a_callback_url_are_not_tracked_and_unknown_fields_are_left_out() {
+        assert!(RecordingCallbacks::start(
+            CALL,
+            ACCOUNT,
+            "node-1",
+            &recording_started(&["completed"], None),
+            1,
+            T0
+        )
+        .is_none());
+        assert!(RecordingCallbacks::start(
+            CALL,
+            ACCOUNT,
+            "node-1",
+            &recording_started(&["completed"], Some(" ")),
+            1,
+            T0
+        )
+        .is_none());
+        let bare = RecordingStarted {
+            status_callback: Some("https://a/rec".into()),
+            ..RecordingStarted::new(
+                dialtone_events::sid::RecordingSid::parse(RECORDING).unwrap(),
+                "RecordVerb",
+                1,
+            )
+        };
+        let (subscription, _) =
+            RecordingCallbacks::start(CALL, ACCOUNT, "node-1", &bare, 1, T0).unwrap();
+        let done = subscription
+            .complete(
+                &RecordingCompleted {
+                    channels: 1,
+                    source: "RecordVerb".into(),
+                    ..recording_completed("completed", 999, None)
+                },
+                2,
+            )
+            .unwrap();
+        assert_eq!(param(&done, "RecordingUrl"), None);
+        assert_eq!(param(&done, "RecordingTrack"), None);
+        assert_eq!(param(&done, "RecordingDuration"), Some("1"));
+        assert_eq!(param(&done, "RecordingChannels"), Some("1"));
+        assert_eq!(param(&done, "RecordingSource"), Some("RecordVerb"));
+        assert_eq!(subscription.method, HttpMethod::Post);
+        let json = serde_json::to_string(&subscription).unwrap();
+        assert_eq!(
+            serde_json::from_str::<RecordingCallbacks>(&json).unwrap(),
+            subscription
+        );
+    }
+
+    #[test]
+    fn event_names_do_not_leak_between_call_and_recording_subscriptions() {
+        // A call cannot subscribe to recording events, nor a recording to call events.
+        let calls = EventSet::subscribed(&["recording-completed in-progress"]);
+        assert_eq!(calls, EventSet::subscribed::<&str>(&[]));
+        let recordings = EventSet::recording_subscribed(&["ringing answered"]);
+        assert!(recordings.contains(CallbackEvent::RecordingCompleted));
+        assert!(!recordings.contains(CallbackEvent::Completed));
+        let both = EventSet::recording_subscribed(&["IN-PROGRESS,absent"]);
+        assert!(both.contains(CallbackEvent::RecordingInProgress));
+        assert!(both.contains(CallbackEvent::RecordingAbsent));
+        assert!(!both.contains(CallbackEvent::RecordingCompleted));
+        for event in CallbackEvent::ALL {
+            assert_eq!(CallbackEvent::parse(event.as_str()), Some(event));
+        }
+    }
+
+    #[test]
+    fn the_completed_callback_reports_the_record_true_recording() {
+        let (mut tracker, _) =
+            CallbackTracker::start(CALL, ACCOUNT, &initiated(&[], Some("https://a/s")), 1, T0)
+                .unwrap();
+        // A <Record> recording is not the call's recording.
+        let verb = RecordingStarted::new(
+            dialtone_events::sid::RecordingSid::generate(),
+            "RecordVerb",
+            1,
+        );
+        assert!(tracker
+            .apply(&Payload::RecordingStarted(verb), 2, T0)
+            .is_none());
+        assert!(tracker.call_recording.is_none());
+        let started = recording_started(&["completed"], None);
+        assert!(tracker
+            .apply(&Payload::RecordingStarted(started), 3, T0)
+            .is_none());
+        let done = recording_completed("completed", 12_100, None);
+        assert!(tracker
+            .apply(&Payload::RecordingCompleted(done), 4, T0)
+            .is_none());
+        let completed = tracker
+            .apply(&completed(CallStatus::Completed, 13_000, None), 5, T0)
+            .unwrap();
+        assert_eq!(param(&completed, "RecordingUrl"), Some(RECORDING_URL));
+        assert_eq!(param(&completed, "RecordingSid"), Some(RECORDING));
+        assert_eq!(param(&completed, "RecordingDuration"), Some("13"));
+        let json = serde_json::to_string(&tracker).unwrap();
+        assert_eq!(
+            serde_json::from_str::<CallbackTracker>(&json).unwrap(),
+            tracker
+        );
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use dialtone_events::payload::{
     CallAnswered, CallApplication, CallCompleted, CallInitiated, CallRejected, CallRinging,
-    CallStatus, CallbackDelivered, CallbackFailed, Direction, HttpMethod,
+    CallStatus, CallbackDelivered, CallbackFailed, Direction, HttpMethod, RecordingCompleted,
+    RecordingStarted,
 };
-use dialtone_events::sid::{AccountSid, CallSid};
+use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
 use dialtone_events::sqlite::SqliteLog;
 use dialtone_events::{EventLog, ExpectedVersion, NewEvent, Payload};
 use dialtone_projections::callbacks::{
@@ -155,7 +156,7 @@ async fn a_call_with_all_events_fills_the_outbox_in_order() {
 
     let rows = fx.outbox(&call);
     let events: Vec<CallbackEvent> = rows.iter().map(|r| r.event).collect();
-    assert_eq!(events, CallbackEvent::ALL.to_vec());
+    assert_eq!(events, CallbackEvent::PROGRESS.to_vec());
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row.sequence_number, i as u32);
         assert_eq!(
@@ -372,4 +373,363 @@ async fn only_subscribed_calls_and_events_produce_rows() {
     assert_eq!(param(&rows[1], "SipResponseCode"), Some("486"));
     assert_eq!(param(&rows[1], "CallDuration"), Some("0"));
     assert_eq!(rows[1].sequence_number, 1);
+}
+
+fn recording_started(
+    recording: &RecordingSid,
+    source: &str,
+    callback: Option<&str>,
+    events: &[&str],
+) -> Payload {
+    RecordingStarted {
+        url: Some(format!(
+            "https://dialtone.example/2010-04-01/Accounts/AC/Recordings/{recording}"
+        )),
+        track: (source != "RecordVerb").then(|| "both".to_owned()),
+        status_callback: callback.map(str::to_owned),
+        status_callback_method: HttpMethod::Post,
+        status_callback_events: events.iter().map(|e| e.to_string()).collect(),
+        ..RecordingStarted::new(recording.clone(), source, 1)
+    }
+    .into()
+}
+
+fn recording_completed(
+    recording: &RecordingSid,
+    source: &str,
+    status: &str,
+    duration_ms: u64,
+    error_code: Option<u32>,
+) -> Payload {
+    RecordingCompleted {
+        recording_sid: recording.clone(),
+        status: status.into(),
+        duration_ms,
+        path: format!("recordings/{recording}.wav"),
+        channels: 1,
+        source: source.into(),
+        digits: None,
+        error_code,
+    }
+    .into()
+}
+
+fn count(fx: &Fixture, table: &'static str) -> i64 {
+    fx.read(move |c| {
+        c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .map_err(|source| ProjectionError::Sqlite {
+                context: "count",
+                source,
+            })
+    })
+}
+
+#[tokio::test]
+async fn recording_callbacks_join_the_calls_order_and_outcomes_match_them() {
+    let mut fx = Fixture::new().await;
+    let account = AccountSid::generate();
+    let call = CallSid::generate();
+    let recording = RecordingSid::generate();
+    fx.append(
+        &call,
+        &account,
+        vec![
+            (
+                initiated(
+                    "node-1",
+                    Some("https://app.example/status"),
+                    &["initiated completed"],
+                ),
+                0,
+            ),
+            (CallAnswered::default().into(), 1_000),
+            (
+                recording_started(
+                    &recording,
+                    "RecordVerb",
+                    Some("https://app.example/rec"),
+                    &["in-progress", "completed"],
+                ),
+                2_000,
+            ),
+            (
+                recording_completed(&recording, "RecordVerb", "completed", 4_200, None),
+                6_500,
+            ),
+            (completed(CallStatus::Completed, 9_000), 10_000),
+        ],
+    )
+    .await;
+    let rows = fx.outbox(&call);
+    assert_eq!(
+        rows.iter().map(|r| r.event).collect::<Vec<_>>(),
+        [
+            CallbackEvent::Initiated,
+            CallbackEvent::RecordingInProgress,
+            CallbackEvent::RecordingCompleted,
+            CallbackEvent::Completed
+        ]
+    );
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(
+            row.sequence_number, i as u32,
+            "one order over all callbacks"
+        );
+        assert_eq!(
+            row.idempotency_token,
+            idempotency_token(call.as_str(), i as u32)
+        );
+        assert_eq!(row.owner_node, "node-1");
+        assert_eq!(row.account_sid, account.as_str());
+    }
+    assert_eq!(
+        rows.iter().map(|r| r.for_sequence).collect::<Vec<_>>(),
+        [1, 3, 4, 5]
+    );
+    // Each row goes to its own URL with its own method.
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.url.as_str(), r.method))
+            .collect::<Vec<_>>(),
+        [
+            ("https://app.example/status", HttpMethod::Get),
+            ("https://app.example/rec", HttpMethod::Post),
+            ("https://app.example/rec", HttpMethod::Post),
+            ("https://app.example/status", HttpMethod::Get),
+        ]
+    );
+    // Call progress keeps its own consecutive SequenceNumber.
+    assert_eq!(param(&rows[0], "SequenceNumber"), Some("0"));
+    assert_eq!(param(&rows[3], "SequenceNumber"), Some("1"));
+    let done = &rows[2];
+    assert_eq!(param(done, "RecordingStatus"), Some("completed"));
+    assert_eq!(param(done, "RecordingDuration"), Some("5"));
+    assert_eq!(param(done, "RecordingSid"), Some(recording.as_str()));
+    assert_eq!(
+        param(done, "RecordingUrl").map(str::to_owned),
+        Some(format!(
+            "https://dialtone.example/2010-04-01/Accounts/AC/Recordings/{recording}"
+        ))
+    );
+    assert_eq!(
+        param(done, "RecordingStartTime"),
+        Some("Mon, 10 Mar 2025 12:00:02 +0000")
+    );
+    assert_eq!(param(done, "RecordingSource"), Some("RecordVerb"));
+    assert_eq!(param(done, "RecordingTrack"), None);
+    assert_eq!(
+        param(done, "StatusCallbackEvent"),
+        Some("recording-completed")
+    );
+    assert_eq!(param(done, "SequenceNumber"), None);
+    assert_eq!(count(&fx, "callback_recordings"), 0, "completed: forgotten");
+
+    // The deliverer's outcome events name the outbox event; each marks its own row only.
+    fx.append(
+        &call,
+        &account,
+        vec![
+            (
+                CallbackDelivered {
+                    event: "recording-in-progress".into(),
+                    url: rows[1].url.clone(),
+                    sequence_number: 1,
+                    status: 200,
+                    attempts: 1,
+                    for_sequence: rows[1].for_sequence,
+                }
+                .into(),
+                11_000,
+            ),
+            (
+                CallbackFailed {
+                    event: "recording-completed".into(),
+                    url: rows[2].url.clone(),
+                    sequence_number: 2,
+                    attempts: 6,
+                    error: "HTTP 503".into(),
+                    for_sequence: rows[2].for_sequence,
+                }
+                .into(),
+                12_000,
+            ),
+        ],
+    )
+    .await;
+    let after = fx.outbox(&call);
+    assert_eq!(
+        after.iter().map(|r| r.state).collect::<Vec<_>>(),
+        [
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+            DeliveryState::Failed,
+            DeliveryState::Pending
+        ]
+    );
+
+    // Replayed from the log, the outbox comes out identical.
+    fx.runner.take().unwrap().shutdown().await;
+    rebuild(
+        fx.log.as_ref(),
+        &fx.db,
+        Box::new(CallbacksProjection::new()),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(fx.outbox(&call), after);
+}
+
+#[tokio::test]
+async fn recordings_of_calls_without_status_callbacks_still_call_back() {
+    let fx = Fixture::new().await;
+    let account = AccountSid::generate();
+    let call = CallSid::generate();
+    let (dialed, absent, unsubscribed) = (
+        RecordingSid::generate(),
+        RecordingSid::generate(),
+        RecordingSid::generate(),
+    );
+    // The call names another owner in call.initiated, but has no status callback: recording
+    // rows go to the node that wrote the recording events (this log's node).
+    fx.append(
+        &call,
+        &account,
+        vec![
+            (initiated("node-7", None, &[]), 0),
+            (CallAnswered::default().into(), 500),
+            (
+                recording_started(&unsubscribed, "RecordVerb", None, &["in-progress"]),
+                600,
+            ),
+            (
+                recording_completed(&unsubscribed, "RecordVerb", "completed", 3_000, None),
+                3_600,
+            ),
+            (
+                recording_started(
+                    &absent,
+                    "RecordVerb",
+                    Some("https://app.example/rec-absent"),
+                    &["absent completed"],
+                ),
+                4_000,
+            ),
+            (
+                recording_started(
+                    &dialed,
+                    "DialVerb",
+                    Some("https://app.example/rec-dial"),
+                    &[],
+                ),
+                5_000,
+            ),
+        ],
+    )
+    .await;
+    assert!(fx.outbox(&call).is_empty(), "nothing selected fired yet");
+    assert_eq!(count(&fx, "callback_recordings"), 2);
+    assert_eq!(count(&fx, "callback_calls"), 0, "no call tracker was made");
+
+    // The call ends before the dial recording is written: it still calls back.
+    fx.append(
+        &call,
+        &account,
+        vec![
+            (
+                recording_completed(&absent, "RecordVerb", "absent", 800, Some(16102)),
+                4_900,
+            ),
+            (completed(CallStatus::Completed, 9_000), 9_500),
+        ],
+    )
+    .await;
+    fx.append(
+        &call,
+        &account,
+        vec![(
+            recording_completed(&dialed, "DialVerb", "completed", 4_000, None),
+            9_600,
+        )],
+    )
+    .await;
+    let rows = fx.outbox(&call);
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.sequence_number, r.event, r.url.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (
+                0,
+                CallbackEvent::RecordingAbsent,
+                "https://app.example/rec-absent"
+            ),
+            (
+                1,
+                CallbackEvent::RecordingCompleted,
+                "https://app.example/rec-dial"
+            ),
+        ]
+    );
+    assert!(rows.iter().all(|r| r.owner_node == "node-1"));
+    assert_eq!(param(&rows[0], "ErrorCode"), Some("16102"));
+    assert_eq!(param(&rows[0], "RecordingSid"), Some(absent.as_str()));
+    assert_eq!(param(&rows[1], "RecordingSource"), Some("DialVerb"));
+    assert_eq!(param(&rows[1], "RecordingTrack"), Some("both"));
+    assert_eq!(param(&rows[1], "RecordingDuration"), Some("4"));
+    assert_eq!(param(&rows[1], "ErrorCode"), Some("0"));
+    let pending = fx.read(|c| callbacks::pending_for_node(c, "node-1", 0, 100));
+    assert_eq!(pending, rows);
+    assert_eq!(count(&fx, "callback_recordings"), 0);
+    assert_eq!(
+        fx.read(callbacks::open_recording_subscriptions),
+        0,
+        "every subscription ended"
+    );
+}
+
+#[tokio::test]
+async fn the_calls_completed_callback_names_its_record_true_recording() {
+    let fx = Fixture::new().await;
+    let account = AccountSid::generate();
+    let call = CallSid::generate();
+    let recording = RecordingSid::generate();
+    // Separate appends: the tracker keeps what it learnt between batches.
+    fx.append(
+        &call,
+        &account,
+        vec![
+            (
+                initiated("node-1", Some("https://app.example/status"), &[]),
+                0,
+            ),
+            (CallAnswered::default().into(), 1_000),
+            (
+                recording_started(&recording, "OutboundAPI", None, &[]),
+                1_000,
+            ),
+        ],
+    )
+    .await;
+    fx.append(
+        &call,
+        &account,
+        vec![(
+            recording_completed(&recording, "OutboundAPI", "completed", 20_400, None),
+            21_500,
+        )],
+    )
+    .await;
+    fx.append(
+        &call,
+        &account,
+        vec![(completed(CallStatus::Completed, 20_500), 21_500)],
+    )
+    .await;
+    let rows = fx.outbox(&call);
+    assert_eq!(rows.len(), 1, "the recording itself subscribed to nothing");
+    assert_eq!(rows[0].event, CallbackEvent::Completed);
+    assert_eq!(param(&rows[0], "RecordingSid"), Some(recording.as_str()));
+    assert_eq!(param(&rows[0], "RecordingDuration"), Some("21"));
+    assert!(param(&rows[0], "RecordingUrl").is_some_and(|u| u.ends_with(recording.as_str())));
 }

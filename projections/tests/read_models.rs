@@ -699,11 +699,7 @@ async fn recordings_are_projected() {
         vec![
             NewEvent::new(
                 account.as_str(),
-                RecordingStarted {
-                    recording_sid: re.clone(),
-                    source: "RecordVerb".into(),
-                    channels: 1,
-                },
+                RecordingStarted::new(re.clone(), "RecordVerb", 1),
             ),
             NewEvent::new(
                 account.as_str(),

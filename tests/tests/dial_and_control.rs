@@ -625,7 +625,11 @@ async fn three_party_conference_mixes_everyone() {
     let (dialtone, app) = setup("").await;
     app.twiml(
         "/voice",
-        r#"<Response><Dial><Conference beep="false">standup</Conference></Dial></Response>"#,
+        r#"<Response><Dial><Conference beep="false" waitUrl="/wait">standup</Conference></Dial></Response>"#,
+    );
+    app.twiml(
+        "/wait",
+        "<Response><Say>Please wait for the others.</Say></Response>",
     );
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
     let sinks: Vec<RtpSink> = (0..3).map(|_| RtpSink::start()).collect();
@@ -640,6 +644,14 @@ async fn three_party_conference_mixes_everyone() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let all_joined = SystemTime::now();
+    // The first caller waited alone: the waitUrl program played until the room started.
+    let waits = app.requests_to("/wait");
+    assert!(
+        !waits.is_empty(),
+        "the waitUrl was never fetched: {:?}",
+        app.requests()
+    );
+    assert!(waits.iter().all(|w| w.signature_valid));
     for (i, caller) in callers.into_iter().enumerate() {
         let run = caller.await.unwrap();
         assert!(
@@ -748,4 +760,61 @@ async fn rest_calls_are_paced_per_account() {
     // Two calls per second: the second waits about half a second, the third about a second.
     assert!(queue_times[1] >= 400, "queue times {queue_times:?}");
     assert!(queue_times[2] >= 900, "queue times {queue_times:?}");
+}
+
+/// REST `Record=true`: the whole call is recorded (both directions, dual channel here), the
+/// recording belongs to the call, and its status callback arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_call_with_record_true_is_recorded() {
+    let (dialtone, app) = setup("").await;
+    app.twiml(
+        "/outbound",
+        r#"<Response><Say>This call is recorded.</Say><Pause length="2"/><Hangup/></Response>"#,
+    );
+    app.twiml("/rec-status", "");
+    let callee_rtp = RtpSink::start();
+    let callee = Sipp::scenario("callee_answer.xml").key("rtp_port", callee_rtp.port);
+    let to = callee_uri(&callee);
+    let callee = callee.spawn_uas();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (outbound, rec_status) = (app.url("/outbound"), app.url("/rec-status"));
+    let form = [
+        ("To", to.as_str()),
+        ("From", NUMBER),
+        ("Url", outbound.as_str()),
+        ("Record", "true"),
+        ("RecordingChannels", "dual"),
+        ("RecordingStatusCallback", rec_status.as_str()),
+    ];
+    let (code, call) = dialtone.post("Calls.json", &form).await;
+    assert_eq!(code, 201, "{call}");
+    let sid = call["sid"].as_str().unwrap().to_owned();
+    let callee = callee.await.unwrap();
+    assert!(
+        callee.success,
+        "callee:\n{}\n{}",
+        callee.output,
+        dialtone.log()
+    );
+
+    let callback = eventually(20, "the recording status callback", || async {
+        app.requests_to("/rec-status").into_iter().next()
+    })
+    .await;
+    assert_eq!(callback.param("RecordingStatus"), Some("completed"));
+    assert_eq!(callback.param("RecordingSource"), Some("OutboundAPI"));
+    assert_eq!(callback.param("RecordingChannels"), Some("2"));
+    assert_eq!(callback.param("CallSid"), Some(sid.as_str()));
+    let recording_sid = callback.param("RecordingSid").unwrap().to_owned();
+    let (status, recording) = dialtone
+        .get(&format!("Recordings/{recording_sid}.json"))
+        .await;
+    assert_eq!(status, 200, "{recording}");
+    assert_eq!(recording["call_sid"], sid.as_str());
+    assert_eq!(recording["channels"], 2);
+    let seconds: u64 = recording["duration"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (2..=6).contains(&seconds),
+        "a ~3 s call recorded {seconds} s"
+    );
 }

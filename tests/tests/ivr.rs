@@ -136,7 +136,7 @@ const PCAP_VOICED_MS: u64 = (353 - 47 + 1) * 20 + 2 * 100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_captures_the_callers_audio_and_serves_the_wav() {
     let (dialtone, app) = setup().await;
-    app.twiml("/voice", r#"<Response><Record timeout="2" playBeep="false" maxLength="30" action="/recorded"/></Response>"#);
+    app.twiml("/voice", r#"<Response><Record timeout="2" playBeep="false" maxLength="30" action="/recorded" recordingStatusCallback="/rec-status" recordingStatusCallbackEvent="in-progress completed"/></Response>"#);
     app.twiml(
         "/recorded",
         "<Response><Say>Goodbye.</Say><Hangup/></Response>",

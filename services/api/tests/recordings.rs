@@ -154,12 +154,7 @@ impl Server {
             vec![
                 (initiated(), at),
                 (
-                    RecordingStarted {
-                        recording_sid: recording.clone(),
-                        source: "RecordVerb".into(),
-                        channels: 1,
-                    }
-                    .into(),
+                    RecordingStarted::new(recording.clone(), "RecordVerb", 1).into(),
                     at + time::Duration::seconds(1),
                 ),
                 (

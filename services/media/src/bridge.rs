@@ -32,13 +32,15 @@ use crate::mixer::MixerHandle;
 use crate::playout::CommandId;
 use crate::runtime::PlaybackStopper;
 
-/// The channels of a bridge recording.
+/// The channels of a bridge recording, or of a call recording
+/// ([`crate::call_recording`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecordingChannels {
-    /// Both legs summed (with clipping) into one channel.
+    /// Both legs (both directions) summed (with clipping) into one channel.
     #[default]
     Mono,
-    /// Left: what leg A said; right: what leg B said.
+    /// Bridge: left = what leg A said, right = what leg B said. Call recording: left = what
+    /// the remote party said, right = what was sent to it.
     Dual,
 }
 

@@ -20,13 +20,19 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use rtp_rs::RtpReader;
+
+use crate::call_recording::{CallRecordingMix, CallRecordingOptions, RecordingTrack};
 use crate::codec::Codec;
 use crate::error::MediaError;
+use crate::mix::{Frame, SILENT_FRAME};
 use crate::mixer::LegMix;
 use crate::outcome::{MediaOutcome, SessionCounters};
-use crate::playout::{PlayoutEvent, QueuedItem, StreamPlayout};
+use crate::pcm::FRAME_SAMPLES;
+use crate::playout::{CommandId, PlayoutEvent, QueuedItem, StreamPlayout};
 use crate::rtp::MAX_PACKET;
 use crate::rx::{RxCommand, RxHandle};
+use crate::writer::{RecordingKind, RecordingWriter};
 
 /// Slots per 20 ms frame (1 ms apart).
 pub const SLOTS: u32 = 20;
@@ -34,6 +40,8 @@ const FRAME_US: u64 = 20_000;
 const SLOT_US: u64 = FRAME_US / SLOTS as u64;
 /// Further behind than this, the engine skips frames rather than bursting to catch up.
 const MAX_LAG: Duration = Duration::from_millis(200);
+/// Frames of a call recording handed to the writer at once (1 s).
+const RECORDING_CHUNK_FRAMES: usize = 50;
 
 /// A histogram of send lateness (actual send time minus due time) in 10 µs buckets up to
 /// 100 ms; no allocation when recording.
@@ -187,6 +195,18 @@ pub(crate) enum EngineCommand {
     Remove {
         key: u64,
     },
+    /// Starts recording both directions of the stream (ends one already running).
+    StartCallRecording {
+        key: u64,
+        id: CommandId,
+        options: CallRecordingOptions,
+        outcomes: UnboundedSender<MediaOutcome>,
+    },
+    /// Ends the stream's call recording `id`, if it still runs.
+    StopCallRecording {
+        key: u64,
+        id: CommandId,
+    },
     Stats {
         reset: bool,
         reply: SyncSender<EngineStats>,
@@ -206,21 +226,24 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
+    /// Starts the threads; call recordings go to `writer`.
     pub(crate) fn start(
         threads: usize,
         realtime_priority: Option<u8>,
+        writer: RecordingWriter,
     ) -> Result<Engine, MediaError> {
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
             let (tx, rx) = mpsc::channel();
             let name = format!("media-engine-{i}");
+            let writer = writer.clone();
             let join = std::thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || {
                     if let Some(priority) = realtime_priority {
                         set_realtime_priority(priority);
                     }
-                    EngineThread::new(rx).run()
+                    EngineThread::new(rx, writer).run()
                 })
                 .map_err(|source| MediaError::Thread { name, source })?;
             handles.push(ThreadHandle {
@@ -301,6 +324,59 @@ struct EngineStream {
     mix: Arc<LegMix>,
     /// Whether the last frame was mixed (to reset the event relay when it stops).
     mixing: bool,
+    /// The call recording running on this stream, if any.
+    call_recording: Option<Box<CallRecordingTap>>,
+}
+
+/// A call recording in progress: the engine's side (see [`crate::call_recording`]).
+struct CallRecordingTap {
+    id: CommandId,
+    mix: CallRecordingMix,
+    /// Samples not yet handed to the writer.
+    chunk: Vec<i16>,
+}
+
+impl CallRecordingTap {
+    /// Records engine frame `frame`: what the stream just sent (`sent`, the packet, or
+    /// nothing) and what the remote party said.
+    fn on_frame(
+        &mut self,
+        frame: u64,
+        sent: Option<&[u8]>,
+        mix: &LegMix,
+        writer: &RecordingWriter,
+    ) {
+        let outbound = sent.map_or(SILENT_FRAME, sent_audio);
+        let inbound = mix.pop_recorded().unwrap_or(SILENT_FRAME);
+        self.mix.push(frame, &inbound, &outbound, &mut self.chunk);
+        let full = RECORDING_CHUNK_FRAMES * FRAME_SAMPLES * usize::from(self.mix.channels());
+        if self.chunk.len() >= full {
+            writer.write(self.id, std::mem::take(&mut self.chunk));
+        }
+    }
+
+    /// Hands the rest to the writer and completes the file.
+    fn finish(mut self, mix: &LegMix, writer: &RecordingWriter) {
+        mix.set_recording(false);
+        if !self.chunk.is_empty() {
+            writer.write(self.id, std::mem::take(&mut self.chunk));
+        }
+        writer.close(self.id);
+    }
+}
+
+/// The audio of a packet the stream sent: G.711 decoded; a telephone-event (or anything not
+/// audio) is silence.
+fn sent_audio(packet: &[u8]) -> Frame {
+    let mut frame = SILENT_FRAME;
+    if let Ok(rtp) = RtpReader::new(packet) {
+        if let Some(codec) = Codec::from_payload_type(rtp.payload_type()) {
+            for (sample, byte) in frame.iter_mut().zip(rtp.payload()) {
+                *sample = codec.decode_sample(*byte);
+            }
+        }
+    }
+    frame
 }
 
 #[derive(PartialEq)]
@@ -311,6 +387,7 @@ enum Flow {
 
 struct EngineThread {
     ctrl: Receiver<EngineCommand>,
+    writer: RecordingWriter,
     streams: Vec<Option<EngineStream>>,
     free: Vec<usize>,
     by_key: HashMap<u64, usize>,
@@ -328,9 +405,10 @@ struct EngineThread {
 }
 
 impl EngineThread {
-    fn new(ctrl: Receiver<EngineCommand>) -> EngineThread {
+    fn new(ctrl: Receiver<EngineCommand>, writer: RecordingWriter) -> EngineThread {
         EngineThread {
             ctrl,
+            writer,
             streams: Vec::new(),
             free: Vec::new(),
             by_key: HashMap::new(),
@@ -462,6 +540,22 @@ impl EngineThread {
                 self.events = events;
             }
             EngineCommand::Remove { key } => self.remove(key),
+            EngineCommand::StartCallRecording {
+                key,
+                id,
+                options,
+                outcomes,
+            } => self.start_call_recording(key, id, options, outcomes),
+            EngineCommand::StopCallRecording { key, id } => {
+                let writer = self.writer.clone();
+                if let Some(s) = self.stream_mut(key) {
+                    if s.call_recording.as_ref().is_some_and(|t| t.id == id) {
+                        if let Some(tap) = s.call_recording.take() {
+                            tap.finish(&s.mix, &writer);
+                        }
+                    }
+                }
+            }
             EngineCommand::Stats { reset, reply } => {
                 let now = Instant::now();
                 let cpu = thread_cpu_time();
@@ -519,6 +613,7 @@ impl EngineThread {
             slot,
             mix: new.mix,
             mixing: false,
+            call_recording: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -546,11 +641,52 @@ impl EngineThread {
         stream.playout.interrupt_all(&mut events);
         dispatch(&mut stream, &mut events);
         self.events = events;
+        // The session closed: its call recording ends with it.
+        if let Some(tap) = stream.call_recording.take() {
+            tap.finish(&stream.mix, &self.writer);
+        }
         if let Some(pos) = self.slots[stream.slot].iter().position(|i| *i == idx) {
             self.slots[stream.slot].swap_remove(pos);
         }
         self.free.push(idx);
         self.count -= 1;
+    }
+
+    fn start_call_recording(
+        &mut self,
+        key: u64,
+        id: CommandId,
+        options: CallRecordingOptions,
+        outcomes: UnboundedSender<MediaOutcome>,
+    ) {
+        let writer = self.writer.clone();
+        let Some(s) = self.stream_mut(key) else {
+            let _ = outcomes.send(MediaOutcome::Failed {
+                id,
+                error: Arc::new(MediaError::SessionClosed),
+            });
+            return;
+        };
+        if let Some(previous) = s.call_recording.take() {
+            previous.finish(&s.mix, &writer);
+        }
+        let mix = CallRecordingMix::new(&options);
+        writer.open(
+            id,
+            options.path,
+            mix.channels(),
+            RecordingKind::Call,
+            outcomes.clone(),
+        );
+        // An outbound-only recording needs nothing from the receive side.
+        s.mix
+            .set_recording(options.track != RecordingTrack::Outbound);
+        s.call_recording = Some(Box::new(CallRecordingTap {
+            id,
+            mix,
+            chunk: Vec::new(),
+        }));
+        let _ = outcomes.send(MediaOutcome::RecordingStarted { id });
     }
 
     fn send_slot(&mut self, frame: u64, slot: usize, due: Instant) {
@@ -563,6 +699,7 @@ impl EngineThread {
             bytes_sent,
             send_errors,
             jitter,
+            writer,
             ..
         } = self;
         for &idx in &slots[slot] {
@@ -571,6 +708,9 @@ impl EngineThread {
             };
             // Playout waits until the session knows where to send.
             let Some(remote) = stream.remote else {
+                if let Some(tap) = stream.call_recording.as_mut() {
+                    tap.on_frame(frame, None, &stream.mix, writer);
+                }
                 continue;
             };
             let sent = if stream.mix.is_sending() {
@@ -606,6 +746,10 @@ impl EngineThread {
                 }
                 let late = Instant::now().saturating_duration_since(due);
                 jitter.record(late.as_micros() as u64);
+            }
+            if let Some(tap) = stream.call_recording.as_mut() {
+                let packet = sent.and_then(|len| buf.get(..len));
+                tap.on_frame(frame, packet, &stream.mix, writer);
             }
             if !events.is_empty() {
                 dispatch(stream, events);

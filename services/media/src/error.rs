@@ -104,6 +104,9 @@ pub enum MediaError {
     #[error("the media session is already in a bridge or a conference")]
     AlreadyJoined,
 
+    #[error("a call recording already runs on this media session")]
+    CallRecordingInProgress,
+
     #[error("cannot bridge a media session with itself")]
     BridgeWithItself,
 

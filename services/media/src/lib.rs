@@ -7,6 +7,9 @@
 //! engine (a few threads ticking every 20 ms for thousands of streams), a receive thread
 //! (epoll over every session socket), and tokio tasks that synthesise and fetch prompts.
 //!
+//! A session can also be recorded as a whole, both directions ([`call_recording`]): the
+//! engine thread records what it sends and what the remote party said, every frame.
+//!
 //! Bridges and conferences ([`bridge`], [`conference`]) run on a mixer thread ticking every
 //! 20 ms: each leg's received audio is jitter-buffered and decoded ([`mix`]), mixed, and handed
 //! to the leg's playout stream, which sums it with its own playback and sends it with its own
@@ -18,6 +21,7 @@
 pub mod bench;
 pub mod bridge;
 mod cache;
+pub mod call_recording;
 pub mod codec;
 pub mod conference;
 pub mod decode;
@@ -36,10 +40,12 @@ pub mod rtp;
 pub mod runtime;
 mod rx;
 pub mod tts;
+mod writer;
 
 pub use bench::{run_playout_bench, run_playout_bench_with, BenchOptions, BenchResult};
 pub use bridge::{BridgeHandle, BridgeOptions, BridgeRecording, RecordingChannels};
 pub use cache::CacheStats;
+pub use call_recording::{CallRecordingOptions, RecordingTrack};
 pub use codec::Codec;
 pub use conference::{ConferenceRoom, Participant, ParticipantOptions};
 pub use dtmf::{DtmfDigit, DtmfSource};

@@ -38,7 +38,7 @@ use crate::mix::{
 use crate::outcome::MediaOutcome;
 use crate::pcm::FRAME_SAMPLES;
 use crate::playout::CommandId;
-use crate::recorder::WavFileWriter;
+use crate::writer::{RecordingKind, RecordingWriter};
 
 const FRAME: Duration = Duration::from_millis(20);
 /// Further behind than this, the mixer skips ticks rather than bursting to catch up.
@@ -64,12 +64,17 @@ struct LegOutput {
 
 /// The buffers between a session's receive side, the mixer and its send side. Idle (two
 /// relaxed atomic loads per packet and per frame) while the session is in no bridge or room.
+/// It also carries the received audio of a call recording from the receive thread to the
+/// engine thread (a jitter buffer of its own, so that a bridge taking the same audio does not
+/// interfere), idle while no call recording runs.
 #[derive(Default)]
 pub(crate) struct LegMix {
     receiving: AtomicBool,
     input: Mutex<LegInput>,
     sending: AtomicBool,
     output: Mutex<LegOutput>,
+    recording: AtomicBool,
+    recorded: Mutex<JitterBuffer>,
 }
 
 impl LegMix {
@@ -95,6 +100,32 @@ impl LegMix {
             input.events.pop_front();
         }
         input.events.push_back(RelayedEvent { timestamp, event });
+    }
+
+    /// Whether the receive thread should hand this leg's audio to a call recording.
+    pub(crate) fn is_recording(&self) -> bool {
+        self.recording.load(Ordering::Acquire)
+    }
+
+    /// Received audio for the call recording (receive thread).
+    pub(crate) fn push_recorded(&self, timestamp: u32, samples: &[i16]) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        recorded.push(timestamp, samples);
+    }
+
+    /// This tick's received frame for the call recording, if one is ready (engine thread).
+    pub(crate) fn pop_recorded(&self) -> Option<Frame> {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        recorded.pop()
+    }
+
+    /// A call recording starts or stops taking the received audio (engine thread).
+    pub(crate) fn set_recording(&self, on: bool) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.recording.store(on, Ordering::Release);
     }
 
     /// Whether the engine should send the mixer's audio for this leg.
@@ -275,8 +306,8 @@ pub(crate) struct MixerHandle {
 }
 
 impl MixerHandle {
-    pub(crate) fn start() -> Result<Arc<MixerHandle>, MediaError> {
-        let writer = RecordingWriter::start()?;
+    /// Starts the mixer thread; bridge recordings go to `writer`.
+    pub(crate) fn start(writer: RecordingWriter) -> Result<Arc<MixerHandle>, MediaError> {
         let (tx, rx) = mpsc::channel();
         let name = "media-mixer".to_string();
         let join = std::thread::Builder::new()
@@ -551,7 +582,13 @@ impl ActiveRecording {
             return;
         }
         self.started = true;
-        writer.open(&self.plan, self.outcomes.clone());
+        writer.open(
+            self.plan.id,
+            self.plan.path.clone(),
+            self.plan.channels,
+            RecordingKind::Bridge,
+            self.outcomes.clone(),
+        );
         let _ = self
             .outcomes
             .send(MediaOutcome::RecordingStarted { id: self.plan.id });
@@ -676,7 +713,8 @@ impl MixerThread {
                 m.leg.mix.detach();
             }
         }
-        self.writer.shutdown();
+        // The runtime stops the writer once the engine threads, which write call
+        // recordings, have stopped too.
     }
 
     /// Handles pending commands; false when the thread must stop.
@@ -845,151 +883,5 @@ fn end_bridge(group: BridgeGroup, writer: &RecordingWriter) {
     group.b.mix.detach();
     if let Some(rec) = group.recording {
         rec.finish(writer);
-    }
-}
-
-enum WriterCommand {
-    Open {
-        id: CommandId,
-        path: PathBuf,
-        channels: u16,
-        outcomes: UnboundedSender<MediaOutcome>,
-    },
-    Write {
-        id: CommandId,
-        samples: Vec<i16>,
-    },
-    Close {
-        id: CommandId,
-    },
-    Shutdown,
-}
-
-/// Writes bridge recordings on a thread of its own, so that disk latency never delays the
-/// mixer; one thread for all of them (recordings last as long as calls).
-struct RecordingWriter {
-    tx: Sender<WriterCommand>,
-    join: Option<JoinHandle<()>>,
-}
-
-struct OpenFile {
-    file: Option<WavFileWriter>,
-    channels: u16,
-    outcomes: UnboundedSender<MediaOutcome>,
-}
-
-impl RecordingWriter {
-    fn start() -> Result<RecordingWriter, MediaError> {
-        let (tx, rx) = mpsc::channel();
-        let name = "media-recorder".to_string();
-        let join = std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || run_writer(rx))
-            .map_err(|source| MediaError::Thread { name, source })?;
-        Ok(RecordingWriter {
-            tx,
-            join: Some(join),
-        })
-    }
-
-    fn open(&self, plan: &RecordingPlan, outcomes: UnboundedSender<MediaOutcome>) {
-        let _ = self.tx.send(WriterCommand::Open {
-            id: plan.id,
-            path: plan.path.clone(),
-            channels: plan.channels,
-            outcomes,
-        });
-    }
-
-    fn write(&self, id: CommandId, samples: Vec<i16>) {
-        let _ = self.tx.send(WriterCommand::Write { id, samples });
-    }
-
-    fn close(&self, id: CommandId) {
-        let _ = self.tx.send(WriterCommand::Close { id });
-    }
-
-    fn shutdown(&mut self) {
-        let _ = self.tx.send(WriterCommand::Shutdown);
-        if let Some(j) = self.join.take() {
-            if j.join().is_err() {
-                tracing::error!("the media recorder thread panicked");
-            }
-        }
-    }
-}
-
-fn run_writer(rx: Receiver<WriterCommand>) {
-    let mut files: HashMap<CommandId, OpenFile> = HashMap::new();
-    let fail = |id: CommandId, outcomes: &UnboundedSender<MediaOutcome>, error: MediaError| {
-        tracing::warn!(%id, %error, "bridge recording failed");
-        let _ = outcomes.send(MediaOutcome::Failed {
-            id,
-            error: Arc::new(error),
-        });
-    };
-    let close = |id: CommandId, f: OpenFile| {
-        let Some(file) = f.file else {
-            return; // its failure was reported already
-        };
-        let path = file.path().to_path_buf();
-        match file.finish() {
-            Ok(duration_ms) => {
-                let _ = f.outcomes.send(MediaOutcome::BridgeRecordingFinished {
-                    id,
-                    path,
-                    duration_ms,
-                    channels: f.channels,
-                });
-            }
-            Err(e) => fail(id, &f.outcomes, e),
-        }
-    };
-    loop {
-        match rx.recv() {
-            Ok(WriterCommand::Open {
-                id,
-                path,
-                channels,
-                outcomes,
-            }) => {
-                let file = match WavFileWriter::create(&path, channels) {
-                    Ok(file) => Some(file),
-                    Err(e) => {
-                        fail(id, &outcomes, e);
-                        None
-                    }
-                };
-                files.insert(
-                    id,
-                    OpenFile {
-                        file,
-                        channels,
-                        outcomes,
-                    },
-                );
-            }
-            Ok(WriterCommand::Write { id, samples }) => {
-                if let Some(f) = files.get_mut(&id) {
-                    if let Some(file) = f.file.as_mut() {
-                        if let Err(e) = file.write(&samples) {
-                            f.file = None;
-                            fail(id, &f.outcomes, e);
-                        }
-                    }
-                }
-            }
-            Ok(WriterCommand::Close { id }) => {
-                if let Some(f) = files.remove(&id) {
-                    close(id, f);
-                }
-            }
-            Ok(WriterCommand::Shutdown) | Err(_) => {
-                for (id, f) in files.drain() {
-                    close(id, f);
-                }
-                return;
-            }
-        }
     }
 }

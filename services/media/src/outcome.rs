@@ -30,7 +30,8 @@ pub enum MediaOutcome {
         source: DtmfSource,
         duration_ms: u32,
     },
-    /// A `Record` command started capturing (after its beep).
+    /// A `Record` command started capturing (after its beep), a bridge recording started,
+    /// or a call recording started.
     RecordingStarted { id: CommandId },
     /// A `Record` command ended; the WAV file (8 kHz mono 16-bit) is written at `path`, even
     /// when `empty`.
@@ -54,6 +55,16 @@ pub enum MediaOutcome {
         /// 1 (mono mix) or 2 (dual channel).
         channels: u16,
     },
+    /// A call recording (`MediaSession::start_call_recording`) ended: stopped, or the session
+    /// closed. The WAV file (8 kHz 16-bit; mono, or left = received and right = sent) is
+    /// written at `path`. A failure to write it is reported as `Failed` with the same id.
+    CallRecordingFinished {
+        id: CommandId,
+        path: PathBuf,
+        duration_ms: u64,
+        /// 1 (mono, or a single track) or 2 (dual channel).
+        channels: u16,
+    },
 }
 
 impl MediaOutcome {
@@ -65,7 +76,8 @@ impl MediaOutcome {
             | MediaOutcome::Failed { id, .. }
             | MediaOutcome::RecordingStarted { id }
             | MediaOutcome::RecordingFinished { id, .. }
-            | MediaOutcome::BridgeRecordingFinished { id, .. } => Some(*id),
+            | MediaOutcome::BridgeRecordingFinished { id, .. }
+            | MediaOutcome::CallRecordingFinished { id, .. } => Some(*id),
             MediaOutcome::Dtmf { .. } => None,
         }
     }

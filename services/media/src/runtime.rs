@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, watch};
 
 use crate::bridge::{BridgeHandle, BridgeOptions};
+use crate::call_recording::CallRecordingOptions;
 use crate::codec::Codec;
 use crate::conference::ConferenceRoom;
 use crate::dtmf::event_code;
@@ -35,6 +36,7 @@ use crate::playout::{AudioItem, CommandId, QueuedItem, RecordingRequest, StreamP
 use crate::recorder::RecorderConfig;
 use crate::rx::{self, RxCommand, RxHandle, RxSessionInit};
 use crate::tts::{EspeakConfig, EspeakTts, Tts};
+use crate::writer::WriterThread;
 
 /// Duration of each key of `Digits` (RFC 4733 event or in-band tone).
 pub const DIGIT_TONE_MS: u32 = 100;
@@ -267,6 +269,8 @@ pub struct MediaRuntime {
     rx: RxHandle,
     rx_join: Mutex<Option<JoinHandle<()>>>,
     pub(crate) mixer: Arc<MixerHandle>,
+    /// Writes bridge and call recordings; stopped after the mixer and the engine.
+    writer: WriterThread,
     ports: Arc<Mutex<PortAllocator>>,
     tts: Arc<dyn Tts>,
     fetcher: Arc<AudioFetcher>,
@@ -302,11 +306,17 @@ impl MediaRuntime {
         }
         raise_fd_limit();
         let fetcher = Arc::new(AudioFetcher::new(config.fetch.clone())?);
-        let engine = Engine::start(config.engine_threads, config.engine_realtime_priority)?;
+        let writer = WriterThread::start()?;
+        let engine = Engine::start(
+            config.engine_threads,
+            config.engine_realtime_priority,
+            writer.handle(),
+        )?;
         let (rx, rx_join) = rx::start(handle.clone())?;
-        let mixer = MixerHandle::start()?;
+        let mixer = MixerHandle::start(writer.handle())?;
         Ok(Arc::new(MediaRuntime {
             mixer,
+            writer,
             ports: Arc::new(Mutex::new(PortAllocator::new(&config.rtp_ports))),
             config,
             engine,
@@ -417,6 +427,7 @@ impl MediaRuntime {
             counters,
             outcomes_rx: Some(outcomes_rx),
             outcomes_tx,
+            call_recording: AtomicU64::new(0),
             closed: false,
         })
     }
@@ -481,6 +492,8 @@ impl MediaRuntime {
     pub fn shutdown(&self) {
         self.mixer.shutdown();
         self.engine.shutdown();
+        // Last: the mixer and the engine complete their recordings as they stop.
+        self.writer.shutdown();
         self.rx.send(RxCommand::Shutdown);
         let join = self
             .rx_join
@@ -515,6 +528,8 @@ pub struct MediaSession {
     counters: Arc<SessionCounters>,
     outcomes_rx: Option<mpsc::UnboundedReceiver<MediaOutcome>>,
     outcomes_tx: mpsc::UnboundedSender<MediaOutcome>,
+    /// Id of the running call recording (0: none).
+    call_recording: AtomicU64,
     closed: bool,
 }
 
@@ -618,6 +633,63 @@ impl MediaSession {
         self.runtime
             .rx
             .send(RxCommand::StopRecording { key: self.key });
+    }
+
+    /// Starts recording the whole session, both directions (Twilio REST `Record=true`; see
+    /// [`crate::call_recording`]): what the remote party says and everything sent to it
+    /// (speech, prompts, tones, bridged or conference audio), as it is sent. Independent of
+    /// `Record` commands, bridges and conferences, which go on as usual. Outcomes carry the
+    /// returned id: `RecordingStarted` at once, then `CallRecordingFinished` when
+    /// [`stop_call_recording`](Self::stop_call_recording) is called or the session closes (or
+    /// `Failed` if the file cannot be written). One at a time per session.
+    pub fn start_call_recording(
+        &self,
+        options: CallRecordingOptions,
+    ) -> Result<CommandId, MediaError> {
+        if self.closed {
+            return Err(MediaError::SessionClosed);
+        }
+        let id = self.runtime.next_command_id();
+        if self
+            .call_recording
+            .compare_exchange(0, id.0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(MediaError::CallRecordingInProgress);
+        }
+        let sent = self.engine.send(EngineCommand::StartCallRecording {
+            key: self.key,
+            id,
+            options,
+            outcomes: self.outcomes_tx.clone(),
+        });
+        if sent.is_err() {
+            self.call_recording.store(0, Ordering::Release);
+            return Err(MediaError::Shutdown);
+        }
+        Ok(id)
+    }
+
+    /// Ends the call recording, if one runs; its `CallRecordingFinished` follows. Returns its
+    /// id.
+    pub fn stop_call_recording(&self) -> Option<CommandId> {
+        let id = self.call_recording.swap(0, Ordering::AcqRel);
+        if id == 0 {
+            return None;
+        }
+        let id = CommandId(id);
+        let _ = self
+            .engine
+            .send(EngineCommand::StopCallRecording { key: self.key, id });
+        Some(id)
+    }
+
+    /// The id of the call recording that runs, if one does.
+    pub fn call_recording(&self) -> Option<CommandId> {
+        match self.call_recording.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(CommandId(id)),
+        }
     }
 
     /// The outcome stream; the first call returns it, later calls `None`.

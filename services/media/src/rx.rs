@@ -441,6 +441,9 @@ fn handle_packet(
     if s.mix.is_receiving() {
         s.mix.push_audio(rtp.timestamp(), pcm);
     }
+    if s.mix.is_recording() {
+        s.mix.push_recorded(rtp.timestamp(), pcm);
+    }
     if s.telephone_event_pt.is_none() {
         let detector = s.goertzel.get_or_insert_with(Default::default);
         detector.push(pcm, digits);

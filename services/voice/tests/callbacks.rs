@@ -13,9 +13,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Router;
 use dialtone_events::payload::{
     CallAnswered, CallApplication, CallCompleted, CallInitiated, CallRinging, CallStatus,
-    Direction, HttpMethod,
+    Direction, HttpMethod, RecordingCompleted, RecordingStarted,
 };
-use dialtone_events::sid::{AccountSid, CallSid};
+use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
 use dialtone_events::sqlite::SqliteLog;
 use dialtone_events::{EventLog, ExpectedVersion, NewEvent, Payload};
 use dialtone_projections::callbacks::{self, idempotency_token, DeliveryState};
@@ -654,4 +654,141 @@ async fn a_callback_given_up_is_recorded_and_the_next_one_still_goes_out() {
             m
         });
     assert_eq!(counts[&1], 3, "exactly max_attempts attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_callbacks_go_out_in_order_with_the_calls_own_and_are_retried() {
+    let env = Env::new().await;
+    // The first request to the recording endpoint fails.
+    let app = App::start(|r, _| {
+        let first_recording = r.path == "/rec" && r.param("RecordingStatus") == Some("in-progress");
+        Reply::Status(
+            if first_recording && !REC_FAILED.swap(true, Ordering::SeqCst) {
+                500
+            } else {
+                200
+            },
+        )
+    })
+    .await;
+    static REC_FAILED: AtomicBool = AtomicBool::new(false);
+    let call = env.call(NODE, &app.url("/status"), HttpMethod::Post).await;
+    // A <Record> that ran between answer and completion (appended later: the stream order
+    // decides, and these come after the call's completion here).
+    let recording = RecordingSid::generate();
+    let recording_url = format!(
+        "https://dialtone.example/2010-04-01/Accounts/{}/Recordings/{recording}",
+        env.account
+    );
+    let ev = |p: Payload| NewEvent::new(env.account.as_str(), p);
+    env.log
+        .append(
+            call.as_str(),
+            ExpectedVersion::Any,
+            vec![
+                ev(RecordingStarted {
+                    url: Some(recording_url.clone()),
+                    status_callback: Some(app.url("/rec?box=7")),
+                    status_callback_method: HttpMethod::Get,
+                    status_callback_events: vec!["in-progress completed".into()],
+                    ..RecordingStarted::new(recording.clone(), "RecordVerb", 1)
+                }
+                .into()),
+                ev(RecordingCompleted {
+                    recording_sid: recording.clone(),
+                    status: "completed".into(),
+                    duration_ms: 7_400,
+                    path: format!("recordings/{recording}.wav"),
+                    channels: 1,
+                    source: "RecordVerb".into(),
+                    digits: Some("#".into()),
+                    error_code: None,
+                }
+                .into()),
+            ],
+        )
+        .await
+        .unwrap();
+    let deliverer = env.deliverer(config(6));
+    eventually("six delivered callbacks", || {
+        app.for_call(&call)
+            .iter()
+            .filter(|r| r.replied == Some(200))
+            .count()
+            == 6
+    })
+    .await;
+
+    let received = app.for_call(&call);
+    let order: Vec<(String, Option<u16>)> = received
+        .iter()
+        .map(|r| {
+            (
+                r.param("StatusCallbackEvent").unwrap().to_owned(),
+                r.replied,
+            )
+        })
+        .collect();
+    let expected: Vec<(String, Option<u16>)> = [
+        ("initiated", 200),
+        ("ringing", 200),
+        ("answered", 200),
+        ("completed", 200),
+        ("recording-in-progress", 500),
+        ("recording-in-progress", 200),
+        ("recording-completed", 200),
+    ]
+    .into_iter()
+    .map(|(e, s)| (e.to_owned(), Some(s)))
+    .collect();
+    assert_eq!(
+        order, expected,
+        "one order per call, a retry holds the rest"
+    );
+    let recordings: Vec<&Received> = received.iter().filter(|r| r.path == "/rec").collect();
+    for r in &recordings {
+        assert_eq!(r.method, Method::GET);
+        assert!(r.signed_with(&env.token), "signature of {r:?}");
+        assert_eq!(r.param("box"), Some("7"), "the URL's own query is kept");
+        assert_eq!(r.param("RecordingSid"), Some(recording.as_str()));
+        assert_eq!(r.param("RecordingUrl"), Some(recording_url.as_str()));
+        assert_eq!(r.param("RecordingSource"), Some("RecordVerb"));
+        assert_eq!(r.param("AccountSid"), Some(env.account.as_str()));
+        assert_eq!(r.param("SequenceNumber"), None);
+        // Rows 4 and 5 of the call's outbox.
+        let row = if r.param("RecordingStatus") == Some("completed") {
+            5
+        } else {
+            4
+        };
+        assert_eq!(r.idempotency_token, idempotency_token(call.as_str(), row));
+    }
+    assert_eq!(recordings[2].param("RecordingDuration"), Some("8"));
+    assert_eq!(recordings[2].param("ErrorCode"), Some("0"));
+
+    eventually_async("six outcomes in the log", || async {
+        env.outcomes(&call).await.len() == 6
+    })
+    .await;
+    let outcomes = env.outcomes(&call).await;
+    let names: Vec<(String, u32, u32)> = outcomes
+        .iter()
+        .map(|p| match p {
+            Payload::CallbackDelivered(d) => (d.event.clone(), d.sequence_number, d.attempts),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names[4..],
+        [
+            ("recording-in-progress".to_owned(), 4, 2),
+            ("recording-completed".to_owned(), 5, 1)
+        ]
+    );
+    assert_eq!(
+        env.outbox_states(&call).await,
+        [DeliveryState::Delivered; 6],
+        "the outcomes marked the recording rows too"
+    );
+    deliverer.shutdown().await;
 }

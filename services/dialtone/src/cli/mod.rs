@@ -3,6 +3,7 @@
 mod accounts;
 mod audit;
 mod bench;
+mod rebuild;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +28,14 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Drop read models and rebuild them from the event log (stop the server first).
+    Rebuild {
+        #[arg(long, env = "DIALTONE_DATA_DIR", default_value = "./dialtone-data")]
+        data_dir: PathBuf,
+        /// Only this projection (accounts, numbers, calls, billing, recordings, callbacks).
+        #[arg(long)]
+        projection: Option<String>,
+    },
     /// Check the integrity of the event log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -90,6 +99,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             log,
         }) => accounts::create(&friendly_name, data_dir, log).await,
         Command::Audit(AuditCommand::Verify { data_dir }) => audit::verify(&data_dir).await,
+        Command::Rebuild {
+            data_dir,
+            projection,
+        } => rebuild::run(&data_dir, projection).await,
         Command::Bench(BenchCommand::Log(args)) => bench::log(args).await,
         Command::Bench(BenchCommand::Media(args)) => bench::media(args).await,
     }

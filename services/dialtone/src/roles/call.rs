@@ -52,6 +52,9 @@ pub struct CallSetup {
     pub control: mpsc::Receiver<CallControl>,
     /// When the INVITE arrived (for the INVITE→200 latency metric).
     pub invited_at: Instant,
+    /// A recording of the whole call already started (REST `Record=true`): its media id and
+    /// the `recording.started` to write.
+    pub call_recording: Option<(MediaCommandId, RecordingStarted)>,
 }
 
 /// Who ended the call, in `call.completed` terms.
@@ -80,6 +83,8 @@ pub(crate) enum FetchFor {
     Call,
     /// A child leg's whisper program.
     Whisper(CallSid),
+    /// The conference wait program.
+    Wait,
 }
 
 pub(crate) struct CallTask {
@@ -99,7 +104,8 @@ pub(crate) struct CallTask {
     /// Media command ids → interpreter command ids.
     media_commands: HashMap<MediaCommandId, CommandId>,
     /// Media ids of `Record` commands → the recording they make.
-    recordings: HashMap<MediaCommandId, RecordingSid>,
+    /// Media ids of recordings → the `recording.started` to write when they start.
+    recordings: HashMap<MediaCommandId, RecordingStarted>,
     pub(crate) answered: Option<(Instant, OffsetDateTime)>,
     /// The SIP side is gone (BYE, CANCEL, termination): no more SIP or media commands.
     pub(crate) sip_gone: bool,
@@ -128,6 +134,7 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         webhooks,
         mut control,
         invited_at,
+        call_recording,
     } = setup;
     let mut media_outcomes = media.outcomes();
     let (signals_tx, mut signals) = mpsc::unbounded_channel();
@@ -153,6 +160,9 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         dial: None,
         signals_tx,
     };
+    if let Some((media_id, started)) = call_recording {
+        task.recordings.insert(media_id, started);
+    }
     metrics::gauge!("dialtone_calls_active").increment(1.0);
     let mut queue: VecDeque<Action> = first_actions.into();
     let mut control_open = true;
@@ -184,6 +194,9 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
                     Ok((FetchFor::Whisper(child), request_id, result)) => {
                         queue.extend(task.on_whisper_fetched(&child, request_id, result).await);
                     }
+                    Ok((FetchFor::Wait, request_id, result)) => {
+                        crate::roles::dial::on_wait_fetched(&mut task, request_id, result);
+                    }
                     Err(error) => tracing::error!(call = %task.sid, %error, "webhook task failed"),
                 }
             }
@@ -208,6 +221,7 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         }
     }
     task.flush().await;
+    task.finish_call_recording(&mut media_outcomes).await;
     task.finish().await;
     task.node.registry.remove(&sid);
     metrics::gauge!("dialtone_calls_active").decrement(1.0);
@@ -358,8 +372,12 @@ impl CallTask {
             Some(media) if !self.sip_gone => media,
             _ => return Some(MediaDone::Interrupted),
         };
-        let (runtime_command, recording) = match runtime_command(command, &self.node.recordings_dir)
-        {
+        let (runtime_command, recording) = match runtime_command(
+            command,
+            &self.node.recordings_dir,
+            &self.node.interpreter.api_base_url,
+            self.account.as_str(),
+        ) {
             Ok(converted) => converted,
             Err(done) => return Some(done),
         };
@@ -389,12 +407,8 @@ impl CallTask {
                 duration_ms,
             } => self.dtmf(digit, source, Some(duration_ms), now),
             MediaOutcome::RecordingStarted { id } => {
-                if let Some(sid) = self.recordings.get(&id).cloned() {
-                    self.push_event(RecordingStarted {
-                        recording_sid: sid,
-                        source: "RecordVerb".into(),
-                        channels: 1,
-                    });
+                if let Some(started) = self.recordings.get(&id).cloned() {
+                    self.push_event(started);
                 }
                 Vec::new()
             }
@@ -407,9 +421,9 @@ impl CallTask {
                 end,
             } => {
                 let absent = empty || silent;
-                if let Some(sid) = self.recordings.remove(&id) {
+                if let Some(started) = self.recordings.remove(&id) {
                     let completed = RecordingCompleted {
-                        recording_sid: sid,
+                        recording_sid: started.recording_sid,
                         status: if absent {
                             "absent".into()
                         } else {
@@ -457,11 +471,63 @@ impl CallTask {
                 }
                 self.dial_recording_finished(Some(duration_ms))
             }
+            MediaOutcome::CallRecordingFinished {
+                id,
+                path,
+                duration_ms,
+                channels,
+            } => {
+                if let Some(started) = self.recordings.remove(&id) {
+                    // Twilio: a recording under a second is absent (16101).
+                    let absent = duration_ms < 1000;
+                    let completed = RecordingCompleted {
+                        recording_sid: started.recording_sid,
+                        status: if absent {
+                            "absent".into()
+                        } else {
+                            "completed".into()
+                        },
+                        duration_ms,
+                        path: self.relative_path(&path),
+                        channels: u8::try_from(channels).unwrap_or(1),
+                        source: started.source,
+                        digits: None,
+                        error_code: absent.then_some(16101),
+                    };
+                    self.push_event(completed);
+                }
+                Vec::new()
+            }
             other => {
                 tracing::debug!(call = %self.sid, ?other, "media outcome ignored");
                 Vec::new()
             }
         }
+    }
+
+    /// Stops a whole-call recording and waits (briefly) for its file, so that
+    /// `recording.completed` precedes `call.completed`.
+    async fn finish_call_recording(
+        &mut self,
+        outcomes: &mut Option<mpsc::UnboundedReceiver<MediaOutcome>>,
+    ) {
+        let Some(media) = &self.media else { return };
+        let Some(id) = media.stop_call_recording() else {
+            return;
+        };
+        if !self.recordings.contains_key(&id) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while self.recordings.contains_key(&id) {
+            match tokio::time::timeout_at(deadline, recv_outcome(outcomes)).await {
+                Ok(Some(outcome)) => {
+                    let _ = self.on_media_outcome(outcome);
+                }
+                _ => break,
+            }
+        }
+        self.flush().await;
     }
 
     /// `path` relative to the data dir, as recording events store it.
@@ -485,7 +551,10 @@ impl CallTask {
     ) -> Vec<Action> {
         match self.media_commands.remove(&media_id) {
             Some(command_id) => self.interpreter.on_media_done(command_id, done, now),
-            None => Vec::new(),
+            None => {
+                crate::roles::dial::wait_media_done(self, media_id, done);
+                Vec::new()
+            }
         }
     }
 
@@ -601,6 +670,10 @@ impl CallTask {
                 self.live_update(result, reply)
             }
             CallControl::ConferenceEnded => self.conference_ended(now).await,
+            CallControl::ConferenceStarted => {
+                crate::roles::dial::conference_started(self);
+                Vec::new()
+            }
         }
     }
 
@@ -777,7 +850,9 @@ pub(crate) fn completed_unanswered(
 pub(crate) fn runtime_command(
     command: MediaCommand,
     recordings_dir: &std::path::Path,
-) -> Result<(MediaRuntimeCommand, Option<RecordingSid>), MediaDone> {
+    api_base_url: &str,
+    account: &str,
+) -> Result<(MediaRuntimeCommand, Option<RecordingStarted>), MediaDone> {
     Ok(match command {
         MediaCommand::Say(say) => (
             MediaRuntimeCommand::Say {
@@ -820,12 +895,24 @@ pub(crate) fn runtime_command(
                     ..RecorderConfig::default()
                 },
             };
-            (
-                MediaRuntimeCommand::Record(options),
-                Some(record.recording_sid),
-            )
+            let started = RecordingStarted {
+                url: Some(recording_url(api_base_url, account, &record.recording_sid)),
+                status_callback: record.status_callback.clone(),
+                status_callback_method: record.status_callback_method,
+                status_callback_events: record.status_callback_events.clone(),
+                ..RecordingStarted::new(record.recording_sid.clone(), "RecordVerb", 1)
+            };
+            (MediaRuntimeCommand::Record(options), Some(started))
         }
     })
+}
+
+/// Twilio's `RecordingUrl`.
+pub(crate) fn recording_url(api_base_url: &str, account: &str, recording: &RecordingSid) -> String {
+    format!(
+        "{}/2010-04-01/Accounts/{account}/Recordings/{recording}",
+        api_base_url.trim_end_matches('/')
+    )
 }
 
 /// Whole seconds of an answered call: rounded to the nearest second, at least one (Twilio

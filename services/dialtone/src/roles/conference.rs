@@ -43,11 +43,14 @@ pub enum JoinError {
 
 impl Conferences {
     /// Joins `call` (of `account`) to room `name`; appends `conference.started` for a new
-    /// room and `participant.joined`.
+    /// room and `participant.joined`. Returns the membership and whether the caller has to
+    /// wait (alone, or the room not started yet); those already waiting are told when the
+    /// room starts.
     #[allow(clippy::too_many_arguments)]
     pub async fn join(
         &self,
         log: &dyn EventLog,
+        registry: &CallRegistry,
         media: &Arc<MediaRuntime>,
         account: &str,
         name: &str,
@@ -55,10 +58,11 @@ impl Conferences {
         session: &MediaSession,
         options: ParticipantOptions,
         end_on_exit: bool,
-    ) -> Result<Membership, JoinError> {
+    ) -> Result<(Membership, bool), JoinError> {
         let key = format!("{account}/{name}");
         let mut events = Vec::new();
-        let (sid, participant) = {
+        let mut waiting_others = Vec::new();
+        let (sid, participant, waiting) = {
             let mut rooms = self.0.lock().map_err(|_| JoinError::Full)?;
             let room = rooms.entry(key.clone()).or_insert_with(|| {
                 let sid = ConferenceSid::generate();
@@ -79,7 +83,16 @@ impl Conferences {
                 Err(error) => return Err(error.into()),
             };
             room.members.insert(call.clone(), end_on_exit);
-            (room.sid.clone(), participant)
+            let started = room.media.is_started() && room.members.len() > 1;
+            if started {
+                waiting_others = room
+                    .members
+                    .keys()
+                    .filter(|m| *m != call)
+                    .cloned()
+                    .collect();
+            }
+            (room.sid.clone(), participant, !started)
         };
         events.push(
             ParticipantJoined {
@@ -89,11 +102,17 @@ impl Conferences {
             .into(),
         );
         append(log, &sid, account, events).await;
-        Ok(Membership {
-            key,
-            sid,
-            participant,
-        })
+        for other in waiting_others {
+            registry.send(&other, CallControl::ConferenceStarted);
+        }
+        Ok((
+            Membership {
+                key,
+                sid,
+                participant,
+            },
+            waiting,
+        ))
     }
 
     /// Leaves the room; with `endConferenceOnExit`, ends it for everyone (their calls are

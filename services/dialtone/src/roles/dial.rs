@@ -72,6 +72,17 @@ struct WhisperRun {
     commands: HashMap<MediaCommandId, CommandId>,
 }
 
+/// The conference `waitUrl` program, played to a participant while it waits alone (or for
+/// the moderator). It runs like a whisper program (its end does not hang up) on the
+/// caller's own media, and starts again when it ends, until the conference starts.
+struct WaitRun {
+    interpreter: Interpreter,
+    commands: HashMap<MediaCommandId, CommandId>,
+    url: String,
+    method: dialtone_events::payload::HttpMethod,
+    started: Instant,
+}
+
 /// The recording of a bridge (it belongs to the parent call).
 pub struct DialRecordingState {
     pub sid: RecordingSid,
@@ -94,6 +105,7 @@ pub struct DialRun {
     /// The dial's end, held back until the bridge recording is written.
     awaiting_recording: Option<DialEvent>,
     conference: Option<(Membership, Instant)>,
+    wait: Option<WaitRun>,
     failures: Vec<CallStatus>,
 }
 
@@ -112,6 +124,7 @@ impl DialRun {
             ending: false,
             awaiting_recording: None,
             conference: None,
+            wait: None,
             failures: Vec::new(),
         }
     }
@@ -595,7 +608,15 @@ async fn run_whisper(task: &mut CallTask, mut actions: Vec<Action>) -> Vec<Actio
                     command,
                 } => {
                     let media = run.legs.get(&child).and_then(|l| l.media.as_ref());
-                    match (media, runtime_command(command, &task.node.recordings_dir)) {
+                    match (
+                        media,
+                        runtime_command(
+                            command,
+                            &task.node.recordings_dir,
+                            &task.node.interpreter.api_base_url,
+                            task.account.as_str(),
+                        ),
+                    ) {
                         (Some(media), Ok((command, _))) => {
                             let id = media.play(command);
                             whisper.commands.insert(id, command_id);
@@ -826,9 +847,20 @@ pub async fn bridge(task: &mut CallTask, dial_id: DialId, child: &CallSid) -> Ve
                     media_id: handle.recording_id(),
                 });
                 let started = RecordingStarted {
-                    recording_sid: recording.recording_sid.clone(),
-                    source: "DialVerb".into(),
-                    channels: u8::try_from(channels).unwrap_or(1),
+                    url: Some(crate::roles::call::recording_url(
+                        &task.node.interpreter.api_base_url,
+                        task.account.as_str(),
+                        &recording.recording_sid,
+                    )),
+                    track: Some(recording.track.as_str().to_owned()),
+                    status_callback: recording.status_callback.clone(),
+                    status_callback_method: recording.status_callback_method,
+                    status_callback_events: recording.status_callback_events.clone(),
+                    ..RecordingStarted::new(
+                        recording.recording_sid.clone(),
+                        "DialVerb",
+                        u8::try_from(channels).unwrap_or(1),
+                    )
                 };
                 run.bridge = Some(handle);
                 task.push_event(started);
@@ -928,6 +960,7 @@ async fn join_conference(
         .conferences
         .join(
             task.node.log.as_ref(),
+            &task.node.registry,
             &task.node.media,
             task.account.as_str(),
             &conference.name,
@@ -938,10 +971,13 @@ async fn join_conference(
         )
         .await;
     match joined {
-        Ok(membership) => {
+        Ok((membership, waiting)) => {
             let mut run = DialRun::new(dial_id, plan);
             run.conference = Some((membership, now));
             task.dial = Some(run);
+            if waiting {
+                start_wait(task, conference.wait_url.as_deref(), conference.wait_method);
+            }
             Vec::new()
         }
         Err(error) => {
@@ -984,4 +1020,173 @@ pub async fn conference_ended(task: &mut CallTask) -> Vec<Action> {
     } else {
         Vec::new()
     }
+}
+
+/// Audio files are played as they are; anything else is TwiML.
+fn is_audio_url(url: &str) -> bool {
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
+    [".mp3", ".wav", ".wave", ".ul", ".ulaw", ".au", ".aiff"]
+        .iter()
+        .any(|ext| path.ends_with(ext))
+}
+
+/// Starts the `waitUrl` program for a participant waiting in a conference. `None` (Twilio's
+/// default hold music) and `""` are silence here.
+fn start_wait(
+    task: &mut CallTask,
+    url: Option<&str>,
+    method: dialtone_events::payload::HttpMethod,
+) {
+    let Some(url) = url.filter(|u| !u.is_empty()).map(str::to_owned) else {
+        return;
+    };
+    if is_audio_url(&url) {
+        if let Some(media) = &task.media {
+            media.play(MediaRuntimeCommand::Play { url, loops: 0 });
+        }
+        return;
+    }
+    let mut context = task.interpreter.context().clone();
+    context.application = dialtone_events::payload::CallApplication {
+        url: Some(url.clone()),
+        method,
+        ..Default::default()
+    };
+    context.call_status = CallStatus::InProgress;
+    let mut interpreter = Interpreter::whisper(context, task.node.interpreter.clone());
+    let now = Instant::now();
+    let first = interpreter.start(now);
+    if let Some(run) = task.dial.as_mut() {
+        run.wait = Some(WaitRun {
+            interpreter,
+            commands: HashMap::new(),
+            url,
+            method,
+            started: now,
+        });
+    }
+    run_wait(task, first);
+}
+
+/// Carries out the wait program's actions on the caller's own media; its events go to the
+/// caller's stream.
+pub fn run_wait(task: &mut CallTask, mut actions: Vec<Action>) {
+    while !actions.is_empty() {
+        let mut more = Vec::new();
+        for action in actions {
+            let now = Instant::now();
+            let Some(wait) = task.dial.as_mut().and_then(|d| d.wait.as_mut()) else {
+                return;
+            };
+            match action {
+                Action::Fetch {
+                    request_id,
+                    request,
+                } => {
+                    task.push_event(requested_payload(&request, request_id, 1));
+                    let session = task.webhooks.clone();
+                    task.fetches.spawn(async move {
+                        let result = session.fetch(&request).await;
+                        (FetchFor::Wait, request_id, result)
+                    });
+                }
+                Action::Media {
+                    command_id,
+                    command,
+                } => {
+                    match (
+                        task.media.as_ref(),
+                        runtime_command(
+                            command,
+                            &task.node.recordings_dir,
+                            &task.node.interpreter.api_base_url,
+                            task.account.as_str(),
+                        ),
+                    ) {
+                        (Some(media), Ok((command, _))) => {
+                            let id = media.play(command);
+                            wait.commands.insert(id, command_id);
+                        }
+                        (_, Err(done)) => {
+                            more.extend(wait.interpreter.on_media_done(command_id, done, now))
+                        }
+                        (None, Ok(_)) => more.extend(wait.interpreter.on_media_done(
+                            command_id,
+                            MediaDone::Interrupted,
+                            now,
+                        )),
+                    }
+                }
+                Action::StopMedia { .. } => {
+                    if let Some(media) = &task.media {
+                        media.stop_playback();
+                    }
+                }
+                Action::Emit(payload) => task.push_event(payload),
+                Action::Completed => {
+                    let connect = wait.interpreter.whisper_result() == Some(WhisperResult::Connect);
+                    // Loop the program while waiting, unless it ended at once (nothing to
+                    // play) or hung up: then wait in silence.
+                    let again =
+                        connect && wait.started.elapsed() >= std::time::Duration::from_secs(1);
+                    let (url, method) = (wait.url.clone(), wait.method);
+                    if let Some(run) = task.dial.as_mut() {
+                        run.wait = None;
+                    }
+                    if again {
+                        start_wait(task, Some(&url), method);
+                    }
+                    return;
+                }
+                // Answer is moot, Hangup/Reject end the waiting music, Dial is not allowed.
+                _ => {}
+            }
+        }
+        actions = more;
+    }
+}
+
+/// A media outcome of the wait program, if it was one of its commands.
+pub fn wait_media_done(task: &mut CallTask, media_id: MediaCommandId, done: MediaDone) -> bool {
+    let Some(wait) = task.dial.as_mut().and_then(|d| d.wait.as_mut()) else {
+        return false;
+    };
+    let Some(command) = wait.commands.remove(&media_id) else {
+        return false;
+    };
+    let actions = wait
+        .interpreter
+        .on_media_done(command, done, Instant::now());
+    run_wait(task, actions);
+    true
+}
+
+/// A wait program's webhook answered.
+pub fn on_wait_fetched(task: &mut CallTask, request_id: u32, result: FetchResult) {
+    task.push_event(responded_payload(request_id, &result));
+    let Some(wait) = task.dial.as_mut().and_then(|d| d.wait.as_mut()) else {
+        return;
+    };
+    let actions = wait
+        .interpreter
+        .on_fetched(request_id, result, Instant::now());
+    run_wait(task, actions);
+}
+
+/// The conference this caller waits in has started (someone else joined): stop the waiting
+/// music.
+pub fn conference_started(task: &mut CallTask) {
+    let was_waiting = task.dial.as_mut().and_then(|d| d.wait.take()).is_some();
+    let in_room = task.dial.as_ref().is_some_and(|d| d.conference.is_some());
+    if in_room {
+        if let Some(media) = &task.media {
+            // Also ends a plain audio waitUrl, which has no program.
+            media.stop_playback();
+        }
+    }
+    let _ = was_waiting;
 }

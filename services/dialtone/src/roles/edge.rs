@@ -178,6 +178,7 @@ impl Edge {
             webhooks,
             control,
             invited_at,
+            call_recording: None,
         };
         call::run(setup, first_actions).await;
     }

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dialtone_api::{ControlError, CreateCall};
-use dialtone_events::payload::{CallAnswered, CallInitiated, CallRinging, CallStatus, Direction};
-use dialtone_events::sid::{AccountSid, CallSid};
+use dialtone_events::payload::{
+    CallAnswered, CallInitiated, CallRinging, CallStatus, Direction, RecordingStarted,
+};
+use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
 use dialtone_events::{ExpectedVersion, NewEvent, Payload};
 use dialtone_media::runtime::MediaCommand as MediaRuntimeCommand;
+use dialtone_media::{CallRecordingOptions, RecordingChannels, RecordingTrack};
 use dialtone_sip::endpoint::CallEvent;
 use dialtone_sip::sdp::{self, LocalMedia};
 use dialtone_voice::interpreter::{CallContext, Interpreter};
@@ -195,7 +198,7 @@ async fn run(
                 Some(CallControl::Redirect { reply, .. } | CallControl::Twiml { reply, .. }) => {
                     let _ = reply.send(Err("the call is not in progress yet".into()));
                 }
-                Some(CallControl::ConferenceEnded) | None => {}
+                Some(CallControl::ConferenceEnded | CallControl::ConferenceStarted) | None => {}
             },
         }
     };
@@ -238,6 +241,10 @@ async fn run(
         application: request.application(),
         extra_params: Vec::new(),
     };
+    let call_recording = request
+        .record
+        .then(|| start_recording(&node, &account, &media, &request))
+        .flatten();
     let mut interpreter = Interpreter::new(context, node.interpreter.clone());
     let first = interpreter.start(now);
     let setup = CallSetup {
@@ -254,6 +261,48 @@ async fn run(
         webhooks,
         control,
         invited_at,
+        call_recording,
     };
     call::run(setup, first).await;
+}
+
+/// REST `Record=true`: records both directions of the call from the answer.
+fn start_recording(
+    node: &Node,
+    account: &AccountSid,
+    media: &dialtone_media::runtime::MediaSession,
+    request: &CreateCall,
+) -> Option<(dialtone_media::playout::CommandId, RecordingStarted)> {
+    let sid = RecordingSid::generate();
+    let options = CallRecordingOptions {
+        path: node.recordings_dir.join(format!("{sid}.wav")),
+        channels: if request.recording_channels == 2 {
+            RecordingChannels::Dual
+        } else {
+            RecordingChannels::Mono
+        },
+        track: RecordingTrack::Both,
+    };
+    let channels = u8::try_from(options.file_channels()).unwrap_or(1);
+    match media.start_call_recording(options) {
+        Ok(id) => {
+            let started = RecordingStarted {
+                url: Some(call::recording_url(
+                    &node.interpreter.api_base_url,
+                    account.as_str(),
+                    &sid,
+                )),
+                track: Some(RecordingTrack::Both.as_str().to_owned()),
+                status_callback: request.recording_status_callback.clone(),
+                status_callback_method: request.recording_status_callback_method,
+                status_callback_events: request.recording_status_callback_events.clone(),
+                ..RecordingStarted::new(sid, "OutboundAPI", channels)
+            };
+            Some((id, started))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot record the call");
+            None
+        }
+    }
 }

@@ -27,6 +27,8 @@ pub enum CallControl {
     Twiml { twiml: String, reply: Reply },
     /// The conference this call is in was ended by another participant.
     ConferenceEnded,
+    /// The conference this call waits in has started (another participant joined).
+    ConferenceStarted,
 }
 
 #[derive(Default)]

@@ -1427,6 +1427,35 @@ impl Interpreter {
     fn record_start(&mut self, index: usize, record: Record, out: &mut Vec<Action>) {
         self.ensure_answered(out);
         let recording_sid = (self.new_recording_sid)();
+        // Relative callback URLs resolve against the document, like every other URL; one that
+        // cannot be used is dropped with a warning and the recording goes ahead without it.
+        let status_callback = record
+            .recording_status_callback
+            .as_deref()
+            .map(str::trim)
+            .filter(|raw| !raw.is_empty())
+            .and_then(|raw| match self.resolve(raw) {
+                Ok(url) => Some(url.to_string()),
+                Err(reason) => {
+                    out.push(Action::Emit(
+                        TwimlWarning {
+                            code: SCHEMA_WARNING,
+                            message: format!("recordingStatusCallback: {reason}; ignored"),
+                            verb: Some("Record".to_owned()),
+                        }
+                        .into(),
+                    ));
+                    None
+                }
+            });
+        let (status_callback_method, status_callback_events) = if status_callback.is_some() {
+            (
+                record.recording_status_callback_method,
+                record.recording_status_callback_event.clone(),
+            )
+        } else {
+            (HttpMethod::Post, Vec::new())
+        };
         let command = MediaCommand::Record(MediaRecord {
             recording_sid: recording_sid.clone(),
             max_length_ms: u64::from(record.max_length) * 1000,
@@ -1435,6 +1464,9 @@ impl Interpreter {
             finish_on_key: record.finish_on_key.clone(),
             play_beep: record.play_beep,
             trim: record.trim == Trim::TrimSilence,
+            status_callback,
+            status_callback_method,
+            status_callback_events,
         });
         let command_id = self.media(command, out);
         self.phase = Phase::Record(Box::new(RecordRun {

@@ -770,6 +770,63 @@ fn record_with_audio_requests_the_action() {
     assert_eq!(call.param("Digits").as_deref(), Some("#"));
 }
 
+/// The `MediaRecord` of the last `Record` command.
+fn last_record(call: &Call) -> MediaRecord {
+    call.log
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            Action::Media {
+                command: MediaCommand::Record(r),
+                ..
+            } => Some(r.clone()),
+            _ => None,
+        })
+        .expect("a Record command")
+}
+
+#[test]
+fn record_carries_its_recording_status_callback_resolved() {
+    let mut call = Call::new(app(Some(VOICE_URL), None));
+    call.start();
+    call.twiml(
+        r#"<Response><Record recordingStatusCallback="../rec/status?x=1" recordingStatusCallbackMethod="GET" recordingStatusCallbackEvent="in-progress absent completed"/></Response>"#,
+    );
+    let record = last_record(&call);
+    assert_eq!(
+        record.status_callback.as_deref(),
+        Some("https://app.example/rec/status?x=1")
+    );
+    assert_eq!(record.status_callback_method, HttpMethod::Get);
+    assert_eq!(
+        record.status_callback_events,
+        vec!["in-progress", "absent", "completed"]
+    );
+    // The event that records the command carries them too.
+    assert!(call.log.iter().any(|a| matches!(
+        a,
+        Action::Emit(Payload::MediaRecord(r)) if r.status_callback == record.status_callback
+    )));
+}
+
+#[test]
+fn record_without_a_usable_recording_status_callback_has_none() {
+    let mut call = Call::new(app(Some(VOICE_URL), None));
+    call.start();
+    call.twiml(r#"<Response><Record/></Response>"#);
+    let record = last_record(&call);
+    assert_eq!(record.status_callback, None);
+    assert!(record.status_callback_events.is_empty());
+
+    let mut call = Call::new(app(Some(VOICE_URL), None));
+    call.start();
+    call.twiml(r#"<Response><Record recordingStatusCallback="ftp://files.example/x"/></Response>"#);
+    assert_eq!(last_record(&call).status_callback, None);
+    assert!(call
+        .events()
+        .contains(&"twiml.warning 12200 Record".to_owned()));
+}
+
 #[test]
 fn an_empty_recording_goes_to_the_next_verb() {
     let mut call = Call::new(app(Some(VOICE_URL), None));

@@ -559,6 +559,17 @@ pub enum RecordingTrack {
     Both,
 }
 
+impl RecordingTrack {
+    /// Twilio's name (`RecordingTrack` of recording status callbacks).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingTrack::Inbound => "inbound",
+            RecordingTrack::Outbound => "outbound",
+            RecordingTrack::Both => "both",
+        }
+    }
+}
+
 /// `<Dial>`: call another party and bridge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dial {
