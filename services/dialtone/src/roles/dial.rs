@@ -582,7 +582,6 @@ async fn run_whisper(task: &mut CallTask, mut actions: Vec<Action>) -> Vec<Actio
     while !actions.is_empty() {
         let mut more = Vec::new();
         for action in actions {
-            let now = Instant::now();
             let Some(run) = task.dial.as_mut() else {
                 return parent;
             };
@@ -608,28 +607,15 @@ async fn run_whisper(task: &mut CallTask, mut actions: Vec<Action>) -> Vec<Actio
                     command,
                 } => {
                     let media = run.legs.get(&child).and_then(|l| l.media.as_ref());
-                    match (
+                    more.extend(play_side_command(
+                        &task.node,
+                        task.account.as_str(),
                         media,
-                        runtime_command(
-                            command,
-                            &task.node.recordings_dir,
-                            &task.node.interpreter.api_base_url,
-                            task.account.as_str(),
-                        ),
-                    ) {
-                        (Some(media), Ok((command, _))) => {
-                            let id = media.play(command);
-                            whisper.commands.insert(id, command_id);
-                        }
-                        (_, Err(done)) => {
-                            more.extend(whisper.interpreter.on_media_done(command_id, done, now))
-                        }
-                        (None, Ok(_)) => more.extend(whisper.interpreter.on_media_done(
-                            command_id,
-                            MediaDone::Interrupted,
-                            now,
-                        )),
-                    }
+                        &mut whisper.interpreter,
+                        &mut whisper.commands,
+                        command_id,
+                        command,
+                    ));
                 }
                 Action::StopMedia { .. } => {
                     if let Some(media) = run.legs.get(&child).and_then(|l| l.media.as_ref()) {
@@ -1022,6 +1008,34 @@ pub async fn conference_ended(task: &mut CallTask) -> Vec<Action> {
     }
 }
 
+/// Plays a media command of a side program (a whisper on the callee, the conference wait
+/// music on the caller) on `media`; when it cannot run, returns the program's next actions.
+fn play_side_command(
+    node: &crate::roles::node::Node,
+    account: &str,
+    media: Option<&MediaSession>,
+    interpreter: &mut Interpreter,
+    commands: &mut HashMap<MediaCommandId, CommandId>,
+    command_id: CommandId,
+    command: dialtone_voice::interpreter::MediaCommand,
+) -> Vec<Action> {
+    let now = Instant::now();
+    let converted = runtime_command(
+        command,
+        &node.recordings_dir,
+        &node.interpreter.api_base_url,
+        account,
+    );
+    match (media, converted) {
+        (Some(media), Ok((command, _))) => {
+            commands.insert(media.play(command), command_id);
+            Vec::new()
+        }
+        (_, Err(done)) => interpreter.on_media_done(command_id, done, now),
+        (None, Ok(_)) => interpreter.on_media_done(command_id, MediaDone::Interrupted, now),
+    }
+}
+
 /// Audio files are played as they are; anything else is TwiML.
 fn is_audio_url(url: &str) -> bool {
     let path = url
@@ -1078,7 +1092,6 @@ pub fn run_wait(task: &mut CallTask, mut actions: Vec<Action>) {
     while !actions.is_empty() {
         let mut more = Vec::new();
         for action in actions {
-            let now = Instant::now();
             let Some(wait) = task.dial.as_mut().and_then(|d| d.wait.as_mut()) else {
                 return;
             };
@@ -1098,28 +1111,15 @@ pub fn run_wait(task: &mut CallTask, mut actions: Vec<Action>) {
                     command_id,
                     command,
                 } => {
-                    match (
+                    more.extend(play_side_command(
+                        &task.node,
+                        task.account.as_str(),
                         task.media.as_ref(),
-                        runtime_command(
-                            command,
-                            &task.node.recordings_dir,
-                            &task.node.interpreter.api_base_url,
-                            task.account.as_str(),
-                        ),
-                    ) {
-                        (Some(media), Ok((command, _))) => {
-                            let id = media.play(command);
-                            wait.commands.insert(id, command_id);
-                        }
-                        (_, Err(done)) => {
-                            more.extend(wait.interpreter.on_media_done(command_id, done, now))
-                        }
-                        (None, Ok(_)) => more.extend(wait.interpreter.on_media_done(
-                            command_id,
-                            MediaDone::Interrupted,
-                            now,
-                        )),
-                    }
+                        &mut wait.interpreter,
+                        &mut wait.commands,
+                        command_id,
+                        command,
+                    ));
                 }
                 Action::StopMedia { .. } => {
                     if let Some(media) = &task.media {
