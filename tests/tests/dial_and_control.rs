@@ -818,3 +818,121 @@ async fn rest_call_with_record_true_is_recorded() {
         "a ~3 s call recorded {seconds} s"
     );
 }
+
+/// `record-from-ringing`: the dial's recording starts when the callee rings (so it holds
+/// the ringback the caller heard), runs through the bridge, and is written even though the
+/// caller hangs up in the middle of the bridged call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_from_ringing_keeps_the_ringback_and_survives_the_caller_hanging_up() {
+    let (dialtone, app) = setup("").await;
+    let callee_rtp = RtpSink::start();
+    let callee = Sipp::scenario("callee_answer.xml").key("rtp_port", callee_rtp.port);
+    app.twiml(
+        "/voice",
+        &format!(
+            r#"<Response><Dial record="record-from-ringing-dual" recordingStatusCallback="/rec-status"><Sip>{}</Sip></Dial></Response>"#,
+            callee_uri(&callee)
+        ),
+    );
+    app.twiml("/rec-status", "");
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let callee = callee.spawn_uas();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let caller_rtp = RtpSink::start();
+    let caller = Sipp::scenario("inbound_call.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", caller_rtp.port)
+        .pause_ms(4_000)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        caller.success,
+        "caller:\n{}\n{}",
+        caller.output,
+        dialtone.log()
+    );
+    let callee = callee.await.unwrap();
+    assert!(
+        callee.success,
+        "callee:\n{}\n{}",
+        callee.output,
+        dialtone.log()
+    );
+
+    let parent = parent_call(&dialtone).await;
+    let parent_sid = parent["sid"].as_str().unwrap().to_owned();
+    let events = dialtone.call_events(&parent_sid).await;
+    let position = |event_type: &str| {
+        events
+            .iter()
+            .position(|e| e["type"] == event_type)
+            .unwrap_or_else(|| panic!("no {event_type} in {events:#?}"))
+    };
+    assert_eq!(
+        events[position("dialtone.call.completed")]["data"]["hangup_by"],
+        "caller"
+    );
+    // Started while ringing, before the bridge; written before the call's end.
+    assert!(position("dialtone.call.recording.started") < position("dialtone.media.bridge"));
+    assert!(position("dialtone.call.recording.completed") < position("dialtone.call.completed"));
+    let started_at = event_time(&events, "dialtone.call.recording.started");
+    let bridged_at = event_time(&events, "dialtone.media.bridge");
+    let ringing_ms = bridged_at.duration_since(started_at).unwrap().as_millis() as u64;
+    assert!(ringing_ms >= 300, "recorded {ringing_ms} ms of ringing");
+    let completed = &events[position("dialtone.call.recording.completed")]["data"];
+    let recording_sid = completed["recording_sid"].as_str().unwrap().to_owned();
+    let duration_ms = completed["duration_ms"].as_u64().unwrap();
+    let ended_at = event_time(&events, "dialtone.call.completed");
+    let call_ms = ended_at.duration_since(started_at).unwrap().as_millis() as u64;
+    assert!(
+        duration_ms + 500 >= call_ms && duration_ms <= call_ms + 100,
+        "recorded {duration_ms} ms of a dial that lasted {call_ms} ms from the first ring"
+    );
+
+    // Through the API: it belongs to the parent call, and its first moments hold the
+    // ringback tone.
+    let (_, listed) = dialtone
+        .get(&format!("Calls/{parent_sid}/Recordings.json"))
+        .await;
+    let recordings = listed["recordings"].as_array().unwrap();
+    assert_eq!(recordings.len(), 1, "{listed}");
+    assert_eq!(recordings[0]["sid"], recording_sid.as_str());
+    assert_eq!(recordings[0]["source"], "DialVerb");
+    assert_eq!(recordings[0]["channels"], 2);
+    let wav = reqwest::Client::new()
+        .get(format!(
+            "{}/2010-04-01/Accounts/{}/Recordings/{recording_sid}.wav",
+            dialtone.http_url, dialtone.account_sid
+        ))
+        .basic_auth(&dialtone.account_sid, Some(&dialtone.auth_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wav.status(), 200);
+    let bytes = wav.bytes().await.unwrap();
+    // Dual channel: the caller on the left, what the caller heard on the right.
+    let heard: Vec<i16> = bytes[44..]
+        .chunks_exact(4)
+        .map(|c| i16::from_le_bytes([c[2], c[3]]))
+        .collect();
+    assert!(
+        heard.len() as u64 * 1000 / 8000 + 100 >= duration_ms,
+        "the WAV holds {} frames",
+        heard.len()
+    );
+    // Past its first 100 ms (the tone's start), the ringing part of the recording holds
+    // the ringback.
+    let ringing = &heard[800..(ringing_ms as usize * 8).min(heard.len())];
+    assert!(
+        rms(ringing) > 300.0,
+        "no ringback in the recording's first {ringing_ms} ms (RMS {:.0})",
+        rms(ringing)
+    );
+    let callback = eventually(20, "the recording status callback", || async {
+        app.requests_to("/rec-status").into_iter().next()
+    })
+    .await;
+    assert_eq!(callback.param("RecordingStatus"), Some("completed"));
+    assert_eq!(callback.param("RecordingSource"), Some("DialVerb"));
+    assert_eq!(callback.param("CallSid"), Some(parent_sid.as_str()));
+}

@@ -221,7 +221,7 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         }
     }
     task.flush().await;
-    task.finish_call_recording(&mut media_outcomes).await;
+    task.finish_recordings(&mut media_outcomes).await;
     task.finish().await;
     task.node.registry.remove(&sid);
     metrics::gauge!("dialtone_calls_active").decrement(1.0);
@@ -454,29 +454,21 @@ impl CallTask {
                 duration_ms,
                 channels,
                 ..
-            } => {
-                let recording = self.dial.as_mut().and_then(|d| d.recording.take());
-                if let Some(recording) = recording {
-                    let completed = RecordingCompleted {
-                        recording_sid: recording.sid,
-                        status: "completed".into(),
-                        duration_ms,
-                        path: self.relative_path(&path),
-                        channels: u8::try_from(channels).unwrap_or(1),
-                        source: "DialVerb".into(),
-                        digits: None,
-                        error_code: None,
-                    };
-                    self.push_event(completed);
-                }
-                self.dial_recording_finished(Some(duration_ms))
-            }
+            } => self.dial_recording_written(&path, duration_ms, channels),
             MediaOutcome::CallRecordingFinished {
                 id,
                 path,
                 duration_ms,
                 channels,
             } => {
+                let of_dial = self
+                    .dial
+                    .as_ref()
+                    .and_then(|d| d.recording.as_ref())
+                    .is_some_and(|r| r.media_id == Some(id));
+                if of_dial {
+                    return self.dial_recording_written(&path, duration_ms, channels);
+                }
                 if let Some(started) = self.recordings.remove(&id) {
                     // Twilio: a recording under a second is absent (16101).
                     let absent = duration_ms < 1000;
@@ -505,21 +497,55 @@ impl CallTask {
         }
     }
 
-    /// Stops a whole-call recording and waits (briefly) for its file, so that
-    /// `recording.completed` precedes `call.completed`.
-    async fn finish_call_recording(
+    /// A dial's recording is written: its `recording.completed`, then the dial's end if it
+    /// was held back for it.
+    fn dial_recording_written(
+        &mut self,
+        path: &std::path::Path,
+        duration_ms: u64,
+        channels: u16,
+    ) -> Vec<Action> {
+        let recording = self.dial.as_mut().and_then(|d| d.recording.take());
+        if let Some(recording) = recording {
+            let completed = RecordingCompleted {
+                recording_sid: recording.sid,
+                status: "completed".into(),
+                duration_ms,
+                path: self.relative_path(path),
+                channels: u8::try_from(channels).unwrap_or(1),
+                source: "DialVerb".into(),
+                digits: None,
+                error_code: None,
+            };
+            self.push_event(completed);
+        }
+        self.dial_recording_finished(Some(duration_ms))
+    }
+
+    /// Stops the recordings still running (a dial's, a whole-call one) and waits (briefly)
+    /// for their files, so that `recording.completed` precedes `call.completed` even when
+    /// the caller hangs up in the middle of a recorded dial.
+    async fn finish_recordings(
         &mut self,
         outcomes: &mut Option<mpsc::UnboundedReceiver<MediaOutcome>>,
     ) {
         let Some(media) = &self.media else { return };
-        let Some(id) = media.stop_call_recording() else {
-            return;
+        let call_recording = media
+            .stop_call_recording()
+            .filter(|id| self.recordings.contains_key(id));
+        let dial_pending = match self.dial.as_mut() {
+            Some(dial) => dial.stop_recording(self.media.as_ref()),
+            None => false,
         };
-        if !self.recordings.contains_key(&id) {
+        let pending = |task: &CallTask| {
+            call_recording.is_some_and(|id| task.recordings.contains_key(&id))
+                || (dial_pending && task.dial.as_ref().is_some_and(|d| d.recording.is_some()))
+        };
+        if !pending(self) {
             return;
         }
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
-        while self.recordings.contains_key(&id) {
+        while pending(self) {
             match tokio::time::timeout_at(deadline, recv_outcome(outcomes)).await {
                 Ok(Some(outcome)) => {
                     let _ = self.on_media_outcome(outcome);

@@ -12,6 +12,7 @@ use dialtone_events::payload::{
 use dialtone_events::sid::{CallSid, RecordingSid};
 use dialtone_events::{ExpectedVersion, NewEvent};
 use dialtone_media::bridge::{BridgeHandle, BridgeOptions, BridgeRecording, RecordingChannels};
+use dialtone_media::call_recording::{CallRecordingOptions, RecordingTrack as SessionTrack};
 use dialtone_media::conference::ParticipantOptions;
 use dialtone_media::outcome::MediaOutcome;
 use dialtone_media::playout::CommandId as MediaCommandId;
@@ -20,7 +21,7 @@ use dialtone_sip::endpoint::{CallEvent, CallHandle, TerminationReason};
 use dialtone_sip::sdp::{self, LocalMedia};
 use dialtone_voice::interpreter::dial::{
     DialCallStatus, DialDestination, DialEndReason, DialEvent, DialId, DialParty, DialPlan,
-    WhisperResult,
+    DialRecording, WhisperResult,
 };
 use dialtone_voice::interpreter::{Action, CommandId, Interpreter, MediaDone};
 use dialtone_voice::twiml::DialConference;
@@ -83,10 +84,14 @@ struct WaitRun {
     started: Instant,
 }
 
-/// The recording of a bridge (it belongs to the parent call).
+/// The recording of a dial (it belongs to the parent call).
 pub struct DialRecordingState {
     pub sid: RecordingSid,
     pub media_id: Option<MediaCommandId>,
+    /// `record-from-ringing*`: a recording of the parent's session (what the caller says and
+    /// hears: ringback, then the callee), started when the first party rings and stopped
+    /// when the dial ends. Otherwise the bridge's own recording, from the answer.
+    pub of_parent_session: bool,
 }
 
 /// A `<Dial>` in progress.
@@ -148,7 +153,39 @@ impl DialRun {
         failed
     }
 
-    /// The bridge recording is written: the held-back end of the dial, if any, with its
+    /// Stops this dial's recording, if one runs: drops the bridge (whose recording then
+    /// finishes) or stops the parent session's recording. Whether a recording's file is
+    /// still to come.
+    pub fn stop_recording(&mut self, parent: Option<&MediaSession>) -> bool {
+        let Some(recording) = &self.recording else {
+            return false;
+        };
+        if recording.of_parent_session {
+            if let Some(media) = parent {
+                media.stop_call_recording();
+            }
+        }
+        drop(self.bridge.take());
+        true
+    }
+
+    /// Holds back the end of the dial until its recording is written (so that the action
+    /// gets `RecordingUrl` and `recording.completed` precedes it), or gives it back when
+    /// nothing is recording.
+    fn hold_for_recording(
+        &mut self,
+        parent: Option<&MediaSession>,
+        event: DialEvent,
+    ) -> Option<DialEvent> {
+        if self.stop_recording(parent) {
+            self.awaiting_recording = Some(event);
+            None
+        } else {
+            Some(event)
+        }
+    }
+
+    /// The recording is written: the held-back end of the dial, if any, with its
     /// length.
     pub fn recording_done(&mut self, duration_ms: Option<u64>) -> Option<(DialId, DialEvent)> {
         let mut event = self.awaiting_recording.take()?;
@@ -416,6 +453,7 @@ pub async fn on_signal(task: &mut CallTask, signal: Signal) -> Vec<Action> {
                     .into()],
                 )
                 .await;
+                start_recording_from_ringing(task);
                 task.report_dial(dial_id, DialEvent::Ringing { child })
             }
             CallEvent::Answered { sdp } => child_answered(task, dial_id, &child, sdp).await,
@@ -740,12 +778,10 @@ async fn leg_ended(
         return Vec::new();
     };
     if is_winner {
-        let was_bridged = run.bridge.take().is_some();
         let event = completed(Some(child.clone()), DialCallStatus::Completed, duration_s);
-        if was_bridged && run.recording.is_some() {
-            run.awaiting_recording = Some(event);
+        let Some(event) = run.hold_for_recording(task.media.as_ref(), event) else {
             return Vec::new();
-        }
+        };
         let id = run.id;
         return task.report_dial(id, event);
     }
@@ -785,12 +821,15 @@ async fn after_leg_ended(task: &mut CallTask) -> Vec<Action> {
     let child = (run.legs.len() == 1)
         .then(|| run.legs.keys().next().cloned())
         .flatten();
-    if let (Some(ringback), Some(media)) = (run.ringback.take(), task.media.as_ref()) {
-        let _ = ringback;
+    if let (Some(_ringback), Some(media)) = (run.ringback.take(), task.media.as_ref()) {
         media.stop_playback();
     }
     let id = run.id;
-    task.report_dial(id, completed(child, status, 0))
+    let event = completed(child, status, 0);
+    match run.hold_for_recording(task.media.as_ref(), event) {
+        Some(event) => task.report_dial(id, event),
+        None => Vec::new(),
+    }
 }
 
 /// Connects the caller and the answered party.
@@ -804,7 +843,13 @@ pub async fn bridge(task: &mut CallTask, dial_id: DialId, child: &CallSid) -> Ve
     let Some(child_media) = leg.media.as_ref() else {
         return Vec::new();
     };
-    let record = run.plan.recording.as_ref().map(|r| BridgeRecording {
+    // A recording from ringing runs already, on the parent's session.
+    let from_answer = run
+        .plan
+        .recording
+        .clone()
+        .filter(|_| run.recording.is_none());
+    let record = from_answer.as_ref().map(|r| BridgeRecording {
         path: task
             .node
             .recordings_dir
@@ -827,31 +872,22 @@ pub async fn bridge(task: &mut CallTask, dial_id: DialId, child: &CallSid) -> Ve
     ) {
         Ok(handle) => {
             run.ringback = None;
-            if let (Some(recording), Some(channels)) = (run.plan.recording.as_ref(), channels) {
-                run.recording = Some(DialRecordingState {
-                    sid: recording.recording_sid.clone(),
-                    media_id: handle.recording_id(),
-                });
-                let started = RecordingStarted {
-                    url: Some(crate::roles::call::recording_url(
-                        &task.node.interpreter.api_base_url,
-                        task.account.as_str(),
-                        &recording.recording_sid,
-                    )),
-                    track: Some(recording.track.as_str().to_owned()),
-                    status_callback: recording.status_callback.clone(),
-                    status_callback_method: recording.status_callback_method,
-                    status_callback_events: recording.status_callback_events.clone(),
-                    ..RecordingStarted::new(
-                        recording.recording_sid.clone(),
-                        "DialVerb",
-                        u8::try_from(channels).unwrap_or(1),
-                    )
-                };
+            let started = match (from_answer, channels) {
+                (Some(recording), Some(channels)) => {
+                    run.recording = Some(DialRecordingState {
+                        sid: recording.recording_sid.clone(),
+                        media_id: handle.recording_id(),
+                        of_parent_session: false,
+                    });
+                    Some(recording_started(task, &recording, channels))
+                }
+                _ => None,
+            };
+            if let Some(run) = task.dial.as_mut() {
                 run.bridge = Some(handle);
+            }
+            if let Some(started) = started {
                 task.push_event(started);
-            } else {
-                run.bridge = Some(handle);
             }
         }
         Err(error) => {
@@ -860,6 +896,73 @@ pub async fn bridge(task: &mut CallTask, dial_id: DialId, child: &CallSid) -> Ve
         }
     }
     Vec::new()
+}
+
+/// `record-from-ringing*`: when the first party rings, records the parent's session (the
+/// caller, and what the caller hears: ringback, then the callee once bridged). When a
+/// whole-call recording (REST `Record=true`) holds the session's recorder already, the
+/// dial records the bridge from the answer instead.
+fn start_recording_from_ringing(task: &mut CallTask) {
+    let Some(run) = task.dial.as_mut() else {
+        return;
+    };
+    let Some(plan) = run.plan.recording.clone().filter(|r| r.from_ringing) else {
+        return;
+    };
+    let (None, Some(media)) = (run.recording.as_ref(), task.media.as_ref()) else {
+        return;
+    };
+    let options = CallRecordingOptions {
+        path: task
+            .node
+            .recordings_dir
+            .join(format!("{}.wav", plan.recording_sid)),
+        channels: if plan.dual_channel {
+            RecordingChannels::Dual
+        } else {
+            RecordingChannels::Mono
+        },
+        track: SessionTrack::parse(plan.track.as_str()).unwrap_or_default(),
+    };
+    let channels = options.file_channels();
+    match media.start_call_recording(options) {
+        Ok(id) => {
+            run.recording = Some(DialRecordingState {
+                sid: plan.recording_sid.clone(),
+                media_id: Some(id),
+                of_parent_session: true,
+            });
+            let started = recording_started(task, &plan, channels);
+            task.push_event(started);
+        }
+        Err(error) => {
+            tracing::info!(call = %task.sid, %error, "recording the dial from the answer instead");
+        }
+    }
+}
+
+/// The `recording.started` of a dial's recording.
+fn recording_started(
+    task: &CallTask,
+    recording: &DialRecording,
+    channels: u16,
+) -> RecordingStarted {
+    RecordingStarted {
+        url: Some(crate::roles::call::recording_url(
+            &task.node.interpreter.api_base_url,
+            task.account.as_str(),
+            &recording.recording_sid,
+        )),
+        track: Some(recording.track.as_str().to_owned()),
+        status_callback: recording.status_callback.clone(),
+        status_callback_method: recording.status_callback_method,
+        status_callback_events: recording.status_callback_events.clone(),
+        ..RecordingStarted::new(
+            recording.recording_sid.clone(),
+            "DialVerb",
+            u8::try_from(channels).unwrap_or(1),
+        )
+    }
 }
 
 /// Ends the dial (hangupOnStar, timeLimit, caller hangup, REST redirect): the caller stays.
