@@ -936,3 +936,38 @@ async fn record_from_ringing_keeps_the_ringback_and_survives_the_caller_hanging_
     assert_eq!(callback.param("RecordingSource"), Some("DialVerb"));
     assert_eq!(callback.param("CallSid"), Some(parent_sid.as_str()));
 }
+
+/// A participant alone in a conference without a `waitUrl` hears hold music, not silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_participant_without_wait_url_hears_hold_music() {
+    let (dialtone, app) = setup("").await;
+    app.twiml(
+        "/voice",
+        r#"<Response><Dial><Conference beep="false">lonely</Conference></Dial></Response>"#,
+    );
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let sink = RtpSink::start();
+    let started = SystemTime::now();
+    let caller = Sipp::scenario("inbound_call.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", sink.port)
+        .pause_ms(3_000)
+        .run(dialtone.sip_addr())
+        .await;
+    assert!(
+        caller.success,
+        "caller:\n{}\n{}",
+        caller.output,
+        dialtone.log()
+    );
+    let heard = sink.audio_since(Codec::Pcma, 8, started + Duration::from_millis(500));
+    assert!(heard.len() >= 8000, "only {} samples arrived", heard.len());
+    // Every second holds music (no gap of silence while waiting).
+    for (i, second) in heard.chunks_exact(8000).enumerate() {
+        let level = rms(second);
+        assert!(
+            level > 300.0,
+            "second {i} of the wait was silent (RMS {level:.0})"
+        );
+    }
+}

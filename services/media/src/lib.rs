@@ -29,6 +29,7 @@ pub mod dtmf;
 mod engine;
 pub mod error;
 pub mod fetch;
+pub mod hold_music;
 pub mod mix;
 mod mixer;
 pub mod outcome;

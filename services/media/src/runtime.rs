@@ -121,6 +121,8 @@ pub enum MediaCommand {
     /// A country's ringback tone (`us`, `uk`, `de`, ... see [`crate::ringback`]), repeated
     /// until `stop_playback`; an unknown country fails the command.
     Ringback { country: String },
+    /// The built-in hold music ([`crate::hold_music`]), repeated until `stop_playback`.
+    HoldMusic,
 }
 
 impl MediaCommand {
@@ -851,6 +853,7 @@ impl Preparer {
             MediaCommand::Ringback { country } => {
                 vec![self.prompt(crate::ringback::ringback(&country)?, 0)]
             }
+            MediaCommand::HoldMusic => vec![self.prompt(crate::hold_music::hold_music(), 0)],
         };
         let count = items.len();
         Ok(items

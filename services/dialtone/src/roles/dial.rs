@@ -1151,16 +1151,23 @@ fn is_audio_url(url: &str) -> bool {
         .any(|ext| path.ends_with(ext))
 }
 
-/// Starts the `waitUrl` program for a participant waiting in a conference. `None` (Twilio's
-/// default hold music) and `""` are silence here.
+/// Starts the `waitUrl` program for a participant waiting in a conference: without a
+/// `waitUrl`, the built-in hold music (Twilio plays its own); `waitUrl=""` is silence.
 fn start_wait(
     task: &mut CallTask,
     url: Option<&str>,
     method: dialtone_events::payload::HttpMethod,
 ) {
-    let Some(url) = url.filter(|u| !u.is_empty()).map(str::to_owned) else {
+    let Some(url) = url else {
+        if let Some(media) = &task.media {
+            media.play(MediaRuntimeCommand::HoldMusic);
+        }
         return;
     };
+    if url.is_empty() {
+        return;
+    }
+    let url = url.to_owned();
     if is_audio_url(&url) {
         if let Some(media) = &task.media {
             media.play(MediaRuntimeCommand::Play { url, loops: 0 });
@@ -1283,13 +1290,14 @@ pub fn on_wait_fetched(task: &mut CallTask, request_id: u32, result: FetchResult
 /// The conference this caller waits in has started (someone else joined): stop the waiting
 /// music.
 pub fn conference_started(task: &mut CallTask) {
-    let was_waiting = task.dial.as_mut().and_then(|d| d.wait.take()).is_some();
-    let in_room = task.dial.as_ref().is_some_and(|d| d.conference.is_some());
-    if in_room {
+    let Some(run) = task.dial.as_mut() else {
+        return;
+    };
+    run.wait = None;
+    if run.conference.is_some() {
         if let Some(media) = &task.media {
-            // Also ends a plain audio waitUrl, which has no program.
+            // Also ends the hold music or a plain audio waitUrl, which have no program.
             media.stop_playback();
         }
     }
-    let _ = was_waiting;
 }
