@@ -19,6 +19,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SCENARIO="$ROOT/infra/load/sip-cps-uac.xml"
+TWIML='<?xml version="1.0" encoding="UTF-8"?><Response><Say>Hi</Say><Hangup/></Response>'
 RATES="50 100 200 400 600 800 1000 1200 1500 2000 2500 3000"
 DURATION=10
 BUILD=1
@@ -34,119 +35,7 @@ while (($#)); do
   esac
 done
 
-log() { printf '==> %s\n' "$*" >&2; }
-need() { command -v "$1" >/dev/null || { echo "$1 is required ($2)" >&2; exit 1; }; }
-need sipp "Debian package sip-tester"
-need python3 "Debian package python3"
-need curl "Debian package curl"
-
-# --- build ------------------------------------------------------------------------------
-if [[ -n "${DIALTONE_BIN:-}" ]]; then
-  BIN="$DIALTONE_BIN"
-else
-  TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-  if ((BUILD)); then
-    log "building dialtone (release)"
-    (cd "$ROOT" && cargo build --release -p dialtone >&2)
-  fi
-  BIN="$TARGET_DIR/release/dialtone"
-fi
-[[ -x "$BIN" ]] || { echo "no dialtone binary at $BIN" >&2; exit 1; }
-
-WORK=$(mktemp -d /tmp/sip-cps.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ "${KEEP_WORKDIR:-0}" == 1 ]]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-free_port() { # a port free for UDP and TCP on 127.0.0.1
-  python3 - <<'PY'
-import socket
-for _ in range(100):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
-    port = u.getsockname()[1]
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        t.bind(("127.0.0.1", port)); print(port); break
-    except OSError:
-        pass
-    finally:
-        t.close(); u.close()
-PY
-}
-
-# --- the TwiML app ------------------------------------------------------------------------
-APP_PORT=$(free_port)
-cat >"$WORK/app.py" <<'PY'
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response><Say>Hi</Say><Hangup/></Response>'
-
-class App(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the webhook client reuses connections
-    # Headers and body go out in two writes: without TCP_NODELAY, Nagle plus the client's
-    # delayed ACK would add 40 ms to every webhook (and to every INVITE→200).
-    disable_nagle_algorithm = True
-
-    def answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(TWIML)))
-        self.end_headers()
-        self.wfile.write(TWIML)
-
-    do_GET = answer
-    do_POST = answer
-
-    def log_message(self, *args):
-        pass
-
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer.request_queue_size = 1024
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), App).serve_forever()
-PY
-python3 "$WORK/app.py" "$APP_PORT" &
-PIDS+=($!)
-
-# --- dialtone serve -----------------------------------------------------------------------
-SIP_PORT=$(free_port)
-HTTP_PORT=$(free_port)
-cat >"$WORK/dialtone.toml" <<EOF
-data_dir = "$WORK/data"
-sip_addr = "127.0.0.1:$SIP_PORT"
-http_addr = "127.0.0.1:$HTTP_PORT"
-rtp_ports = "20000-39999"
-public_ip = "127.0.0.1"
-node_id = "load"
-EOF
-log "starting dialtone serve (SIP 127.0.0.1:$SIP_PORT, HTTP 127.0.0.1:$HTTP_PORT)"
-RUST_LOG="${RUST_LOG:-warn}" "$BIN" serve --config "$WORK/dialtone.toml" >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVE_PID=$!
-PIDS+=("$SERVE_PID")
-for _ in $(seq 1 300); do
-  [[ -s "$WORK/serve.out" ]] && break
-  kill -0 "$SERVE_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; exit 1; }
-  sleep 0.2
-done
-ACCOUNT=$(head -n1 "$WORK/serve.out")
-read -r AC TOKEN < <(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); print(a["account_sid"], a["auth_token"])' "$ACCOUNT")
-for _ in $(seq 1 150); do
-  curl -fs "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break
-  sleep 0.2
-done
-NUMBER="+15550001000"
-curl -fsS -u "$AC:$TOKEN" \
-  --data-urlencode "PhoneNumber=$NUMBER" \
-  --data-urlencode "VoiceUrl=http://127.0.0.1:$APP_PORT/voice" \
-  "http://127.0.0.1:$HTTP_PORT/2010-04-01/Accounts/$AC/IncomingPhoneNumbers.json" >/dev/null
-sleep 1 # the number directory catches up from the log
+source "$ROOT/infra/load/common.sh"
 
 # --- the runs -------------------------------------------------------------------------------
 # p99 of the INVITE→200 times (rtd 1) that sipp dumped with -trace_rtt.
