@@ -105,6 +105,23 @@ async fn rebuild_throughput() {
             report.projection, report.events, report.elapsed, report.events_per_second
         );
     }
+    // Reading the log through a subscription alone.
+    let started = std::time::Instant::now();
+    let mut subscription = log
+        .subscribe(
+            dialtone_events::Cursor::start(),
+            dialtone_events::Filter::all(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..CALLS * 4 {
+        subscription.next().await.unwrap().unwrap();
+    }
+    println!(
+        "reading through a subscription alone: {} events in {:.3?}",
+        CALLS * 4,
+        started.elapsed()
+    );
     // The runner over all projections at once, from scratch.
     let fresh = dir.path().join("fresh.db");
     let started = std::time::Instant::now();
@@ -121,6 +138,8 @@ async fn rebuild_throughput() {
     .await
     .unwrap();
     runner.catch_up(log.as_ref()).await.unwrap();
+    let batches = runner.handle().progress().batches;
+    println!("runner batches: {batches}");
     let elapsed = started.elapsed();
     println!(
         "runner, all projections: {} events in {elapsed:.3?}: {:.0} events/s",
