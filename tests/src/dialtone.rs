@@ -231,6 +231,26 @@ impl Dialtone {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A recording's audio through the API (`Recordings/{sid}.wav`): the 16-bit samples after
+    /// the 44-byte WAV header (interleaved when there are two channels).
+    pub async fn recording_samples(&self, recording_sid: &str) -> Vec<i16> {
+        let response = self
+            .http
+            .get(self.url(&format!("Recordings/{recording_sid}.wav")))
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "audio/x-wav");
+        let bytes = response.bytes().await.unwrap();
+        assert_eq!(&bytes[..4], b"RIFF");
+        bytes[44..]
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect()
+    }
+
     /// POST a form to a Twilio API path → (status, JSON).
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
         let response = self

@@ -22,6 +22,14 @@ pub struct SippRun {
     pub output: String,
 }
 
+impl SippRun {
+    /// Fails the test unless sipp's scenario succeeded, showing sipp's output and the log of
+    /// `dialtone` (what a failing call needs to be understood).
+    pub fn assert_success(&self, what: &str, dialtone: &crate::Dialtone) {
+        assert!(self.success, "{what}:\n{}\n{}", self.output, dialtone.log());
+    }
+}
+
 impl Sipp {
     /// A scenario from `tests/scenarios/`.
     pub fn scenario(name: &str) -> Sipp {

@@ -64,12 +64,7 @@ async fn a_rest_hangup_on_one_node_ends_a_call_owned_by_another() {
         .await;
     assert_eq!(code, 200, "{updated}\n{}", edge.log());
     let caller = caller.await.unwrap();
-    assert!(
-        caller.success,
-        "the caller got no BYE:\n{}\n{}",
-        caller.output,
-        edge.log()
-    );
+    caller.assert_success("the caller got no BYE", &edge);
     let ended = eventually(20, "the call to complete", || async {
         let (_, call) = api.get(&format!("Calls/{sid}.json")).await;
         (call["status"] == "completed").then_some(call)

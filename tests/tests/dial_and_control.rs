@@ -85,19 +85,9 @@ async fn dial_bridges_audio_both_ways_and_bills_each_leg() {
         .pause_ms(6_000)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        caller.success,
-        "caller:\n{}\n{}",
-        caller.output,
-        dialtone.log()
-    );
+    caller.assert_success("caller", &dialtone);
     let callee = callee.await.unwrap();
-    assert!(
-        callee.success,
-        "callee:\n{}\n{}",
-        callee.output,
-        dialtone.log()
-    );
+    callee.assert_success("callee", &dialtone);
 
     let parent = parent_call(&dialtone).await;
     let parent_sid = parent["sid"].as_str().unwrap().to_owned();
@@ -240,19 +230,9 @@ async fn busy_and_unanswered_callees_continue_at_the_action() {
             .key("rtp_port", rtp.port)
             .run(dialtone.sip_addr())
             .await;
-        assert!(
-            caller.success,
-            "{scenario} caller:\n{}\n{}",
-            caller.output,
-            dialtone.log()
-        );
+        caller.assert_success(&format!("{scenario} caller"), &dialtone);
         let callee = callee.await.unwrap();
-        assert!(
-            callee.success,
-            "{scenario}:\n{}\n{}",
-            callee.output,
-            dialtone.log()
-        );
+        callee.assert_success(scenario, &dialtone);
         let dialed = app.requests_to("/dialed");
         assert_eq!(dialed.len(), 1, "{scenario}: {:?}", app.requests());
         assert_eq!(
@@ -308,19 +288,9 @@ async fn parallel_dial_bridges_the_first_to_answer() {
         .pause_ms(3_000)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        caller.success,
-        "caller:\n{}\n{}",
-        caller.output,
-        dialtone.log()
-    );
+    caller.assert_success("caller", &dialtone);
     for (name, run) in [("slow", slow.await.unwrap()), ("fast", fast.await.unwrap())] {
-        assert!(
-            run.success,
-            "{name} callee:\n{}\n{}",
-            run.output,
-            dialtone.log()
-        );
+        run.assert_success(&format!("{name} callee"), &dialtone);
     }
     let parent = parent_call(&dialtone).await;
     let kids = eventually(20, "both children to finish", || async {
@@ -373,19 +343,9 @@ async fn hangup_on_star_drops_the_callee_and_keeps_the_caller() {
         .key("rtp_port", rtp.port)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        caller.success,
-        "caller:\n{}\n{}",
-        caller.output,
-        dialtone.log()
-    );
+    caller.assert_success("caller", &dialtone);
     let callee = callee.await.unwrap();
-    assert!(
-        callee.success,
-        "callee:\n{}\n{}",
-        callee.output,
-        dialtone.log()
-    );
+    callee.assert_success("callee", &dialtone);
     let dialed = app.requests_to("/dialed");
     assert_eq!(dialed.len(), 1, "{:?}", app.requests());
     assert_eq!(dialed[0].param("DialCallStatus"), Some("completed"));
@@ -434,12 +394,7 @@ async fn rest_call_runs_its_twiml_and_delivers_every_status_callback_in_order() 
     assert_eq!(call["direction"], "outbound-api");
     let sid = call["sid"].as_str().unwrap().to_owned();
     let callee = callee.await.unwrap();
-    assert!(
-        callee.success,
-        "callee:\n{}\n{}",
-        callee.output,
-        dialtone.log()
-    );
+    callee.assert_success("callee", &dialtone);
 
     let twiml = app.requests_to("/outbound");
     assert_eq!(twiml.len(), 1, "{:?}", app.requests());
@@ -552,12 +507,7 @@ async fn rest_redirect_during_play_switches_twiml() {
         .await;
     assert_eq!(code, 200, "{updated}");
     let caller = caller.await.unwrap();
-    assert!(
-        caller.success,
-        "caller:\n{}\n{}",
-        caller.output,
-        dialtone.log()
-    );
+    caller.assert_success("caller", &dialtone);
     assert_eq!(app.requests_to("/redirected").len(), 1);
     let events = dialtone.call_events(&sid).await;
     let redirect = events
@@ -654,12 +604,7 @@ async fn three_party_conference_mixes_everyone() {
     assert!(waits.iter().all(|w| w.signature_valid));
     for (i, caller) in callers.into_iter().enumerate() {
         let run = caller.await.unwrap();
-        assert!(
-            run.success,
-            "caller {i}:\n{}\n{}",
-            run.output,
-            dialtone.log()
-        );
+        run.assert_success(&format!("caller {i}"), &dialtone);
     }
     for (i, sink) in sinks.iter().enumerate() {
         let heard = loudest_second(&sink.audio_since(
@@ -741,12 +686,7 @@ async fn rest_calls_are_paced_per_account() {
         sids.push(call["sid"].as_str().unwrap().to_owned());
     }
     let callee = callee.await.unwrap();
-    assert!(
-        callee.success,
-        "callee:\n{}\n{}",
-        callee.output,
-        dialtone.log()
-    );
+    callee.assert_success("callee", &dialtone);
     let mut queue_times = Vec::new();
     for sid in &sids {
         let call = eventually(20, "the call to complete", || async {
@@ -790,12 +730,7 @@ async fn rest_call_with_record_true_is_recorded() {
     assert_eq!(code, 201, "{call}");
     let sid = call["sid"].as_str().unwrap().to_owned();
     let callee = callee.await.unwrap();
-    assert!(
-        callee.success,
-        "callee:\n{}\n{}",
-        callee.output,
-        dialtone.log()
-    );
+    callee.assert_success("callee", &dialtone);
 
     let callback = eventually(20, "the recording status callback", || async {
         app.requests_to("/rec-status").into_iter().next()
@@ -845,19 +780,9 @@ async fn record_from_ringing_keeps_the_ringback_and_survives_the_caller_hanging_
         .pause_ms(4_000)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        caller.success,
-        "caller:\n{}\n{}",
-        caller.output,
-        dialtone.log()
-    );
+    caller.assert_success("caller", &dialtone);
     let callee = callee.await.unwrap();
-    assert!(
-        callee.success,
-        "callee:\n{}\n{}",
-        callee.output,
-        dialtone.log()
-    );
+    callee.assert_success("callee", &dialtone);
 
     let parent = parent_call(&dialtone).await;
     let parent_sid = parent["sid"].as_str().unwrap().to_owned();
@@ -899,21 +824,12 @@ async fn record_from_ringing_keeps_the_ringback_and_survives_the_caller_hanging_
     assert_eq!(recordings[0]["sid"], recording_sid.as_str());
     assert_eq!(recordings[0]["source"], "DialVerb");
     assert_eq!(recordings[0]["channels"], 2);
-    let wav = reqwest::Client::new()
-        .get(format!(
-            "{}/2010-04-01/Accounts/{}/Recordings/{recording_sid}.wav",
-            dialtone.http_url, dialtone.account_sid
-        ))
-        .basic_auth(&dialtone.account_sid, Some(&dialtone.auth_token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wav.status(), 200);
-    let bytes = wav.bytes().await.unwrap();
     // Dual channel: the caller on the left, what the caller heard on the right.
-    let heard: Vec<i16> = bytes[44..]
-        .chunks_exact(4)
-        .map(|c| i16::from_le_bytes([c[2], c[3]]))
+    let heard: Vec<i16> = dialtone
+        .recording_samples(&recording_sid)
+        .await
+        .chunks_exact(2)
+        .map(|frame| frame[1])
         .collect();
     assert!(
         heard.len() as u64 * 1000 / 8000 + 100 >= duration_ms,
@@ -954,12 +870,7 @@ async fn a_lone_participant_without_wait_url_hears_hold_music() {
         .pause_ms(3_000)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        caller.success,
-        "caller:\n{}\n{}",
-        caller.output,
-        dialtone.log()
-    );
+    caller.assert_success("caller", &dialtone);
     let heard = sink.audio_since(Codec::Pcma, 8, started + Duration::from_millis(500));
     assert!(heard.len() >= 8000, "only {} samples arrived", heard.len());
     // Every second holds music (no gap of silence while waiting).

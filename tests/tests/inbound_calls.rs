@@ -44,12 +44,7 @@ async fn answered_call_end_to_end(backend: Backend) {
         .pause_ms(3_000)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        run.success,
-        "sipp failed:\n{}\n{}",
-        run.output,
-        dialtone.log()
-    );
+    run.assert_success("sipp failed", &dialtone);
 
     // The webhook: Twilio's parameters, validly signed.
     let requests = app.requests_to("/voice");
@@ -189,12 +184,7 @@ async fn reject_busy_is_486_and_unbilled(backend: Backend) {
         .key("rtp_port", 9)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        run.success,
-        "sipp expected 486:\n{}\n{}",
-        run.output,
-        dialtone.log()
-    );
+    run.assert_success("sipp expected 486", &dialtone);
     let call = dialtone.finished_call().await;
     assert_eq!(call["status"], "busy", "{call}");
     assert!(
@@ -228,12 +218,7 @@ async fn unknown_number_is_404(backend: Backend) {
         .key("rtp_port", 9)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        run.success,
-        "sipp expected 404:\n{}\n{}",
-        run.output,
-        dialtone.log()
-    );
+    run.assert_success("sipp expected 404", &dialtone);
     assert!(app.requests().is_empty());
     assert!(dialtone.calls().await.is_empty());
 }
@@ -256,12 +241,7 @@ async fn broken_twiml_goes_to_the_fallback(backend: Backend) {
         .key("rtp_port", rtp.port)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        run.success,
-        "sipp expected a BYE from Dialtone:\n{}\n{}",
-        run.output,
-        dialtone.log()
-    );
+    run.assert_success("sipp expected a BYE from Dialtone", &dialtone);
     let fallback = app.requests_to("/fallback");
     assert_eq!(fallback.len(), 1, "{:?}", app.requests());
     assert!(fallback[0].signature_valid);
@@ -338,12 +318,7 @@ async fn only_trunk_sources_reach_numbers_unless_they_are_open() {
         .key("rtp_port", 9)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        run.success,
-        "expected 403:\n{}\n{}",
-        run.output,
-        dialtone.log()
-    );
+    run.assert_success("expected 403", &dialtone);
     assert!(app.requests().is_empty());
     let rtp = RtpSink::start();
     let run = Sipp::scenario("inbound_dialtone_hangs_up.xml")
@@ -351,12 +326,7 @@ async fn only_trunk_sources_reach_numbers_unless_they_are_open() {
         .key("rtp_port", rtp.port)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        run.success,
-        "the open number refused the call:\n{}\n{}",
-        run.output,
-        dialtone.log()
-    );
+    run.assert_success("the open number refused the call", &dialtone);
     assert_eq!(app.requests().len(), 1);
 }
 
@@ -376,7 +346,7 @@ async fn a_redirect_loop_is_detected_and_ends_the_call() {
         .key("rtp_port", rtp.port)
         .run(dialtone.sip_addr())
         .await;
-    assert!(run.success, "sipp:\n{}\n{}", run.output, dialtone.log());
+    run.assert_success("sipp", &dialtone);
     let requests = app.requests_to("/voice").len();
     assert!(
         (10..=12).contains(&requests),
@@ -409,12 +379,7 @@ async fn a_call_over_tcp() {
         .over_tcp()
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        run.success,
-        "sipp over TCP:\n{}\n{}",
-        run.output,
-        dialtone.log()
-    );
+    run.assert_success("sipp over TCP", &dialtone);
     let call = dialtone.finished_call().await;
     assert_eq!(call["status"], "completed");
     assert!(
@@ -455,12 +420,7 @@ async fn calls_past_the_limit_get_503() {
         .key("rtp_port", 9)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        second.success,
-        "expected 503:\n{}\n{}",
-        second.output,
-        dialtone.log()
-    );
+    second.assert_success("expected 503", &dialtone);
     let first = first.await.unwrap();
     assert!(first.success, "the live call suffered:\n{}", first.output);
     let metrics = dialtone.metrics().await;

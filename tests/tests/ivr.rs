@@ -21,12 +21,7 @@ async fn call(dialtone: &Dialtone, scenario: &str) -> Vec<Value> {
         .key("rtp_port", rtp.port)
         .run(dialtone.sip_addr())
         .await;
-    assert!(
-        run.success,
-        "sipp failed:\n{}\n{}",
-        run.output,
-        dialtone.log()
-    );
+    run.assert_success("sipp failed", dialtone);
     let call = dialtone.finished_call().await;
     dialtone.call_events(call["sid"].as_str().unwrap()).await
 }
@@ -181,23 +176,7 @@ async fn record_captures_the_callers_audio_and_serves_the_wav() {
     assert_eq!(status, 200);
     assert_eq!(meta["call_sid"], events[0]["subject"]);
     assert_eq!(meta["source"], "RecordVerb");
-    let wav = reqwest::Client::new()
-        .get(format!(
-            "{}/2010-04-01/Accounts/{}/Recordings/{sid}.wav",
-            dialtone.http_url, dialtone.account_sid
-        ))
-        .basic_auth(&dialtone.account_sid, Some(&dialtone.auth_token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wav.status(), 200);
-    assert_eq!(wav.headers()["content-type"], "audio/x-wav");
-    let bytes = wav.bytes().await.unwrap();
-    assert_eq!(&bytes[..4], b"RIFF");
-    let samples: Vec<i16> = bytes[44..]
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect();
+    let samples = dialtone.recording_samples(&sid).await;
     let wav_ms = samples.len() as u64 * 1000 / 8000;
     assert!(
         wav_ms.abs_diff(duration_ms) <= 20,
