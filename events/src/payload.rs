@@ -565,6 +565,7 @@ pub struct RatePublished {
 // ---------------------------------------------------------------------------------------
 // conference family (stream `CF…`)
 
+/// The room opened (its first participant arrived).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConferenceStarted {
     pub friendly_name: String,
@@ -575,6 +576,27 @@ pub struct ParticipantJoined {
     pub call_sid: CallSid,
     #[serde(default)]
     pub muted: bool,
+    #[serde(default = "default_true")]
+    pub start_conference_on_enter: bool,
+    #[serde(default)]
+    pub end_conference_on_exit: bool,
+    /// This join started the conference: audio is mixed between the participants from now
+    /// on (Twilio's `conference-start`).
+    #[serde(default)]
+    pub conference_started: bool,
+    /// The participant's `<Conference statusCallback>` (absolute URL); the first one in a
+    /// room subscribes the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<String>,
+    #[serde(default)]
+    pub status_callback_method: HttpMethod,
+    /// `statusCallbackEvent` as written (`start end join leave …`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_callback_events: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -586,6 +608,9 @@ pub struct ParticipantLeft {
 pub struct ConferenceEnded {
     /// `last-participant-left`, `participant-with-end-conference-on-exit-left`, …
     pub reason: String,
+    /// The participant whose leaving ended it (Twilio's `CallSidEndingConference`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_sid_ending_conference: Option<CallSid>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -998,11 +1023,18 @@ mod tests {
             ParticipantJoined {
                 call_sid: call(),
                 muted: false,
+                start_conference_on_enter: true,
+                end_conference_on_exit: false,
+                conference_started: true,
+                status_callback: Some("https://app.example/conference".into()),
+                status_callback_method: HttpMethod::Post,
+                status_callback_events: vec!["start end join leave".into()],
             }
             .into(),
             ParticipantLeft { call_sid: call() }.into(),
             ConferenceEnded {
                 reason: "last-participant-left".into(),
+                call_sid_ending_conference: Some(call()),
             }
             .into(),
             CallControlRequested {

@@ -46,6 +46,12 @@
 //! never mistake a recording's `completed` for the call's). There is no `SequenceNumber`,
 //! `CallbackSource` or `Timestamp`: Twilio sends those with call progress callbacks only.
 //!
+//! ## Conference status callbacks
+//!
+//! `<Conference statusCallback>`: see [`conference`]. A room's callbacks are outbox rows
+//! whose `call_sid` column holds the conference SID, so they are ordered, delivered and
+//! recorded (on the `CF…` stream) exactly like a call's.
+//!
 //! ## Ordering
 //!
 //! Each outbox row has a per-call `sequence_number` (0, 1, 2… over all callbacks of the call,
@@ -59,6 +65,9 @@
 //! recording completes, and writes outbox rows.
 
 use std::collections::HashMap;
+
+pub mod conference;
+pub use conference::ConferenceCallbacks;
 
 use dialtone_events::payload::{
     CallInitiated, CallStatus, Direction, HttpMethod, RecordingCompleted, RecordingStarted,
@@ -94,10 +103,18 @@ pub enum CallbackEvent {
     RecordingCompleted,
     /// A recording ended empty or silent (`absent`).
     RecordingAbsent,
+    /// A conference began mixing audio (`start` of a `<Conference statusCallbackEvent>`).
+    ConferenceStart,
+    /// A conference ended (`end`).
+    ConferenceEnd,
+    /// A participant joined a conference (`join`).
+    ParticipantJoin,
+    /// A participant left a conference (`leave`).
+    ParticipantLeave,
 }
 
 impl CallbackEvent {
-    pub const ALL: [CallbackEvent; 7] = [
+    pub const ALL: [CallbackEvent; 11] = [
         CallbackEvent::Initiated,
         CallbackEvent::Ringing,
         CallbackEvent::Answered,
@@ -105,6 +122,18 @@ impl CallbackEvent {
         CallbackEvent::RecordingInProgress,
         CallbackEvent::RecordingCompleted,
         CallbackEvent::RecordingAbsent,
+        CallbackEvent::ConferenceStart,
+        CallbackEvent::ConferenceEnd,
+        CallbackEvent::ParticipantJoin,
+        CallbackEvent::ParticipantLeave,
+    ];
+
+    /// The conference events (`<Conference statusCallbackEvent>`).
+    pub const CONFERENCE: [CallbackEvent; 4] = [
+        CallbackEvent::ConferenceStart,
+        CallbackEvent::ConferenceEnd,
+        CallbackEvent::ParticipantJoin,
+        CallbackEvent::ParticipantLeave,
     ];
 
     /// The call progress events (`StatusCallbackEvent` of a call).
@@ -132,6 +161,22 @@ impl CallbackEvent {
             CallbackEvent::RecordingInProgress => "recording-in-progress",
             CallbackEvent::RecordingCompleted => "recording-completed",
             CallbackEvent::RecordingAbsent => "recording-absent",
+            CallbackEvent::ConferenceStart => "conference-start",
+            CallbackEvent::ConferenceEnd => "conference-end",
+            CallbackEvent::ParticipantJoin => "participant-join",
+            CallbackEvent::ParticipantLeave => "participant-leave",
+        }
+    }
+
+    /// The name a `<Conference statusCallbackEvent>` selects it by (`start`, `end`, `join`,
+    /// `leave`); `None` for call and recording events.
+    pub fn conference_name(self) -> Option<&'static str> {
+        match self {
+            CallbackEvent::ConferenceStart => Some("start"),
+            CallbackEvent::ConferenceEnd => Some("end"),
+            CallbackEvent::ParticipantJoin => Some("join"),
+            CallbackEvent::ParticipantLeave => Some("leave"),
+            _ => None,
         }
     }
 
@@ -168,7 +213,15 @@ impl CallbackEvent {
         })
     }
 
-    fn bit(self) -> u8 {
+    /// Parses a `<Conference statusCallbackEvent>` name (case-insensitive).
+    pub fn parse_conference(value: &str) -> Option<CallbackEvent> {
+        CallbackEvent::CONFERENCE.into_iter().find(|e| {
+            e.conference_name()
+                .is_some_and(|name| name.eq_ignore_ascii_case(value.trim()))
+        })
+    }
+
+    fn bit(self) -> u16 {
         match self {
             CallbackEvent::Initiated => 1,
             CallbackEvent::Ringing => 2,
@@ -177,6 +230,10 @@ impl CallbackEvent {
             CallbackEvent::RecordingInProgress => 16,
             CallbackEvent::RecordingCompleted => 32,
             CallbackEvent::RecordingAbsent => 64,
+            CallbackEvent::ConferenceStart => 128,
+            CallbackEvent::ConferenceEnd => 256,
+            CallbackEvent::ParticipantJoin => 512,
+            CallbackEvent::ParticipantLeave => 1024,
         }
     }
 }
@@ -184,7 +241,7 @@ impl CallbackEvent {
 /// A set of [`CallbackEvent`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct EventSet(u8);
+pub struct EventSet(u16);
 
 impl EventSet {
     pub const EMPTY: EventSet = EventSet(0);
@@ -207,6 +264,17 @@ impl EventSet {
             names,
             CallbackEvent::parse_recording,
             CallbackEvent::RecordingCompleted,
+        )
+    }
+
+    /// The events a conference subscribed to (`start`, `end`, `join`, `leave`; Twilio's
+    /// `mute`, `hold`, `modify`, `speaker` and `announcement` are not reported); nothing
+    /// selected means `end` only.
+    pub fn conference_subscribed<S: AsRef<str>>(names: &[S]) -> EventSet {
+        EventSet::parse(
+            names,
+            CallbackEvent::parse_conference,
+            CallbackEvent::ConferenceEnd,
         )
     }
 
@@ -767,6 +835,10 @@ CREATE TABLE IF NOT EXISTS callback_recordings (
     call_sid      TEXT NOT NULL,
     state         TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS callback_conferences (
+    conference_sid TEXT PRIMARY KEY,
+    state          TEXT NOT NULL
+);
 ";
 
 const COLUMNS: &str = "id, call_sid, sequence_number, account_sid, owner_node, event, for_sequence,
@@ -1022,6 +1094,75 @@ fn insert_planned(
     Ok(())
 }
 
+/// A conference room's event: keeps the room's [`ConferenceCallbacks`] in
+/// `callback_conferences` (until the room ends) and writes the callbacks it plans as outbox
+/// rows of the room.
+fn apply_conference(recorded: &RecordedEvent, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+    let event = &recorded.event;
+    let conference_sid = event.subject.as_str();
+    let Some(payload) = decode(recorded) else {
+        return Ok(());
+    };
+    let corrupt_state = |e: serde_json::Error| ProjectionError::CorruptRow {
+        table: "callback_conferences",
+        message: format!("state of {conference_sid}: {e}"),
+    };
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT state FROM callback_conferences WHERE conference_sid = ?1")
+        .and_then(|mut s| s.query_row([conference_sid], |r| r.get(0)).optional())
+        .map_err(sql("reading a conference's callbacks"))?;
+    let mut room = match (stored, &payload) {
+        (_, Payload::ConferenceStarted(started)) => ConferenceCallbacks::opened(
+            conference_sid,
+            &event.accountsid,
+            writer_node(&event.source),
+            &started.friendly_name,
+        ),
+        (Some(json), _) => serde_json::from_str(&json).map_err(corrupt_state)?,
+        (None, _) => return Ok(()), // the room ended, or opened before this projection
+    };
+    let (planned, ended) = match &payload {
+        Payload::ParticipantJoined(joined) => {
+            (room.joined(joined, event.sequence, event.time), false)
+        }
+        Payload::ParticipantLeft(left) => (
+            room.left(left, event.sequence, event.time)
+                .into_iter()
+                .collect(),
+            false,
+        ),
+        Payload::ConferenceEnded(end) => (
+            room.ended(end, event.sequence, event.time)
+                .into_iter()
+                .collect(),
+            true,
+        ),
+        _ => (Vec::new(), false),
+    };
+    let target = RowTarget {
+        call_sid: conference_sid,
+        account_sid: &room.account_sid,
+        owner_node: &room.owner_node,
+    };
+    for planned in &planned {
+        insert_planned(tx, &target, planned, event.time)?;
+    }
+    if ended {
+        tx.prepare_cached("DELETE FROM callback_conferences WHERE conference_sid = ?1")
+            .and_then(|mut s| s.execute([conference_sid]))
+            .map_err(sql("deleting a conference's callbacks"))?;
+    } else {
+        let json = serde_json::to_string(&room).map_err(corrupt_state)?;
+        tx.prepare_cached(
+            "INSERT INTO callback_conferences (conference_sid, state) VALUES (?1, ?2)
+             ON CONFLICT (conference_sid) DO UPDATE SET state = excluded.state",
+        )
+        .and_then(|mut s| s.execute(params![conference_sid, json]))
+        .map_err(sql("writing a conference's callbacks"))?;
+    }
+    Ok(())
+}
+
 /// The node an event's envelope names as its writer (`dialtone://<node>`).
 fn writer_node(source: &str) -> &str {
     source.strip_prefix("dialtone://").unwrap_or(source)
@@ -1037,6 +1178,10 @@ const WANTED: &[&str] = &[
     "dialtone.call.recording.completed",
     "dialtone.call.callback.delivered",
     "dialtone.call.callback.failed",
+    "dialtone.conference.started",
+    "dialtone.conference.participant.joined",
+    "dialtone.conference.participant.left",
+    "dialtone.conference.ended",
 ];
 
 impl Projection for CallbacksProjection {
@@ -1046,11 +1191,17 @@ impl Projection for CallbacksProjection {
 
     fn version(&self) -> u32 {
         // 2: recording status callbacks; outbox rows numbered over all of a call's callbacks.
-        2
+        // 3: conference status callbacks.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["callback_outbox", "callback_calls", "callback_recordings"]
+        &[
+            "callback_outbox",
+            "callback_calls",
+            "callback_recordings",
+            "callback_conferences",
+        ]
     }
 
     fn init(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -1165,6 +1316,10 @@ impl Projection for CallbacksProjection {
                 }
                 Ok(())
             }
+            "dialtone.conference.started"
+            | "dialtone.conference.participant.joined"
+            | "dialtone.conference.participant.left"
+            | "dialtone.conference.ended" => apply_conference(recorded, tx),
             "dialtone.call.recording.completed" => {
                 let Some(payload) = decode(recorded) else {
                     return Ok(());

@@ -882,3 +882,86 @@ async fn a_lone_participant_without_wait_url_hears_hold_music() {
         );
     }
 }
+
+/// `<Conference statusCallback>`: the room's joins, its start (when the second caller
+/// arrives), the leaves and its end reach the app in order, numbered and signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conference_status_callbacks_arrive_in_order() {
+    let (dialtone, app) = setup("").await;
+    app.twiml(
+        "/voice",
+        r#"<Response><Dial><Conference beep="false" statusCallback="/conf-status" statusCallbackEvent="start end join leave">standup</Conference></Dial></Response>"#,
+    );
+    app.twiml("/conf-status", "");
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let (first_rtp, second_rtp) = (RtpSink::start(), RtpSink::start());
+    let first = Sipp::scenario("inbound_call.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", first_rtp.port)
+        .pause_ms(4_000)
+        .run(dialtone.sip_addr());
+    let first = tokio::spawn(first);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let second = Sipp::scenario("inbound_call.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", second_rtp.port)
+        .pause_ms(1_500)
+        .run(dialtone.sip_addr())
+        .await;
+    second.assert_success("second caller", &dialtone);
+    first
+        .await
+        .unwrap()
+        .assert_success("first caller", &dialtone);
+
+    let callbacks = eventually(20, "six conference callbacks", || async {
+        let requests = app.requests_to("/conf-status");
+        (requests.len() >= 6).then_some(requests)
+    })
+    .await;
+    let events: Vec<&str> = callbacks
+        .iter()
+        .map(|r| r.param("StatusCallbackEvent").unwrap_or(""))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "participant-join",
+            "participant-join",
+            "conference-start",
+            "participant-leave",
+            "participant-leave",
+            "conference-end"
+        ]
+    );
+    let numbers: Vec<&str> = callbacks
+        .iter()
+        .map(|r| r.param("SequenceNumber").unwrap_or(""))
+        .collect();
+    assert_eq!(numbers, ["0", "1", "2", "3", "4", "5"]);
+    let conference_sid = callbacks[0].param("ConferenceSid").unwrap();
+    assert!(conference_sid.starts_with("CF"), "{conference_sid}");
+    assert!(callbacks.iter().all(|r| r.signature_valid
+        && r.param("ConferenceSid") == Some(conference_sid)
+        && r.param("FriendlyName") == Some("standup")
+        && r.param("AccountSid") == Some(dialtone.account_sid.as_str())));
+    // The first caller joined first and left last.
+    let mut calls = Vec::new();
+    for call in dialtone.calls().await {
+        let sid = call["sid"].as_str().unwrap().to_owned();
+        let events = dialtone.call_events(&sid).await;
+        calls.push((event_time(&events, "dialtone.call.initiated"), sid));
+    }
+    calls.sort();
+    let (first_sid, second_sid) = (Some(calls[0].1.as_str()), Some(calls[1].1.as_str()));
+    let participants: Vec<Option<&str>> = callbacks.iter().map(|r| r.param("CallSid")).collect();
+    assert_eq!(
+        participants,
+        [first_sid, second_sid, None, second_sid, first_sid, None]
+    );
+    assert_eq!(
+        callbacks[5].param("ReasonConferenceEnded"),
+        Some("last-participant-left")
+    );
+    assert_eq!(callbacks[5].param("CallSidEndingConference"), first_sid);
+}

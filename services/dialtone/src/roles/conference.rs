@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dialtone_events::payload::{
-    ConferenceEnded, ConferenceStarted, ParticipantJoined, ParticipantLeft,
+    ConferenceEnded, ConferenceStarted, HttpMethod, ParticipantJoined, ParticipantLeft,
 };
 use dialtone_events::sid::{CallSid, ConferenceSid};
 use dialtone_events::{EventLog, ExpectedVersion, NewEvent, Payload};
@@ -19,6 +19,17 @@ struct Room {
     media: ConferenceRoom,
     /// Participants and whether they end the conference when they leave.
     members: HashMap<CallSid, bool>,
+    /// Audio has been mixed between participants (`conference_started` was logged).
+    mixing_began: bool,
+}
+
+/// A participant's `<Conference>` status callback subscription (the first in a room
+/// subscribes the room; see the callbacks projection).
+#[derive(Debug, Clone, Default)]
+pub struct StatusCallback {
+    pub url: Option<String>,
+    pub method: HttpMethod,
+    pub events: Vec<String>,
 }
 
 /// Rooms by `AC…/name`. Cheap to clone.
@@ -58,11 +69,12 @@ impl Conferences {
         session: &MediaSession,
         options: ParticipantOptions,
         end_on_exit: bool,
+        status_callback: StatusCallback,
     ) -> Result<(Membership, bool), JoinError> {
         let key = format!("{account}/{name}");
         let mut events = Vec::new();
         let mut waiting_others = Vec::new();
-        let (sid, participant, waiting) = {
+        let (sid, participant, waiting, began) = {
             let mut rooms = self.0.lock().map_err(|_| JoinError::Full)?;
             let room = rooms.entry(key.clone()).or_insert_with(|| {
                 let sid = ConferenceSid::generate();
@@ -73,6 +85,7 @@ impl Conferences {
                     sid,
                     media: media.conference(&key),
                     members: HashMap::new(),
+                    mixing_began: false,
                 }
             });
             let participant = match room.media.join(session, options) {
@@ -84,6 +97,7 @@ impl Conferences {
             };
             room.members.insert(call.clone(), end_on_exit);
             let started = room.media.is_started() && room.members.len() > 1;
+            let began = started && !std::mem::replace(&mut room.mixing_began, true);
             if started {
                 waiting_others = room
                     .members
@@ -92,12 +106,18 @@ impl Conferences {
                     .cloned()
                     .collect();
             }
-            (room.sid.clone(), participant, !started)
+            (room.sid.clone(), participant, !started, began)
         };
         events.push(
             ParticipantJoined {
                 call_sid: call.clone(),
                 muted: options.muted,
+                start_conference_on_enter: options.start_conference_on_enter,
+                end_conference_on_exit: end_on_exit,
+                conference_started: began,
+                status_callback: status_callback.url,
+                status_callback_method: status_callback.method,
+                status_callback_events: status_callback.events,
             }
             .into(),
         );
@@ -146,6 +166,7 @@ impl Conferences {
                     events.push(
                         ConferenceEnded {
                             reason: "participant-with-end-conference-on-exit-left".into(),
+                            call_sid_ending_conference: Some(call.clone()),
                         }
                         .into(),
                     );
@@ -153,6 +174,7 @@ impl Conferences {
                     events.push(
                         ConferenceEnded {
                             reason: "last-participant-left".into(),
+                            call_sid_ending_conference: Some(call.clone()),
                         }
                         .into(),
                     );

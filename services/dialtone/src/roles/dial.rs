@@ -1057,6 +1057,11 @@ async fn join_conference(
             media,
             options,
             conference.end_conference_on_exit,
+            crate::roles::conference::StatusCallback {
+                url: conference.status_callback.clone(),
+                method: conference.status_callback_method,
+                events: conference.status_callback_event.clone(),
+            },
         )
         .await;
     match joined {
