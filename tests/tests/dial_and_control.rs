@@ -885,12 +885,13 @@ async fn a_lone_participant_without_wait_url_hears_hold_music() {
 
 /// `<Conference statusCallback>`: the room's joins, its start (when the second caller
 /// arrives), the leaves and its end reach the app in order, numbered and signed.
+/// `record="record-from-start"`: the room's recording belongs to the conference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conference_status_callbacks_arrive_in_order() {
+async fn conference_status_callbacks_arrive_in_order_and_the_room_is_recorded() {
     let (dialtone, app) = setup("").await;
     app.twiml(
         "/voice",
-        r#"<Response><Dial><Conference beep="false" statusCallback="/conf-status" statusCallbackEvent="start end join leave">standup</Conference></Dial></Response>"#,
+        r#"<Response><Dial><Conference beep="false" record="record-from-start" statusCallback="/conf-status" statusCallbackEvent="start end join leave">standup</Conference></Dial></Response>"#,
     );
     app.twiml("/conf-status", "");
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
@@ -964,4 +965,34 @@ async fn conference_status_callbacks_arrive_in_order() {
         Some("last-participant-left")
     );
     assert_eq!(callbacks[5].param("CallSidEndingConference"), first_sid);
+
+    // The recording: the conference's, from the first join to the room's end (~4 s).
+    let recording = eventually(20, "the conference recording", || async {
+        let (_, body) = dialtone
+            .get(&format!("Recordings.json?ConferenceSid={conference_sid}"))
+            .await;
+        body["recordings"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
+            .filter(|r| r["status"] == "completed")
+    })
+    .await;
+    assert_eq!(recording["conference_sid"], conference_sid);
+    assert!(recording["call_sid"].is_null(), "{recording}");
+    assert_eq!(recording["source"], "Conference");
+    assert_eq!(recording["channels"], 1);
+    let seconds: u64 = recording["duration"].as_str().unwrap().parse().unwrap();
+    assert!((3..=6).contains(&seconds), "{seconds} s recorded");
+    let samples = dialtone
+        .recording_samples(recording["sid"].as_str().unwrap())
+        .await;
+    assert!(
+        loudest_second(&samples) > 500.0,
+        "the conference recording is silence"
+    );
+    // A call's recordings do not include the conference's.
+    let (_, of_call) = dialtone
+        .get(&format!("Calls/{}/Recordings.json", first_sid.unwrap()))
+        .await;
+    assert_eq!(of_call["recordings"].as_array().map(Vec::len), Some(0));
 }

@@ -23,7 +23,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dialtone_events::payload::RecordingDeleted;
-use dialtone_events::sid::{CallSid, RecordingSid};
+use dialtone_events::sid::{CallSid, ConferenceSid, RecordingSid};
 use dialtone_events::{ExpectedVersion, NewEvent};
 use dialtone_projections::billing::parse_day;
 use dialtone_projections::calls::DateFilter;
@@ -101,12 +101,18 @@ pub(crate) fn recording_json(row: &RecordingRow, state: &ApiState) -> Value {
         Some(public) => format!("{}{media_path}", public.trim_end_matches('/')),
         None => media_path,
     };
+    // The read model keeps the stream a recording belongs to: a call, or a conference.
+    let (call_sid, conference_sid) = if row.call_sid.starts_with(ConferenceSid::PREFIX) {
+        (None, Some(&row.call_sid))
+    } else {
+        (Some(&row.call_sid), None)
+    };
     json!({
         "account_sid": row.account_sid,
         "api_version": API_VERSION,
-        "call_sid": row.call_sid,
+        "call_sid": call_sid,
         "channels": row.channels,
-        "conference_sid": null,
+        "conference_sid": conference_sid,
         "date_created": rfc2822(row.date_created),
         "date_updated": rfc2822(row.date_updated),
         "duration": duration_text(row.duration_ms),
@@ -145,9 +151,13 @@ fn recording_filter(
     params: &Params,
     call_sid: Option<String>,
 ) -> Result<RecordingFilter, ApiError> {
+    // A conference's recordings are kept under the conference's SID.
     let call_sid = match call_sid {
         Some(sid) => Some(sid),
-        None => params.non_empty("CallSid").map(str::to_owned),
+        None => params
+            .non_empty("CallSid")
+            .or_else(|| params.non_empty("ConferenceSid"))
+            .map(str::to_owned),
     };
     let include_deleted = match params.non_empty("IncludeSoftDeleted") {
         None => false,

@@ -132,6 +132,27 @@ impl ConferenceRoom {
         self.mixer().start_room(&self.key);
     }
 
+    /// Records the room (Twilio `record="record-from-start"`): one mono WAV at `path` of
+    /// everything said in the room (every unmuted participant, summed, and the beeps) while
+    /// the conference is started, until the room ends (its last participant leaves, or
+    /// [`end`](Self::end)). `outcomes` gets `RecordingStarted`, then `BridgeRecordingFinished`
+    /// (or `Failed`: the room is empty or recorded already) with the returned id.
+    pub fn record(
+        &self,
+        path: impl Into<std::path::PathBuf>,
+        outcomes: tokio::sync::mpsc::UnboundedSender<crate::outcome::MediaOutcome>,
+    ) -> crate::playout::CommandId {
+        let id = self.runtime.next_command_id();
+        let plan = crate::mixer::RecordingPlan {
+            id,
+            path: path.into(),
+            channels: 1,
+            from_ringing: false,
+        };
+        self.mixer().record_room(&self.key, plan, outcomes);
+        id
+    }
+
     /// Ends the conference (Twilio `endConferenceOnExit`): every participant leaves at once,
     /// without beeps, and goes back to plain playout.
     pub fn end(&self) {

@@ -115,6 +115,9 @@ pub enum MediaError {
 
     #[error("conference {room:?} is full ({max} participants)")]
     ConferenceFull { room: String, max: usize },
+
+    #[error("the conference has no participants or is recorded already")]
+    ConferenceNotRecordable,
 }
 
 impl MediaError {

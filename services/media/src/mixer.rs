@@ -251,6 +251,11 @@ enum MixerCommand {
     EndRoom {
         room: Arc<str>,
     },
+    RecordRoom {
+        room: Arc<str>,
+        plan: RecordingPlan,
+        outcomes: UnboundedSender<MediaOutcome>,
+    },
     Shutdown,
 }
 
@@ -526,6 +531,20 @@ impl MixerHandle {
         }
     }
 
+    /// Records the room's mix (see [`crate::conference::ConferenceRoom::record`]).
+    pub(crate) fn record_room(
+        &self,
+        room: &Arc<str>,
+        plan: RecordingPlan,
+        outcomes: UnboundedSender<MediaOutcome>,
+    ) {
+        self.send(MixerCommand::RecordRoom {
+            room: room.clone(),
+            plan,
+            outcomes,
+        });
+    }
+
     pub(crate) fn end_room(&self, room: &Arc<str>) {
         let mut reg = self.registry();
         if let Some(book) = reg.rooms.remove(room) {
@@ -606,6 +625,19 @@ impl ActiveRecording {
         } else {
             self.chunk.extend_from_slice(&add_frames(a, b));
         }
+        self.flush_full(writer);
+    }
+
+    /// A mono frame (a conference room's mix).
+    fn push_mono(&mut self, frame: &Frame, writer: &RecordingWriter) {
+        if !self.started {
+            return;
+        }
+        self.chunk.extend_from_slice(frame);
+        self.flush_full(writer);
+    }
+
+    fn flush_full(&mut self, writer: &RecordingWriter) {
         let full = RECORDING_CHUNK_FRAMES * FRAME_SAMPLES * usize::from(self.plan.channels);
         if self.chunk.len() >= full {
             writer.write(self.plan.id, std::mem::take(&mut self.chunk));
@@ -640,6 +672,19 @@ struct Room {
     members: Vec<Member>,
     started: bool,
     beeps: BeepQueue,
+    /// The room's recording: written while the room is started, finished when it ends.
+    recording: Option<ActiveRecording>,
+}
+
+impl Room {
+    fn close(self, writer: &RecordingWriter) {
+        for m in self.members {
+            m.leg.mix.detach();
+        }
+        if let Some(rec) = self.recording {
+            rec.finish(writer);
+        }
+    }
 }
 
 struct MixerThread {
@@ -709,9 +754,7 @@ impl MixerThread {
             end_bridge(group, &self.writer);
         }
         for (_, room) in self.rooms.drain() {
-            for m in room.members {
-                m.leg.mix.detach();
-            }
+            room.close(&self.writer);
         }
         // The runtime stops the writer once the engine threads, which write call
         // recordings, have stopped too.
@@ -803,7 +846,9 @@ impl MixerThread {
                         }
                     }
                     if r.members.is_empty() {
-                        self.rooms.remove(&room);
+                        if let Some(r) = self.rooms.remove(&room) {
+                            r.close(&self.writer);
+                        }
                     }
                 }
             }
@@ -823,11 +868,31 @@ impl MixerThread {
             }
             MixerCommand::EndRoom { room } => {
                 if let Some(r) = self.rooms.remove(&room) {
-                    for m in r.members {
-                        m.leg.mix.detach();
-                    }
+                    r.close(&self.writer);
                 }
             }
+            MixerCommand::RecordRoom {
+                room,
+                plan,
+                outcomes,
+            } => match self.rooms.get_mut(&room) {
+                Some(r) if r.recording.is_none() => {
+                    let mut recording = ActiveRecording {
+                        plan,
+                        outcomes,
+                        started: false,
+                        chunk: Vec::new(),
+                    };
+                    recording.start(&self.writer);
+                    r.recording = Some(recording);
+                }
+                _ => {
+                    let _ = outcomes.send(MediaOutcome::Failed {
+                        id: plan.id,
+                        error: Arc::new(MediaError::ConferenceNotRecordable),
+                    });
+                }
+            },
             MixerCommand::Shutdown => return false,
         }
         true
@@ -873,6 +938,14 @@ impl MixerThread {
             mix_minus_one(inputs, beep.as_ref(), outputs);
             for (m, out) in room.members.iter().zip(outputs.iter()) {
                 m.leg.mix.push_output(*out, &[]);
+            }
+            if let (Some(rec), true) = (room.recording.as_mut(), room.started) {
+                // Everyone: the sum of every input and the beeps.
+                let mut mix = beep.unwrap_or(SILENT_FRAME);
+                for frame in inputs.iter().flatten() {
+                    mix = add_frames(&mix, frame);
+                }
+                rec.push_mono(&mix, writer);
             }
         }
     }

@@ -732,3 +732,75 @@ async fn ringback_rings_until_stopped() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_recording_holds_everyone_until_the_room_ends() {
+    let media = MediaRuntime::start(config()).unwrap();
+    let peers: Vec<Arc<Peer>> = (0..2).map(|_| Arc::new(Peer::new())).collect();
+    let sessions: Vec<MediaSession> = (0..2).map(|_| media.open_session().unwrap()).collect();
+    for (s, p) in sessions.iter().zip(&peers) {
+        s.set_remote(p.addr(), Codec::Pcmu, None);
+    }
+    let room = media.conference("AC1/recorded");
+    let quiet = ParticipantOptions {
+        beep_on_enter: false,
+        beep_on_exit: false,
+        ..ParticipantOptions::default()
+    };
+    let first = room.join(&sessions[0], quiet).unwrap();
+    let second = room.join(&sessions[1], quiet).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("CF1.wav");
+    let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let id = room.record(&path, tx);
+    assert!(matches!(
+        next_outcome(&mut outcomes, 5).await,
+        MediaOutcome::RecordingStarted { id: started } if started == id
+    ));
+    let talkers: Vec<ToneSender> = [(0, 500.0), (1, 1100.0)]
+        .into_iter()
+        .map(|(i, hz)| {
+            ToneSender::start(
+                &peers[i],
+                target(&sessions[i]),
+                Codec::Pcmu,
+                hz,
+                9 + i as u32,
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // A second recording of the same room is refused.
+    let (tx2, mut refused) = tokio::sync::mpsc::unbounded_channel();
+    let again = room.record(dir.path().join("again.wav"), tx2);
+    assert!(matches!(
+        next_outcome(&mut refused, 5).await,
+        MediaOutcome::Failed { id, .. } if id == again
+    ));
+    // The first leaves: still recording; the last leaves: the room ends and the file is done.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(second);
+    let duration_ms = match next_outcome(&mut outcomes, 5).await {
+        MediaOutcome::BridgeRecordingFinished {
+            id: done,
+            path: written,
+            duration_ms,
+            channels,
+        } => {
+            assert_eq!((done, channels), (id, 1));
+            assert_eq!(written, path);
+            duration_ms
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    assert!((1_300..3_000).contains(&duration_ms), "{duration_ms} ms");
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    assert_eq!(reader.spec().channels, 1);
+    let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+    let both = loud(&samples[..8000]);
+    assert!(share(&both, 500.0) > 0.3 && share(&both, 1100.0) > 0.3);
+    for t in talkers {
+        t.stop();
+    }
+}

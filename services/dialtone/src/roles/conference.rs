@@ -6,11 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use dialtone_events::payload::{
     ConferenceEnded, ConferenceStarted, HttpMethod, ParticipantJoined, ParticipantLeft,
+    RecordingCompleted, RecordingStarted,
 };
-use dialtone_events::sid::{CallSid, ConferenceSid};
+use dialtone_events::sid::{CallSid, ConferenceSid, RecordingSid};
 use dialtone_events::{EventLog, ExpectedVersion, NewEvent, Payload};
 use dialtone_media::conference::{ConferenceRoom, Participant, ParticipantOptions};
+use dialtone_media::outcome::MediaOutcome;
 use dialtone_media::runtime::{MediaRuntime, MediaSession};
+use tokio::sync::mpsc;
 
 use crate::roles::registry::{CallControl, CallRegistry};
 
@@ -21,16 +24,36 @@ struct Room {
     members: HashMap<CallSid, bool>,
     /// Audio has been mixed between participants (`conference_started` was logged).
     mixing_began: bool,
+    /// The room is being recorded.
+    recorded: bool,
 }
 
-/// A participant's `<Conference>` status callback subscription (the first in a room
-/// subscribes the room; see the callbacks projection).
+/// What a participant's `<Conference>` asks of the room. The first participant to ask for
+/// a status callback subscribes the room (see the callbacks projection); the first to ask
+/// for a recording starts it.
 #[derive(Debug, Clone, Default)]
-pub struct StatusCallback {
-    pub url: Option<String>,
-    pub method: HttpMethod,
-    pub events: Vec<String>,
+pub struct RoomRequests {
+    pub status_callback: Option<String>,
+    pub status_callback_method: HttpMethod,
+    pub status_callback_events: Vec<String>,
+    /// `record="record-from-start"`.
+    pub recording: Option<RoomRecording>,
 }
+
+/// Where a room's recording goes.
+#[derive(Debug, Clone)]
+pub struct RoomRecording {
+    pub sid: RecordingSid,
+    /// The WAV file.
+    pub path: std::path::PathBuf,
+    /// The same, relative to the data dir (as recording events store it).
+    pub relative_path: String,
+    /// Its `RecordingUrl` (without extension).
+    pub url: String,
+}
+
+/// `source` of a conference recording.
+const CONFERENCE_SOURCE: &str = "Conference";
 
 /// Rooms by `AC…/name`. Cheap to clone.
 #[derive(Clone, Default)]
@@ -60,7 +83,7 @@ impl Conferences {
     #[allow(clippy::too_many_arguments)]
     pub async fn join(
         &self,
-        log: &dyn EventLog,
+        log: &Arc<dyn EventLog>,
         registry: &CallRegistry,
         media: &Arc<MediaRuntime>,
         account: &str,
@@ -69,12 +92,12 @@ impl Conferences {
         session: &MediaSession,
         options: ParticipantOptions,
         end_on_exit: bool,
-        status_callback: StatusCallback,
+        requests: RoomRequests,
     ) -> Result<(Membership, bool), JoinError> {
         let key = format!("{account}/{name}");
         let mut events = Vec::new();
         let mut waiting_others = Vec::new();
-        let (sid, participant, waiting, began) = {
+        let (sid, participant, waiting, began, recording) = {
             let mut rooms = self.0.lock().map_err(|_| JoinError::Full)?;
             let room = rooms.entry(key.clone()).or_insert_with(|| {
                 let sid = ConferenceSid::generate();
@@ -86,6 +109,7 @@ impl Conferences {
                     media: media.conference(&key),
                     members: HashMap::new(),
                     mixing_began: false,
+                    recorded: false,
                 }
             });
             let participant = match room.media.join(session, options) {
@@ -106,7 +130,14 @@ impl Conferences {
                     .cloned()
                     .collect();
             }
-            (room.sid.clone(), participant, !started, began)
+            let recording = requests.recording.as_ref().filter(|_| !room.recorded);
+            let recording = recording.map(|recording| {
+                room.recorded = true;
+                let (tx, outcomes) = mpsc::unbounded_channel();
+                room.media.record(&recording.path, tx);
+                (recording.clone(), outcomes)
+            });
+            (room.sid.clone(), participant, !started, began, recording)
         };
         events.push(
             ParticipantJoined {
@@ -115,13 +146,29 @@ impl Conferences {
                 start_conference_on_enter: options.start_conference_on_enter,
                 end_conference_on_exit: end_on_exit,
                 conference_started: began,
-                status_callback: status_callback.url,
-                status_callback_method: status_callback.method,
-                status_callback_events: status_callback.events,
+                status_callback: requests.status_callback,
+                status_callback_method: requests.status_callback_method,
+                status_callback_events: requests.status_callback_events,
             }
             .into(),
         );
-        append(log, &sid, account, events).await;
+        if let Some((recording, outcomes)) = recording {
+            events.push(
+                RecordingStarted {
+                    url: Some(recording.url.clone()),
+                    ..RecordingStarted::new(recording.sid.clone(), CONFERENCE_SOURCE, 1)
+                }
+                .into(),
+            );
+            tokio::spawn(finish_recording(
+                log.clone(),
+                sid.clone(),
+                account.to_owned(),
+                recording,
+                outcomes,
+            ));
+        }
+        append(log.as_ref(), &sid, account, events).await;
         for other in waiting_others {
             registry.send(&other, CallControl::ConferenceStarted);
         }
@@ -188,6 +235,39 @@ impl Conferences {
         for other in others {
             registry.send(&other, CallControl::ConferenceEnded);
         }
+    }
+}
+
+/// Waits for the room's recording to be written (the room has ended) and logs its
+/// `recording.completed` on the room's stream.
+async fn finish_recording(
+    log: Arc<dyn EventLog>,
+    conference: ConferenceSid,
+    account: String,
+    recording: RoomRecording,
+    mut outcomes: mpsc::UnboundedReceiver<MediaOutcome>,
+) {
+    while let Some(outcome) = outcomes.recv().await {
+        let (status, duration_ms) = match outcome {
+            MediaOutcome::BridgeRecordingFinished { duration_ms, .. } => ("completed", duration_ms),
+            MediaOutcome::Failed { error, .. } => {
+                tracing::warn!(%conference, %error, "the conference recording failed");
+                ("failed", 0)
+            }
+            _ => continue,
+        };
+        let completed = RecordingCompleted {
+            recording_sid: recording.sid,
+            status: status.into(),
+            duration_ms,
+            path: recording.relative_path,
+            channels: 1,
+            source: CONFERENCE_SOURCE.into(),
+            digits: None,
+            error_code: None,
+        };
+        append(log.as_ref(), &conference, &account, vec![completed.into()]).await;
+        return;
     }
 }
 

@@ -32,7 +32,7 @@ use crate::roles::call::{
     codec_name, completed_answered, completed_unanswered, media_codec, runtime_command, CallTask,
     FetchFor,
 };
-use crate::roles::conference::Membership;
+use crate::roles::conference::{Membership, RoomRecording, RoomRequests};
 use crate::roles::legs::{self, LegTarget};
 
 /// What child legs report to their parent's task.
@@ -1048,7 +1048,7 @@ async fn join_conference(
         .node
         .conferences
         .join(
-            task.node.log.as_ref(),
+            &task.node.log,
             &task.node.registry,
             &task.node.media,
             task.account.as_str(),
@@ -1057,11 +1057,7 @@ async fn join_conference(
             media,
             options,
             conference.end_conference_on_exit,
-            crate::roles::conference::StatusCallback {
-                url: conference.status_callback.clone(),
-                method: conference.status_callback_method,
-                events: conference.status_callback_event.clone(),
-            },
+            room_requests(task, &conference),
         )
         .await;
     match joined {
@@ -1079,6 +1075,30 @@ async fn join_conference(
             task.interpreter
                 .on_dial_event(dial_id, completed(None, DialCallStatus::Failed, 0), now)
         }
+    }
+}
+
+/// What this participant's `<Conference>` asks of the room: status callbacks, recording.
+fn room_requests(task: &CallTask, conference: &DialConference) -> RoomRequests {
+    let recording = (conference.record == "record-from-start").then(|| {
+        let sid = RecordingSid::generate();
+        let path = task.node.recordings_dir.join(format!("{sid}.wav"));
+        RoomRecording {
+            relative_path: task.relative_path(&path),
+            url: crate::roles::call::recording_url(
+                &task.node.interpreter.api_base_url,
+                task.account.as_str(),
+                &sid,
+            ),
+            path,
+            sid,
+        }
+    });
+    RoomRequests {
+        status_callback: conference.status_callback.clone(),
+        status_callback_method: conference.status_callback_method,
+        status_callback_events: conference.status_callback_event.clone(),
+        recording,
     }
 }
 
