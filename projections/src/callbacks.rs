@@ -72,6 +72,7 @@ pub use conference::ConferenceCallbacks;
 use dialtone_events::payload::{
     CallInitiated, CallStatus, Direction, HttpMethod, RecordingCompleted, RecordingStarted,
 };
+use dialtone_events::sid::ConferenceSid;
 use dialtone_events::{Payload, RecordedEvent};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
@@ -703,9 +704,15 @@ impl RecordingCallbacks {
         if !self.events.contains(event) {
             return None;
         }
+        // A conference's recording belongs to the room (its stream is `CF…`).
+        let owner = if self.call_sid.starts_with(ConferenceSid::PREFIX) {
+            "ConferenceSid"
+        } else {
+            "CallSid"
+        };
         let mut params: Vec<(String, String)> = vec![
             ("AccountSid".into(), self.account_sid.clone()),
-            ("CallSid".into(), self.call_sid.clone()),
+            (owner.into(), self.call_sid.clone()),
             ("RecordingSid".into(), self.recording_sid.clone()),
         ];
         if let Some(url) = &self.recording_url {

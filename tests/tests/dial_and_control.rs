@@ -889,20 +889,25 @@ async fn a_lone_participant_without_wait_url_hears_hold_music() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conference_status_callbacks_arrive_in_order_and_the_room_is_recorded() {
     let (dialtone, app) = setup("").await;
-    app.twiml(
-        "/voice",
-        r#"<Response><Dial><Conference beep="false" record="record-from-start" statusCallback="/conf-status" statusCallbackEvent="start end join leave">standup</Conference></Dial></Response>"#,
-    );
+    let room = |extra: &str| {
+        format!(
+            r#"<Response><Dial><Conference beep="false" record="record-from-start" recordingStatusCallback="/conf-rec" statusCallback="/conf-status" statusCallbackEvent="start end join leave"{extra}>standup</Conference></Dial></Response>"#
+        )
+    };
+    app.twiml("/voice", &room(""));
     app.twiml("/conf-status", "");
+    app.twiml("/conf-rec", "");
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
     let (first_rtp, second_rtp) = (RtpSink::start(), RtpSink::start());
-    let first = Sipp::scenario("inbound_call.xml")
+    // The first caller stays until the conference ends and Dialtone hangs up.
+    let first = Sipp::scenario("inbound_dialtone_hangs_up.xml")
         .key("dialed", NUMBER)
         .key("rtp_port", first_rtp.port)
-        .pause_ms(4_000)
         .run(dialtone.sip_addr());
     let first = tokio::spawn(first);
     tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // The second ends the conference for everyone when it leaves.
+    app.twiml("/voice", &room(r#" endConferenceOnExit="true""#));
     let second = Sipp::scenario("inbound_call.xml")
         .key("dialed", NUMBER)
         .key("rtp_port", second_rtp.port)
@@ -962,11 +967,13 @@ async fn conference_status_callbacks_arrive_in_order_and_the_room_is_recorded() 
     );
     assert_eq!(
         callbacks[5].param("ReasonConferenceEnded"),
-        Some("last-participant-left")
+        Some("participant-with-end-conference-on-exit-left")
     );
-    assert_eq!(callbacks[5].param("CallSidEndingConference"), first_sid);
+    assert_eq!(callbacks[5].param("CallSidEndingConference"), second_sid);
+    assert_eq!(callbacks[3].param("EndConferenceOnExit"), Some("true"));
+    assert_eq!(callbacks[4].param("EndConferenceOnExit"), Some("false"));
 
-    // The recording: the conference's, from the first join to the room's end (~4 s).
+    // The recording: the conference's, from the first join to the room's end (~2.5 s).
     let recording = eventually(20, "the conference recording", || async {
         let (_, body) = dialtone
             .get(&format!("Recordings.json?ConferenceSid={conference_sid}"))
@@ -982,7 +989,7 @@ async fn conference_status_callbacks_arrive_in_order_and_the_room_is_recorded() 
     assert_eq!(recording["source"], "Conference");
     assert_eq!(recording["channels"], 1);
     let seconds: u64 = recording["duration"].as_str().unwrap().parse().unwrap();
-    assert!((3..=6).contains(&seconds), "{seconds} s recorded");
+    assert!((2..=4).contains(&seconds), "{seconds} s recorded");
     let samples = dialtone
         .recording_samples(recording["sid"].as_str().unwrap())
         .await;
@@ -995,4 +1002,14 @@ async fn conference_status_callbacks_arrive_in_order_and_the_room_is_recorded() 
         .get(&format!("Calls/{}/Recordings.json", first_sid.unwrap()))
         .await;
     assert_eq!(of_call["recordings"].as_array().map(Vec::len), Some(0));
+    let rec_status = eventually(20, "the conference recording's callback", || async {
+        app.requests_to("/conf-rec").into_iter().next()
+    })
+    .await;
+    assert!(rec_status.signature_valid);
+    assert_eq!(rec_status.param("ConferenceSid"), Some(conference_sid));
+    assert_eq!(rec_status.param("CallSid"), None);
+    assert_eq!(rec_status.param("RecordingSource"), Some("Conference"));
+    assert_eq!(rec_status.param("RecordingStatus"), Some("completed"));
+    assert_eq!(rec_status.param("RecordingSid"), recording["sid"].as_str());
 }

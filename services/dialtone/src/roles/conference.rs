@@ -50,6 +50,10 @@ pub struct RoomRecording {
     pub relative_path: String,
     /// Its `RecordingUrl` (without extension).
     pub url: String,
+    /// `recordingStatusCallback` (absolute), its method and events.
+    pub status_callback: Option<String>,
+    pub status_callback_method: HttpMethod,
+    pub status_callback_events: Vec<String>,
 }
 
 /// `source` of a conference recording.
@@ -57,7 +61,13 @@ const CONFERENCE_SOURCE: &str = "Conference";
 
 /// Rooms by `AC…/name`. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Conferences(Arc<Mutex<HashMap<String, Room>>>);
+pub struct Conferences {
+    rooms: Arc<Mutex<HashMap<String, Room>>>,
+    /// Held from deciding a join's or leave's events until they are appended, so that a
+    /// room's stream records them in the order they happened (two leaves racing must not
+    /// log the room's end before the other leave).
+    log_order: Arc<tokio::sync::Mutex<()>>,
+}
 
 /// A call's place in a room; leave with [`Conferences::leave`].
 pub struct Membership {
@@ -95,10 +105,11 @@ impl Conferences {
         requests: RoomRequests,
     ) -> Result<(Membership, bool), JoinError> {
         let key = format!("{account}/{name}");
+        let _in_order = self.log_order.lock().await;
         let mut events = Vec::new();
         let mut waiting_others = Vec::new();
         let (sid, participant, waiting, began, recording) = {
-            let mut rooms = self.0.lock().map_err(|_| JoinError::Full)?;
+            let mut rooms = self.rooms.lock().map_err(|_| JoinError::Full)?;
             let room = rooms.entry(key.clone()).or_insert_with(|| {
                 let sid = ConferenceSid::generate();
                 events.push(Payload::from(ConferenceStarted {
@@ -156,6 +167,9 @@ impl Conferences {
             events.push(
                 RecordingStarted {
                     url: Some(recording.url.clone()),
+                    status_callback: recording.status_callback.clone(),
+                    status_callback_method: recording.status_callback_method,
+                    status_callback_events: recording.status_callback_events.clone(),
                     ..RecordingStarted::new(recording.sid.clone(), CONFERENCE_SOURCE, 1)
                 }
                 .into(),
@@ -183,8 +197,8 @@ impl Conferences {
     }
 
     /// Leaves the room; with `endConferenceOnExit`, ends it for everyone (their calls are
-    /// told through the registry). Appends `participant.left` and, when the room empties,
-    /// `conference.ended`.
+    /// told through the registry). Appends `participant.left` (for everyone, when the room
+    /// ends with this leave) and, when the room empties, `conference.ended`.
     pub async fn leave(
         &self,
         log: &dyn EventLog,
@@ -198,33 +212,42 @@ impl Conferences {
             sid,
             participant,
         } = membership;
+        let _in_order = self.log_order.lock().await;
         drop(participant);
-        let mut events: Vec<Payload> = vec![ParticipantLeft {
-            call_sid: call.clone(),
-        }
-        .into()];
+        let mut events: Vec<Payload> = Vec::new();
         let mut others = Vec::new();
-        if let Ok(mut rooms) = self.0.lock() {
+        if let Ok(mut rooms) = self.rooms.lock() {
             if let Some(room) = rooms.get_mut(&key) {
-                let ends = room.members.remove(call).unwrap_or(false);
-                if ends {
-                    room.media.end();
-                    others = room.members.drain().map(|(sid, _)| sid).collect();
+                // Not a member any more: the room ended and logged this call's leave then.
+                if let Some(ends) = room.members.remove(call) {
                     events.push(
-                        ConferenceEnded {
-                            reason: "participant-with-end-conference-on-exit-left".into(),
-                            call_sid_ending_conference: Some(call.clone()),
+                        ParticipantLeft {
+                            call_sid: call.clone(),
                         }
                         .into(),
                     );
-                } else if room.members.is_empty() {
-                    events.push(
-                        ConferenceEnded {
-                            reason: "last-participant-left".into(),
-                            call_sid_ending_conference: Some(call.clone()),
-                        }
-                        .into(),
-                    );
+                    let reason = if ends {
+                        room.media.end();
+                        others = room.members.drain().map(|(sid, _)| sid).collect();
+                        // Everyone leaves with the room, before it ends (as Twilio reports).
+                        events.extend(others.iter().map(|other| {
+                            Payload::from(ParticipantLeft {
+                                call_sid: other.clone(),
+                            })
+                        }));
+                        Some("participant-with-end-conference-on-exit-left")
+                    } else {
+                        room.members.is_empty().then_some("last-participant-left")
+                    };
+                    if let Some(reason) = reason {
+                        events.push(
+                            ConferenceEnded {
+                                reason: reason.into(),
+                                call_sid_ending_conference: Some(call.clone()),
+                            }
+                            .into(),
+                        );
+                    }
                 }
                 if room.members.is_empty() {
                     rooms.remove(&key);

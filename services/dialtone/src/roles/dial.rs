@@ -1092,6 +1092,9 @@ fn room_requests(task: &CallTask, conference: &DialConference) -> RoomRequests {
             ),
             path,
             sid,
+            status_callback: conference.recording_status_callback.clone(),
+            status_callback_method: conference.recording_status_callback_method,
+            status_callback_events: conference.recording_status_callback_event.clone(),
         }
     });
     RoomRequests {
