@@ -54,6 +54,21 @@ async fn children(dialtone: &Dialtone, parent: &str) -> Vec<Value> {
     body["calls"].as_array().cloned().unwrap_or_default()
 }
 
+/// Calls `NUMBER` (the caller's RTP to `caller_rtp`, hanging up after `pause_ms`) while
+/// `callee` waits as the UAS the TwiML dials; both sipp runs must succeed.
+async fn call_a_callee(dialtone: &Dialtone, callee: Sipp, caller_rtp: &RtpSink, pause_ms: u64) {
+    let callee = callee.spawn_uas();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let caller = Sipp::scenario("inbound_call.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", caller_rtp.port)
+        .pause_ms(pause_ms)
+        .run(dialtone.sip_addr())
+        .await;
+    caller.assert_success("caller", dialtone);
+    callee.await.unwrap().assert_success("callee", dialtone);
+}
+
 /// The caller dials a sipp callee: both hear each other through the bridge; the action gets
 /// Twilio's Dial parameters; the parent and the child are billed as separate legs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,19 +90,8 @@ async fn dial_bridges_audio_both_ways_and_bills_each_leg() {
     app.twiml("/child-status", "");
     app.twiml("/dialed", "<Response><Hangup/></Response>");
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
-    let callee = callee.spawn_uas();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
     let caller_rtp = RtpSink::start();
-    let caller = Sipp::scenario("inbound_call.xml")
-        .key("dialed", NUMBER)
-        .key("rtp_port", caller_rtp.port)
-        .pause_ms(6_000)
-        .run(dialtone.sip_addr())
-        .await;
-    caller.assert_success("caller", &dialtone);
-    let callee = callee.await.unwrap();
-    callee.assert_success("callee", &dialtone);
+    call_a_callee(&dialtone, callee, &caller_rtp, 6_000).await;
 
     let parent = parent_call(&dialtone).await;
     let parent_sid = parent["sid"].as_str().unwrap().to_owned();
@@ -771,18 +775,8 @@ async fn record_from_ringing_keeps_the_ringback_and_survives_the_caller_hanging_
     );
     app.twiml("/rec-status", "");
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
-    let callee = callee.spawn_uas();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let caller_rtp = RtpSink::start();
-    let caller = Sipp::scenario("inbound_call.xml")
-        .key("dialed", NUMBER)
-        .key("rtp_port", caller_rtp.port)
-        .pause_ms(4_000)
-        .run(dialtone.sip_addr())
-        .await;
-    caller.assert_success("caller", &dialtone);
-    let callee = callee.await.unwrap();
-    callee.assert_success("callee", &dialtone);
+    call_a_callee(&dialtone, callee, &caller_rtp, 4_000).await;
 
     let parent = parent_call(&dialtone).await;
     let parent_sid = parent["sid"].as_str().unwrap().to_owned();
