@@ -333,6 +333,16 @@ pub(crate) fn parse_create(params: &Params) -> Result<CreateCall, ApiError> {
             )))
         }
     };
+    let recording_trim_silence = match params.non_empty("Trim") {
+        None => true,
+        Some(v) if v.eq_ignore_ascii_case("trim-silence") => true,
+        Some(v) if v.eq_ignore_ascii_case("do-not-trim") => false,
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "Trim must be trim-silence or do-not-trim, not {v:?}"
+            )))
+        }
+    };
     // Twilio documents a maximum of 600 s and extends longer values to it.
     let timeout_s = seconds(params, "Timeout", 1..=u32::MAX)?
         .map_or(DEFAULT_TIMEOUT_S, |t| t.min(MAX_TIMEOUT_S));
@@ -352,6 +362,7 @@ pub(crate) fn parse_create(params: &Params) -> Result<CreateCall, ApiError> {
         timeout_s,
         record: boolean(params, "Record")?,
         recording_channels,
+        recording_trim_silence,
         recording_status_callback: optional_url(params, "RecordingStatusCallback")?,
         recording_status_callback_method: method_or_post(params, "RecordingStatusCallbackMethod")?,
         recording_status_callback_events: event_list(
@@ -828,6 +839,13 @@ mod tests {
                 .recording_channels,
             2
         );
+        assert!(create_with(&[]).unwrap().recording_trim_silence);
+        assert!(
+            !create_with(&[("Trim", "do-not-trim")])
+                .unwrap()
+                .recording_trim_silence
+        );
+        assert!(create_with(&[("Trim", "sometimes")]).is_err());
         assert!(create_with(&[("MachineDetection", "Enable")]).is_err());
         assert!(create_with(&[("MachineDetection", "None")]).is_ok());
     }

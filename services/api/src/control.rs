@@ -40,6 +40,9 @@ pub struct CreateCall {
     pub record: bool,
     /// 1 (`mono`, default) or 2 (`dual`).
     pub recording_channels: u8,
+    /// `Trim`: leave out the recording's leading and trailing silence (`trim-silence`, the
+    /// default) or not (`do-not-trim`).
+    pub recording_trim_silence: bool,
     pub recording_status_callback: Option<String>,
     pub recording_status_callback_method: HttpMethod,
     /// Subset of `in-progress completed absent`; empty means `completed` only.

@@ -412,6 +412,7 @@ async fn create_answers_201_queued_and_the_call_is_listed_at_once() {
             timeout_s: 30,
             record: true,
             recording_channels: 1,
+            recording_trim_silence: true,
             recording_status_callback: None,
             recording_status_callback_method: HttpMethod::Post,
             recording_status_callback_events: vec![],

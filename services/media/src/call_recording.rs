@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! let id = session.start_call_recording(CallRecordingOptions {
-//!     path, channels: RecordingChannels::Dual, track: RecordingTrack::Both })?;
+//!     path, channels: RecordingChannels::Dual, track: RecordingTrack::Both,
+//!     trim_silence: false })?;
 //! // outcome RecordingStarted { id }
 //! session.stop_call_recording();   // or the session closes
 //! // outcome CallRecordingFinished { id, path, duration_ms, channels }  (or Failed { id, .. })
@@ -71,15 +72,19 @@ pub struct CallRecordingOptions {
     pub path: PathBuf,
     pub channels: RecordingChannels,
     pub track: RecordingTrack,
+    /// Leave out leading and trailing silence (Twilio `Trim=trim-silence`; see
+    /// [`crate::trim`]).
+    pub trim_silence: bool,
 }
 
 impl CallRecordingOptions {
-    /// Mono, both tracks (Twilio's defaults).
+    /// Mono, both tracks, untrimmed.
     pub fn new(path: impl Into<PathBuf>) -> CallRecordingOptions {
         CallRecordingOptions {
             path: path.into(),
             channels: RecordingChannels::Mono,
             track: RecordingTrack::Both,
+            trim_silence: false,
         }
     }
 
@@ -169,6 +174,7 @@ mod tests {
             path: PathBuf::from("x.wav"),
             channels,
             track,
+            trim_silence: false,
         }
     }
 

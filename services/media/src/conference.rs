@@ -135,11 +135,13 @@ impl ConferenceRoom {
     /// Records the room (Twilio `record="record-from-start"`): one mono WAV at `path` of
     /// everything said in the room (every unmuted participant, summed, and the beeps) while
     /// the conference is started, until the room ends (its last participant leaves, or
-    /// [`end`](Self::end)). `outcomes` gets `RecordingStarted`, then `BridgeRecordingFinished`
-    /// (or `Failed`: the room is empty or recorded already) with the returned id.
+    /// [`end`](Self::end)); with `trim_silence`, without leading and trailing silence.
+    /// `outcomes` gets `RecordingStarted`, then `BridgeRecordingFinished` (or `Failed`: the
+    /// room is empty or recorded already) with the returned id.
     pub fn record(
         &self,
         path: impl Into<std::path::PathBuf>,
+        trim_silence: bool,
         outcomes: tokio::sync::mpsc::UnboundedSender<crate::outcome::MediaOutcome>,
     ) -> crate::playout::CommandId {
         let id = self.runtime.next_command_id();
@@ -148,6 +150,7 @@ impl ConferenceRoom {
             path: path.into(),
             channels: 1,
             from_ringing: false,
+            trim_silence,
         };
         self.mixer().record_room(&self.key, plan, outcomes);
         id

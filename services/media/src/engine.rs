@@ -676,6 +676,7 @@ impl EngineThread {
             options.path,
             mix.channels(),
             RecordingKind::Call,
+            options.trim_silence,
             outcomes.clone(),
         );
         // An outbound-only recording needs nothing from the receive side.

@@ -40,6 +40,7 @@ pub mod ringback;
 pub mod rtp;
 pub mod runtime;
 mod rx;
+pub mod trim;
 pub mod tts;
 mod writer;
 

@@ -213,6 +213,7 @@ pub(crate) struct RecordingPlan {
     pub path: PathBuf,
     pub channels: u16,
     pub from_ringing: bool,
+    pub trim_silence: bool,
 }
 
 enum MixerCommand {
@@ -606,6 +607,7 @@ impl ActiveRecording {
             self.plan.path.clone(),
             self.plan.channels,
             RecordingKind::Bridge,
+            self.plan.trim_silence,
             self.outcomes.clone(),
         );
         let _ = self

@@ -460,6 +460,7 @@ impl MediaRuntime {
             path: r.path,
             channels: r.channels.count(),
             from_ringing: r.from_ringing,
+            trim_silence: r.trim_silence,
         });
         let recording_id = recording.as_ref().map(|r| r.id);
         let connected = !options.early_media;

@@ -20,6 +20,10 @@ use crate::error::MediaError;
 use crate::outcome::MediaOutcome;
 use crate::playout::CommandId;
 use crate::recorder::WavFileWriter;
+use crate::trim::SilenceTrimmer;
+
+/// RMS level from which a frame counts as voice when trimming (as `<Record>`'s default).
+const VOICE_THRESHOLD_RMS: f64 = 300.0;
 
 /// Which outcome a completed file reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,7 @@ enum WriterCommand {
         path: PathBuf,
         channels: u16,
         kind: RecordingKind,
+        trim_silence: bool,
         outcomes: UnboundedSender<MediaOutcome>,
     },
     Write {
@@ -55,13 +60,15 @@ pub(crate) struct RecordingWriter {
 }
 
 impl RecordingWriter {
-    /// Opens `path` for a recording of `channels` (interleaved) channels.
+    /// Opens `path` for a recording of `channels` (interleaved) channels; with
+    /// `trim_silence`, leading and trailing silence is left out ([`crate::trim`]).
     pub(crate) fn open(
         &self,
         id: CommandId,
         path: PathBuf,
         channels: u16,
         kind: RecordingKind,
+        trim_silence: bool,
         outcomes: UnboundedSender<MediaOutcome>,
     ) {
         let _ = self.tx.send(WriterCommand::Open {
@@ -69,6 +76,7 @@ impl RecordingWriter {
             path,
             channels,
             kind,
+            trim_silence,
             outcomes,
         });
     }
@@ -123,6 +131,7 @@ impl WriterThread {
 
 struct OpenFile {
     file: Option<WavFileWriter>,
+    trimmer: Option<SilenceTrimmer>,
     channels: u16,
     kind: RecordingKind,
     outcomes: UnboundedSender<MediaOutcome>,
@@ -136,7 +145,20 @@ fn fail(id: CommandId, outcomes: &UnboundedSender<MediaOutcome>, error: MediaErr
     });
 }
 
-fn close(id: CommandId, f: OpenFile) {
+/// Appends to an open file; a failure is reported once and the file abandoned.
+fn write(id: CommandId, f: &mut OpenFile, samples: &[i16]) {
+    if let Some(file) = f.file.as_mut() {
+        if let Err(e) = file.write(samples) {
+            f.file = None;
+            fail(id, &f.outcomes, e);
+        }
+    }
+}
+
+fn close(id: CommandId, mut f: OpenFile) {
+    if let Some(trimmer) = f.trimmer.take() {
+        write(id, &mut f, &trimmer.finish());
+    }
     let Some(file) = f.file else {
         return; // its failure was reported already
     };
@@ -172,6 +194,7 @@ fn run_writer(rx: Receiver<WriterCommand>) {
                 path,
                 channels,
                 kind,
+                trim_silence,
                 outcomes,
             }) => {
                 let file = match WavFileWriter::create(&path, channels) {
@@ -185,6 +208,8 @@ fn run_writer(rx: Receiver<WriterCommand>) {
                     id,
                     OpenFile {
                         file,
+                        trimmer: trim_silence
+                            .then(|| SilenceTrimmer::new(channels, VOICE_THRESHOLD_RMS)),
                         channels: channels.max(1),
                         kind,
                         outcomes,
@@ -193,12 +218,11 @@ fn run_writer(rx: Receiver<WriterCommand>) {
             }
             Ok(WriterCommand::Write { id, samples }) => {
                 if let Some(f) = files.get_mut(&id) {
-                    if let Some(file) = f.file.as_mut() {
-                        if let Err(e) = file.write(&samples) {
-                            f.file = None;
-                            fail(id, &f.outcomes, e);
-                        }
-                    }
+                    let samples = match f.trimmer.as_mut() {
+                        Some(trimmer) => trimmer.push(&samples),
+                        None => samples,
+                    };
+                    write(id, f, &samples);
                 }
             }
             Ok(WriterCommand::Close { id }) => {

@@ -224,6 +224,7 @@ async fn bridge_transcodes_both_ways_with_each_legs_identity_and_records_dual() 
                     path: path.clone(),
                     channels: RecordingChannels::Dual,
                     from_ringing: false,
+                    trim_silence: false,
                 }),
                 early_media: false,
             },
@@ -435,6 +436,7 @@ async fn early_media_then_connect_and_a_hangup_ends_the_bridge() {
                     path: path.clone(),
                     channels: RecordingChannels::Mono,
                     from_ringing: true,
+                    trim_silence: false,
                 }),
                 early_media: true,
             },
@@ -734,7 +736,7 @@ async fn ringback_rings_until_stopped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conference_recording_holds_everyone_until_the_room_ends() {
+async fn a_conference_recording_holds_everyone_until_the_room_ends_trimmed() {
     let media = MediaRuntime::start(config()).unwrap();
     let peers: Vec<Arc<Peer>> = (0..2).map(|_| Arc::new(Peer::new())).collect();
     let sessions: Vec<MediaSession> = (0..2).map(|_| media.open_session().unwrap()).collect();
@@ -752,11 +754,13 @@ async fn a_conference_recording_holds_everyone_until_the_room_ends() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("CF1.wav");
     let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
-    let id = room.record(&path, tx);
+    let id = room.record(&path, true, tx);
     assert!(matches!(
         next_outcome(&mut outcomes, 5).await,
         MediaOutcome::RecordingStarted { id: started } if started == id
     ));
+    // Half a second of silence first: trimmed away.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let talkers: Vec<ToneSender> = [(0, 500.0), (1, 1100.0)]
         .into_iter()
         .map(|(i, hz)| {
@@ -772,7 +776,7 @@ async fn a_conference_recording_holds_everyone_until_the_room_ends() {
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     // A second recording of the same room is refused.
     let (tx2, mut refused) = tokio::sync::mpsc::unbounded_channel();
-    let again = room.record(dir.path().join("again.wav"), tx2);
+    let again = room.record(dir.path().join("again.wav"), false, tx2);
     assert!(matches!(
         next_outcome(&mut refused, 5).await,
         MediaOutcome::Failed { id, .. } if id == again
@@ -794,12 +798,14 @@ async fn a_conference_recording_holds_everyone_until_the_room_ends() {
         }
         other => panic!("unexpected {other:?}"),
     };
-    assert!((1_300..3_000).contains(&duration_ms), "{duration_ms} ms");
+    assert!((1_300..2_500).contains(&duration_ms), "{duration_ms} ms");
     let mut reader = hound::WavReader::open(&path).unwrap();
     assert_eq!(reader.spec().channels, 1);
     let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
     let both = loud(&samples[..8000]);
     assert!(share(&both, 500.0) > 0.3 && share(&both, 1100.0) > 0.3);
+    // Trimmed: voice from just after the 100 ms margin.
+    assert!(rms(&samples[1200..2400]) > 300.0, "leading silence kept");
     for t in talkers {
         t.stop();
     }

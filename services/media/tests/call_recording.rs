@@ -203,6 +203,7 @@ async fn dual_recording_has_the_remote_party_left_and_what_we_play_right() {
             path: path.clone(),
             channels: RecordingChannels::Dual,
             track: RecordingTrack::Both,
+            trim_silence: false,
         })
         .unwrap();
     match next_outcome(&mut outcomes, 5).await {
@@ -348,6 +349,7 @@ async fn single_tracks_keep_one_direction_and_speech_is_recorded_as_sent() {
             path: outbound.clone(),
             channels: RecordingChannels::Dual,
             track: RecordingTrack::Outbound,
+            trim_silence: false,
         })
         .unwrap();
     let talk = ToneSender::start(&peer, target(&session), Codec::Pcmu, 600.0, 0x602);
@@ -393,6 +395,7 @@ async fn single_tracks_keep_one_direction_and_speech_is_recorded_as_sent() {
             path: inbound.clone(),
             channels: RecordingChannels::Mono,
             track: RecordingTrack::Inbound,
+            trim_silence: false,
         })
         .unwrap();
     session.play(tone(1000.0, 800));
@@ -423,6 +426,7 @@ async fn bridged_audio_is_in_the_outbound_channel() {
             path: path.clone(),
             channels: RecordingChannels::Dual,
             track: RecordingTrack::Both,
+            trim_silence: false,
         })
         .unwrap();
     let bridge = media

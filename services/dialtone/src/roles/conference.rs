@@ -50,6 +50,8 @@ pub struct RoomRecording {
     pub relative_path: String,
     /// Its `RecordingUrl` (without extension).
     pub url: String,
+    /// `trim="trim-silence"` (Twilio's default for conferences).
+    pub trim_silence: bool,
     /// `recordingStatusCallback` (absolute), its method and events.
     pub status_callback: Option<String>,
     pub status_callback_method: HttpMethod,
@@ -145,7 +147,8 @@ impl Conferences {
             let recording = recording.map(|recording| {
                 room.recorded = true;
                 let (tx, outcomes) = mpsc::unbounded_channel();
-                room.media.record(&recording.path, tx);
+                room.media
+                    .record(&recording.path, recording.trim_silence, tx);
                 (recording.clone(), outcomes)
             });
             (room.sid.clone(), participant, !started, began, recording)

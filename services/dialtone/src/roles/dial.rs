@@ -24,7 +24,7 @@ use dialtone_voice::interpreter::dial::{
     DialRecording, WhisperResult,
 };
 use dialtone_voice::interpreter::{Action, CommandId, Interpreter, MediaDone};
-use dialtone_voice::twiml::DialConference;
+use dialtone_voice::twiml::{DialConference, Trim};
 use dialtone_voice::webhook::{requested_payload, responded_payload, FetchResult};
 use time::OffsetDateTime;
 
@@ -860,6 +860,7 @@ pub async fn bridge(task: &mut CallTask, dial_id: DialId, child: &CallSid) -> Ve
             RecordingChannels::Mono
         },
         from_ringing: false,
+        trim_silence: r.trim == Trim::TrimSilence,
     });
     let channels = record.as_ref().map(|r| r.channels.count());
     match task.node.media.bridge(
@@ -923,6 +924,7 @@ fn start_recording_from_ringing(task: &mut CallTask) {
             RecordingChannels::Mono
         },
         track: SessionTrack::parse(plan.track.as_str()).unwrap_or_default(),
+        trim_silence: plan.trim == Trim::TrimSilence,
     };
     let channels = options.file_channels();
     match media.start_call_recording(options) {
@@ -1092,6 +1094,7 @@ fn room_requests(task: &CallTask, conference: &DialConference) -> RoomRequests {
             ),
             path,
             sid,
+            trim_silence: conference.trim == Trim::TrimSilence,
             status_callback: conference.recording_status_callback.clone(),
             status_callback_method: conference.recording_status_callback_method,
             status_callback_events: conference.recording_status_callback_event.clone(),

@@ -282,6 +282,7 @@ fn start_recording(
             RecordingChannels::Mono
         },
         track: RecordingTrack::Both,
+        trim_silence: request.recording_trim_silence,
     };
     let channels = u8::try_from(options.file_channels()).unwrap_or(1);
     match media.start_call_recording(options) {
