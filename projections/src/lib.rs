@@ -8,7 +8,7 @@
 //!   pool of read-only connections for queries.
 //! - read models: [`accounts`] (and the auth-token scheme), [`numbers`], [`calls`],
 //!   [`billing`] (rating, usage), [`recordings`], [`callbacks`] (the status-callback
-//!   outbox).
+//!   outbox), [`conferences`] (rooms and their live participants).
 //! - [`paging`]: keyset paging shared by the list queries.
 //!
 //! The usual set of projections, as `dialtone serve` runs it:
@@ -36,6 +36,7 @@ pub mod accounts;
 pub mod billing;
 pub mod callbacks;
 pub mod calls;
+pub mod conferences;
 pub mod db;
 pub mod numbers;
 pub mod paging;
@@ -50,6 +51,7 @@ pub use accounts::{
 pub use billing::{BillingProjection, RateTable};
 pub use callbacks::CallbacksProjection;
 pub use calls::CallsProjection;
+pub use conferences::ConferencesProjection;
 pub use db::{open_read_model_db, ReadModels, READ_MODELS_FILE};
 pub use numbers::{NumberDirectory, NumberRoute, NumbersProjection};
 pub use projection::{Projection, ProjectionError};
@@ -58,7 +60,7 @@ pub use runner::{rebuild, Progress, ProjectionRunner, RebuildReport, RunnerConfi
 
 /// The projections `dialtone serve` runs: accounts and numbers (which keep the given
 /// in-memory directories live), calls, billing (rated with `rates` unless a published rate
-/// table is in force), recordings and the status-callback outbox.
+/// table is in force), recordings, the status-callback outbox and conferences.
 pub fn standard_projections(
     accounts: &AccountDirectory,
     numbers: &NumberDirectory,
@@ -71,5 +73,6 @@ pub fn standard_projections(
         Box::new(BillingProjection::new(rates)),
         Box::new(RecordingsProjection::new()),
         Box::new(CallbacksProjection::new()),
+        Box::new(ConferencesProjection::new()),
     ]
 }

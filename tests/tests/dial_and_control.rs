@@ -598,6 +598,32 @@ async fn three_party_conference_mixes_everyone() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let all_joined = SystemTime::now();
+    // The Conferences API: the room is in progress with its three participants.
+    let (_, rooms) = dialtone
+        .get("Conferences.json?FriendlyName=standup&Status=in-progress")
+        .await;
+    let rooms = rooms["conferences"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rooms.len(), 1, "{rooms:?}");
+    let conference_sid = rooms[0]["sid"].as_str().unwrap().to_owned();
+    let participants = eventually(5, "three participants", || async {
+        let (_, body) = dialtone
+            .get(&format!("Conferences/{conference_sid}/Participants.json"))
+            .await;
+        let list = body["participants"].as_array().cloned().unwrap_or_default();
+        (list.len() == 3).then_some(list)
+    })
+    .await;
+    assert!(participants
+        .iter()
+        .all(|p| p["status"] == "connected" && p["conference_sid"] == conference_sid.as_str()));
+    let one = participants[0]["call_sid"].as_str().unwrap();
+    let (status, participant) = dialtone
+        .get(&format!(
+            "Conferences/{conference_sid}/Participants/{one}.json"
+        ))
+        .await;
+    assert_eq!(status, 200, "{participant}");
+    assert_eq!(participant["call_sid"], one);
     // The first caller waited alone: the waitUrl program played until the room started.
     let waits = app.requests_to("/wait");
     assert!(
@@ -645,6 +671,20 @@ async fn three_party_conference_mixes_everyone() {
     .await;
     let count = |t: &str| types.iter().filter(|x| x.as_str() == t).count();
     assert_eq!(types[0], "dialtone.conference.started");
+    // Ended: completed, nobody connected any more.
+    let room = eventually(10, "the conference to be completed", || async {
+        let (_, room) = dialtone
+            .get(&format!("Conferences/{conference_sid}.json"))
+            .await;
+        (room["status"] == "completed").then_some(room)
+    })
+    .await;
+    assert_eq!(room["reason_conference_ended"], "last-participant-left");
+    assert_eq!(room["friendly_name"], "standup");
+    let (_, left) = dialtone
+        .get(&format!("Conferences/{conference_sid}/Participants.json"))
+        .await;
+    assert_eq!(left["participants"].as_array().map(Vec::len), Some(0));
     assert_eq!(
         count("dialtone.conference.participant.joined"),
         3,
@@ -994,6 +1034,10 @@ async fn conference_status_callbacks_arrive_in_order_and_the_room_is_recorded() 
         level > 300.0,
         "the conference recording is silence (RMS {level:.0})"
     );
+    let (_, of_room) = dialtone
+        .get(&format!("Conferences/{conference_sid}/Recordings.json"))
+        .await;
+    assert_eq!(of_room["recordings"][0]["sid"], recording["sid"]);
     // A call's recordings do not include the conference's.
     let (_, of_call) = dialtone
         .get(&format!("Calls/{}/Recordings.json", first_sid.unwrap()))

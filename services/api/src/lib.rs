@@ -34,6 +34,7 @@
 mod auth;
 mod calls;
 mod calls_write;
+mod conferences;
 pub mod control;
 mod error;
 mod format;
@@ -213,6 +214,26 @@ pub fn router(state: ApiState) -> Router {
         .route(
             &format!("{accounts}/Recordings/{{sid}}"),
             get(recordings::fetch).delete(recordings::delete),
+        )
+        .route(
+            &format!("{accounts}/Conferences.json"),
+            get(conferences::list),
+        )
+        .route(
+            &format!("{accounts}/Conferences/{{sid}}"),
+            get(conferences::fetch),
+        )
+        .route(
+            &format!("{accounts}/Conferences/{{sid}}/Participants.json"),
+            get(conferences::list_participants),
+        )
+        .route(
+            &format!("{accounts}/Conferences/{{sid}}/Participants/{{call_sid}}"),
+            get(conferences::fetch_participant),
+        )
+        .route(
+            &format!("{accounts}/Conferences/{{sid}}/Recordings.json"),
+            get(conferences::list_recordings),
         )
         .route(
             &format!("{accounts}/Usage/Records.json"),

@@ -180,7 +180,7 @@ fn recording_filter(
     })
 }
 
-async fn list_page(
+pub(crate) async fn list_page(
     state: &ApiState,
     auth: &Authenticated,
     query: Option<String>,

@@ -1,4 +1,4 @@
-//! Recordings over the real router: a temp data dir with a SQLite log, a running projection
+//! Recordings (and conferences) over the real router: a temp data dir with a SQLite log, a running projection
 //! runner, real WAV files, and reqwest as the client.
 
 use std::path::PathBuf;
@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use dialtone_api::{router, ApiState};
 use dialtone_events::payload::{
-    CallInitiated, Direction, Payload, RecordingCompleted, RecordingStarted,
+    CallInitiated, ConferenceEnded, ConferenceStarted, Direction, ParticipantJoined,
+    ParticipantLeft, Payload, RecordingCompleted, RecordingStarted,
 };
-use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
+use dialtone_events::sid::{AccountSid, CallSid, ConferenceSid, RecordingSid};
 use dialtone_events::sqlite::SqliteLog;
 use dialtone_events::{EventLog, ExpectedVersion, NewEvent};
 use dialtone_projections::*;
@@ -543,4 +544,146 @@ async fn media_outside_the_data_dir_or_missing_is_not_served() {
     );
     assert!(outside.exists());
     std::fs::remove_file(&outside).unwrap();
+}
+
+/// Conferences (and their participants and recordings) through the API: Twilio's shapes,
+/// filters, and one account never sees another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conferences_participants_and_their_recordings_per_account() {
+    let s = Server::start().await;
+    let room = ConferenceSid::generate();
+    let (alice, bob) = (CallSid::generate(), CallSid::generate());
+    let t0 = OffsetDateTime::now_utc();
+    let at = |s: i64| t0 + time::Duration::seconds(s);
+    let joined = |call: &CallSid, began: bool| -> Payload {
+        ParticipantJoined {
+            call_sid: call.clone(),
+            muted: !began,
+            start_conference_on_enter: true,
+            end_conference_on_exit: false,
+            conference_started: began,
+            status_callback: None,
+            status_callback_method: Default::default(),
+            status_callback_events: Vec::new(),
+        }
+        .into()
+    };
+    s.append(
+        room.as_str(),
+        &s.a.sid,
+        vec![
+            (
+                ConferenceStarted {
+                    friendly_name: "standup".into(),
+                }
+                .into(),
+                at(0),
+            ),
+            (joined(&alice, false), at(0)),
+        ],
+    )
+    .await;
+    let conference_url = s.url(&s.a, &format!("Conferences/{room}.json"));
+    let (status, body) = s.get_json(&s.a, &conference_url).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "init");
+    assert_eq!(body["friendly_name"], "standup");
+    assert!(body["reason_conference_ended"].is_null());
+    s.append(room.as_str(), &s.a.sid, vec![(joined(&bob, true), at(1))])
+        .await;
+    let (_, body) = s.get_json(&s.a, &conference_url).await;
+    assert_eq!(body["status"], "in-progress");
+    let participants_url = s.url(&s.a, &format!("Conferences/{room}/Participants.json"));
+    let (_, listed) = s.get_json(&s.a, &participants_url).await;
+    let calls: Vec<&str> = listed["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["call_sid"].as_str().unwrap())
+        .collect();
+    assert_eq!(calls, [alice.as_str(), bob.as_str()]);
+    let (_, muted) = s
+        .get_json(&s.a, &format!("{participants_url}?Muted=true"))
+        .await;
+    assert_eq!(muted["participants"][0]["call_sid"], alice.as_str());
+    assert_eq!(muted["participants"].as_array().unwrap().len(), 1);
+
+    // Another account sees none of it.
+    let other = s.url(&s.b, &format!("Conferences/{room}.json"));
+    assert_eq!(s.get_json(&s.b, &other).await.0, StatusCode::NOT_FOUND);
+    let (_, none) = s.get_json(&s.b, &s.url(&s.b, "Conferences.json")).await;
+    assert_eq!(none["conferences"].as_array().unwrap().len(), 0);
+    let theirs = s.url(&s.b, &format!("Conferences/{room}/Participants.json"));
+    assert_eq!(s.get_json(&s.b, &theirs).await.0, StatusCode::NOT_FOUND);
+
+    // Bob leaves, Alice ends it: completed, nobody connected.
+    s.append(
+        room.as_str(),
+        &s.a.sid,
+        vec![
+            (
+                ParticipantLeft {
+                    call_sid: bob.clone(),
+                }
+                .into(),
+                at(5),
+            ),
+            (
+                ParticipantLeft {
+                    call_sid: alice.clone(),
+                }
+                .into(),
+                at(6),
+            ),
+            (
+                ConferenceEnded {
+                    reason: "last-participant-left".into(),
+                    call_sid_ending_conference: Some(alice.clone()),
+                }
+                .into(),
+                at(6),
+            ),
+        ],
+    )
+    .await;
+    let (_, body) = s.get_json(&s.a, &conference_url).await;
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["call_sid_ending_conference"], alice.as_str());
+    let (_, listed) = s.get_json(&s.a, &participants_url).await;
+    assert_eq!(listed["participants"].as_array().unwrap().len(), 0);
+    let bob_url = s.url(&s.a, &format!("Conferences/{room}/Participants/{bob}.json"));
+    assert_eq!(s.get_json(&s.a, &bob_url).await.0, StatusCode::NOT_FOUND);
+    let (_, done) = s
+        .get_json(
+            &s.a,
+            &s.url(
+                &s.a,
+                "Conferences.json?Status=completed&FriendlyName=standup",
+            ),
+        )
+        .await;
+    assert_eq!(done["conferences"][0]["sid"], room.as_str());
+    let bad = s.url(&s.a, "Conferences.json?Status=sleeping");
+    assert_eq!(s.get_json(&s.a, &bad).await.0, StatusCode::BAD_REQUEST);
+
+    // The room's recording belongs to the conference.
+    let recording = RecordingSid::generate();
+    s.append(
+        room.as_str(),
+        &s.a.sid,
+        vec![(
+            RecordingStarted::new(recording.clone(), "Conference", 1).into(),
+            at(1),
+        )],
+    )
+    .await;
+    let (_, recordings) = s
+        .get_json(
+            &s.a,
+            &s.url(&s.a, &format!("Conferences/{room}/Recordings.json")),
+        )
+        .await;
+    assert_eq!(recordings["recordings"][0]["sid"], recording.as_str());
+    assert_eq!(recordings["recordings"][0]["conference_sid"], room.as_str());
+    assert!(recordings["recordings"][0]["call_sid"].is_null());
 }

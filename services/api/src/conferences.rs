@@ -1,0 +1,219 @@
+//! Conferences and their participants (read-only), Twilio's shapes:
+//! `GET …/Conferences.json` (`FriendlyName`, `Status`), `GET …/Conferences/{CF}.json`,
+//! `GET …/Conferences/{CF}/Participants.json` (the participants connected now),
+//! `GET …/Conferences/{CF}/Participants/{CA}.json` and `GET …/Conferences/{CF}/Recordings.json`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use dialtone_events::sid::{CallSid, ConferenceSid};
+use dialtone_projections::conferences::{self, ConferenceFilter, ConferenceRow, ParticipantRow};
+use serde_json::{json, Value};
+
+use crate::auth::Authenticated;
+use crate::error::ApiError;
+use crate::format::{rfc2822, sid_segment};
+use crate::paging::{envelope, keyset_links, Paging};
+use crate::params::Params;
+use crate::{ApiState, API_VERSION};
+
+const STATUSES: &[&str] = &["init", "in-progress", "completed"];
+
+fn conference_base(account: &str, sid: &str) -> String {
+    format!("/{API_VERSION}/Accounts/{account}/Conferences/{sid}")
+}
+
+/// Twilio's Conference representation.
+fn conference_json(row: &ConferenceRow) -> Value {
+    let base = conference_base(&row.account_sid, &row.sid);
+    json!({
+        "account_sid": row.account_sid,
+        "api_version": API_VERSION,
+        "call_sid_ending_conference": row.call_sid_ending_conference,
+        "date_created": rfc2822(row.date_created),
+        "date_updated": rfc2822(row.date_updated),
+        "friendly_name": row.friendly_name,
+        "reason_conference_ended": row.reason_conference_ended,
+        "region": "us1",
+        "sid": row.sid,
+        "status": row.status,
+        "subresource_uris": {
+            "participants": format!("{base}/Participants.json"),
+            "recordings": format!("{base}/Recordings.json"),
+        },
+        "uri": format!("{base}.json"),
+    })
+}
+
+/// Twilio's Participant representation.
+fn participant_json(row: &ParticipantRow) -> Value {
+    let base = conference_base(&row.account_sid, &row.conference_sid);
+    json!({
+        "account_sid": row.account_sid,
+        "api_version": API_VERSION,
+        "call_sid": row.call_sid,
+        "call_sid_to_coach": null,
+        "coaching": false,
+        "conference_sid": row.conference_sid,
+        "date_created": rfc2822(row.date_created),
+        "date_updated": rfc2822(row.date_created),
+        "end_conference_on_exit": row.end_conference_on_exit,
+        "hold": false,
+        "label": null,
+        "muted": row.muted,
+        "queue_time": null,
+        "start_conference_on_enter": row.start_conference_on_enter,
+        "status": "connected",
+        "uri": format!("{base}/Participants/{}.json", row.call_sid),
+    })
+}
+
+/// The caller's conference `segment` (`CF….json`), or 404.
+async fn owned_conference(
+    state: &ApiState,
+    auth: &Authenticated,
+    segment: &str,
+    path: &str,
+) -> Result<ConferenceRow, ApiError> {
+    let sid = sid_segment(segment, ConferenceSid::PREFIX, path)?.to_owned();
+    let account = auth.sid().to_owned();
+    state
+        .read_models
+        .read(move |c| conferences::get_conference(c, &account, &sid))
+        .await?
+        .ok_or_else(|| ApiError::not_found(path))
+}
+
+/// `GET …/Conferences.json`.
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let path = format!("/{API_VERSION}/Accounts/{}/Conferences.json", auth.sid());
+    let params = Params::from_query(query.as_deref());
+    let paging = Paging::parse(&params)?;
+    let status = params.non_empty("Status").map(str::to_owned);
+    if let Some(status) = status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        return Err(ApiError::invalid(format!(
+            "Status must be one of {}, not {status:?}",
+            STATUSES.join(", ")
+        )));
+    }
+    let filter = ConferenceFilter {
+        friendly_name: params.non_empty("FriendlyName").map(str::to_owned),
+        status,
+    };
+    let account = auth.sid().to_owned();
+    let request = paging.request();
+    let page = state
+        .read_models
+        .read(move |c| conferences::list_conferences(c, &account, &filter, &request))
+        .await?;
+    let (next, previous) = keyset_links(&paging, &page, conferences::conference_sort_key);
+    let items = page.items.iter().map(conference_json).collect();
+    Ok(Json(envelope(
+        "conferences",
+        items,
+        &path,
+        &params,
+        &paging,
+        next,
+        previous,
+    )))
+}
+
+/// `GET …/Conferences/{CF}.json`.
+pub(crate) async fn fetch(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    Path((_, segment)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let path = format!(
+        "/{API_VERSION}/Accounts/{}/Conferences/{segment}",
+        auth.sid()
+    );
+    let row = owned_conference(&state, &auth, &segment, &path).await?;
+    Ok(Json(conference_json(&row)))
+}
+
+/// `GET …/Conferences/{CF}/Participants.json`: everyone connected now, in one page.
+pub(crate) async fn list_participants(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    Path((_, conference)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let path = format!(
+        "/{API_VERSION}/Accounts/{}/Conferences/{conference}/Participants.json",
+        auth.sid()
+    );
+    let row = owned_conference(&state, &auth, &conference, &path).await?;
+    let params = Params::from_query(query.as_deref());
+    let paging = Paging::parse(&params)?;
+    let muted = match params.non_empty("Muted") {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
+        Some(_) => return Err(ApiError::invalid("Muted must be true or false")),
+    };
+    let sid = row.sid.clone();
+    let participants = state
+        .read_models
+        .read(move |c| conferences::list_participants(c, &sid))
+        .await?;
+    let items = participants
+        .iter()
+        .filter(|p| muted.is_none_or(|m| p.muted == m))
+        .skip(paging.page.saturating_mul(paging.size))
+        .take(paging.size)
+        .map(participant_json)
+        .collect();
+    Ok(Json(envelope(
+        "participants",
+        items,
+        &path,
+        &params,
+        &paging,
+        None,
+        None,
+    )))
+}
+
+/// `GET …/Conferences/{CF}/Participants/{CA}.json`: a participant connected now.
+pub(crate) async fn fetch_participant(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    Path((_, conference, call)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let path = format!(
+        "/{API_VERSION}/Accounts/{}/Conferences/{conference}/Participants/{call}",
+        auth.sid()
+    );
+    let row = owned_conference(&state, &auth, &conference, &path).await?;
+    let call = sid_segment(&call, CallSid::PREFIX, &path)?.to_owned();
+    let sid = row.sid.clone();
+    let participants = state
+        .read_models
+        .read(move |c| conferences::list_participants(c, &sid))
+        .await?;
+    participants
+        .iter()
+        .find(|p| p.call_sid == call)
+        .map(|p| Json(participant_json(p)))
+        .ok_or_else(|| ApiError::not_found(&path))
+}
+
+/// `GET …/Conferences/{CF}/Recordings.json`.
+pub(crate) async fn list_recordings(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    Path((_, conference)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let path = format!(
+        "/{API_VERSION}/Accounts/{}/Conferences/{conference}/Recordings.json",
+        auth.sid()
+    );
+    let row = owned_conference(&state, &auth, &conference, &path).await?;
+    crate::recordings::list_page(&state, &auth, query, Some(row.sid), &path).await
+}
