@@ -1,4 +1,5 @@
-//! Operating `dialtone serve`: accounts from the CLI, a clean drain on SIGTERM.
+//! Operating `dialtone serve`: accounts from the CLI, a clean drain on SIGTERM, rebuilding the
+//! read models.
 
 use std::process::Command;
 
@@ -121,4 +122,68 @@ async fn sigterm_hangs_up_live_calls_and_flushes_the_log() {
     let data: Value = serde_json::from_str(completed.event.data.get()).unwrap();
     assert_eq!(data["status"], "completed");
     assert_eq!(data["hangup_by"], "dialtone");
+}
+
+/// `dialtone rebuild`: read models lost or damaged while the server is stopped come back,
+/// whole, from the log; an unknown projection is refused with the list of known ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_restores_the_read_models_from_the_log() {
+    let mut dialtone = Dialtone::start(Backend::Sqlite).await;
+    dialtone
+        .provision("+14155550177", "http://127.0.0.1:9/voice", None)
+        .await;
+    let status = tokio::task::block_in_place(|| dialtone.stop());
+    assert!(status.success(), "serve exited with {status}");
+    let data = dialtone.data_dir.path().join("data");
+    let read_models = data.join("readmodels.db");
+    let numbers = |db: &std::path::Path| -> Vec<String> {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut stmt = conn.prepare("SELECT phone_number FROM numbers").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(numbers(&read_models), ["+14155550177"]);
+    rusqlite::Connection::open(&read_models)
+        .unwrap()
+        .execute("DELETE FROM numbers", [])
+        .unwrap();
+    assert!(numbers(&read_models).is_empty());
+
+    let rebuild = |extra: &[&str]| {
+        Command::new(binary())
+            .args(["rebuild", "--data-dir"])
+            .arg(&data)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = rebuild(&[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for projection in [
+        "accounts",
+        "numbers",
+        "calls",
+        "billing",
+        "recordings",
+        "callbacks",
+        "conferences",
+    ] {
+        assert!(
+            stdout.contains(&format!("projection={projection} events=")),
+            "{projection} not rebuilt:\n{stdout}"
+        );
+    }
+    assert_eq!(numbers(&read_models), ["+14155550177"]);
+
+    let refused = rebuild(&["--projection", "nope"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("no projection \"nope\""), "{stderr}");
 }

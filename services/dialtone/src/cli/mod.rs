@@ -32,7 +32,8 @@ pub enum Command {
     Rebuild {
         #[arg(long, env = "DIALTONE_DATA_DIR", default_value = "./dialtone-data")]
         data_dir: PathBuf,
-        /// Only this projection (accounts, numbers, calls, billing, recordings, callbacks).
+        /// Only this projection (accounts, numbers, calls, billing, recordings, callbacks,
+        /// conferences).
         #[arg(long)]
         projection: Option<String>,
     },
