@@ -604,6 +604,13 @@ pub struct ParticipantLeft {
     pub call_sid: CallSid,
 }
 
+/// A participant was muted or unmuted (REST participant update).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantUpdated {
+    pub call_sid: CallSid,
+    pub muted: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConferenceEnded {
     /// `last-participant-left`, `participant-with-end-conference-on-exit-left`, …
@@ -628,6 +635,13 @@ pub enum CallControlAction {
     Redirect { url: String, method: HttpMethod },
     /// REST `Twiml`.
     Twiml { twiml: String },
+    /// REST participant update `Muted`: mute or unmute the call in its conference.
+    ConferenceMute { muted: bool },
+    /// REST participant delete: take the call out of its conference (its TwiML goes on after
+    /// the `<Dial>`).
+    ConferenceKick,
+    /// REST conference update `Status=completed`: end the call's conference for everyone.
+    ConferenceEnd,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -755,6 +769,7 @@ catalogue! {
     ConferenceStarted(ConferenceStarted) = "dialtone.conference.started";
     ParticipantJoined(ParticipantJoined) = "dialtone.conference.participant.joined";
     ParticipantLeft(ParticipantLeft) = "dialtone.conference.participant.left";
+    ParticipantUpdated(ParticipantUpdated) = "dialtone.conference.participant.updated";
     ConferenceEnded(ConferenceEnded) = "dialtone.conference.ended";
     CallControlRequested(CallControlRequested) = "dialtone.command.call.update";
     CommandCompleted(CommandCompleted) = "dialtone.command.completed";
@@ -1032,6 +1047,11 @@ mod tests {
             }
             .into(),
             ParticipantLeft { call_sid: call() }.into(),
+            ParticipantUpdated {
+                call_sid: call(),
+                muted: true,
+            }
+            .into(),
             ConferenceEnded {
                 reason: "last-participant-left".into(),
                 call_sid_ending_conference: Some(call()),

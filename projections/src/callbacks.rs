@@ -112,10 +112,14 @@ pub enum CallbackEvent {
     ParticipantJoin,
     /// A participant left a conference (`leave`).
     ParticipantLeave,
+    /// A participant was muted (`mute`).
+    ParticipantMute,
+    /// A participant was unmuted (`mute` too).
+    ParticipantUnmute,
 }
 
 impl CallbackEvent {
-    pub const ALL: [CallbackEvent; 11] = [
+    pub const ALL: [CallbackEvent; 13] = [
         CallbackEvent::Initiated,
         CallbackEvent::Ringing,
         CallbackEvent::Answered,
@@ -127,14 +131,18 @@ impl CallbackEvent {
         CallbackEvent::ConferenceEnd,
         CallbackEvent::ParticipantJoin,
         CallbackEvent::ParticipantLeave,
+        CallbackEvent::ParticipantMute,
+        CallbackEvent::ParticipantUnmute,
     ];
 
     /// The conference events (`<Conference statusCallbackEvent>`).
-    pub const CONFERENCE: [CallbackEvent; 4] = [
+    pub const CONFERENCE: [CallbackEvent; 6] = [
         CallbackEvent::ConferenceStart,
         CallbackEvent::ConferenceEnd,
         CallbackEvent::ParticipantJoin,
         CallbackEvent::ParticipantLeave,
+        CallbackEvent::ParticipantMute,
+        CallbackEvent::ParticipantUnmute,
     ];
 
     /// The call progress events (`StatusCallbackEvent` of a call).
@@ -166,6 +174,8 @@ impl CallbackEvent {
             CallbackEvent::ConferenceEnd => "conference-end",
             CallbackEvent::ParticipantJoin => "participant-join",
             CallbackEvent::ParticipantLeave => "participant-leave",
+            CallbackEvent::ParticipantMute => "participant-mute",
+            CallbackEvent::ParticipantUnmute => "participant-unmute",
         }
     }
 
@@ -177,6 +187,7 @@ impl CallbackEvent {
             CallbackEvent::ConferenceEnd => Some("end"),
             CallbackEvent::ParticipantJoin => Some("join"),
             CallbackEvent::ParticipantLeave => Some("leave"),
+            CallbackEvent::ParticipantMute | CallbackEvent::ParticipantUnmute => Some("mute"),
             _ => None,
         }
     }
@@ -235,6 +246,8 @@ impl CallbackEvent {
             CallbackEvent::ConferenceEnd => 256,
             CallbackEvent::ParticipantJoin => 512,
             CallbackEvent::ParticipantLeave => 1024,
+            CallbackEvent::ParticipantMute => 2048,
+            CallbackEvent::ParticipantUnmute => 4096,
         }
     }
 }
@@ -268,15 +281,19 @@ impl EventSet {
         )
     }
 
-    /// The events a conference subscribed to (`start`, `end`, `join`, `leave`; Twilio's
-    /// `mute`, `hold`, `modify`, `speaker` and `announcement` are not reported); nothing
-    /// selected means `end` only.
+    /// The events a conference subscribed to (`start`, `end`, `join`, `leave`, `mute` for
+    /// both mute and unmute; Twilio's `hold`, `modify`, `speaker` and `announcement` are not
+    /// reported); nothing selected means `end` only.
     pub fn conference_subscribed<S: AsRef<str>>(names: &[S]) -> EventSet {
-        EventSet::parse(
+        let mut set = EventSet::parse(
             names,
             CallbackEvent::parse_conference,
             CallbackEvent::ConferenceEnd,
-        )
+        );
+        if set.contains(CallbackEvent::ParticipantMute) {
+            set.insert(CallbackEvent::ParticipantUnmute);
+        }
+        set
     }
 
     fn parse<S: AsRef<str>>(
@@ -1138,6 +1155,12 @@ fn apply_conference(recorded: &RecordedEvent, tx: &Transaction<'_>) -> Result<()
                 .collect(),
             false,
         ),
+        Payload::ParticipantUpdated(updated) => (
+            room.updated(updated, event.sequence, event.time)
+                .into_iter()
+                .collect(),
+            false,
+        ),
         Payload::ConferenceEnded(end) => (
             room.ended(end, event.sequence, event.time)
                 .into_iter()
@@ -1188,6 +1211,7 @@ const WANTED: &[&str] = &[
     "dialtone.conference.started",
     "dialtone.conference.participant.joined",
     "dialtone.conference.participant.left",
+    "dialtone.conference.participant.updated",
     "dialtone.conference.ended",
 ];
 
@@ -1326,6 +1350,7 @@ impl Projection for CallbacksProjection {
             "dialtone.conference.started"
             | "dialtone.conference.participant.joined"
             | "dialtone.conference.participant.left"
+            | "dialtone.conference.participant.updated"
             | "dialtone.conference.ended" => apply_conference(recorded, tx),
             "dialtone.call.recording.completed" => {
                 let Some(payload) = decode(recorded) else {

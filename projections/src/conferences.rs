@@ -310,6 +310,12 @@ impl Projection for ConferencesProjection {
                     "updating a conference",
                 )
             }
+            Some(Payload::ParticipantUpdated(updated)) => execute(
+                "UPDATE conference_participants SET muted = ?3
+                 WHERE conference_sid = ?1 AND call_sid = ?2",
+                params![conference, updated.call_sid.as_str(), updated.muted],
+                "muting a participant",
+            ),
             Some(Payload::ConferenceEnded(ended)) => {
                 execute(
                     "DELETE FROM conference_participants WHERE conference_sid = ?1",

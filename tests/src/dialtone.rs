@@ -251,6 +251,18 @@ impl Dialtone {
             .collect()
     }
 
+    /// DELETE a Twilio API path → status.
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.http
+            .delete(self.url(path))
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// POST a form to a Twilio API path → (status, JSON).
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
         let response = self

@@ -1054,3 +1054,108 @@ async fn conference_status_callbacks_arrive_in_order_and_the_room_is_recorded() 
     assert_eq!(rec_status.param("RecordingStatus"), Some("completed"));
     assert_eq!(rec_status.param("RecordingSid"), recording["sid"].as_str());
 }
+
+/// Conference control through the REST API: mute a participant, take another out (its
+/// TwiML goes on after the `<Dial>`), then end the conference for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_mutes_kicks_and_ends_a_conference() {
+    let (dialtone, app) = setup("").await;
+    app.twiml(
+        "/voice",
+        r#"<Response><Dial><Conference beep="false" statusCallback="/conf-status" statusCallbackEvent="join leave mute end">ops</Conference></Dial><Say>Goodbye.</Say></Response>"#,
+    );
+    app.twiml("/conf-status", "");
+    dialtone.provision(NUMBER, &app.url("/voice"), None).await;
+    let sinks = [RtpSink::start(), RtpSink::start()];
+    let mut callers = Vec::new();
+    for sink in &sinks {
+        let caller = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+            .key("dialed", NUMBER)
+            .key("rtp_port", sink.port)
+            .run(dialtone.sip_addr());
+        callers.push(tokio::spawn(caller));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (conference_sid, participants) = eventually(15, "two participants", || async {
+        let (_, rooms) = dialtone.get("Conferences.json?FriendlyName=ops").await;
+        let sid = rooms["conferences"][0]["sid"].as_str()?.to_owned();
+        let (_, body) = dialtone
+            .get(&format!("Conferences/{sid}/Participants.json"))
+            .await;
+        let list = body["participants"].as_array().cloned().unwrap_or_default();
+        (list.len() == 2).then_some((sid, list))
+    })
+    .await;
+    let first = participants[0]["call_sid"].as_str().unwrap().to_owned();
+    let second = participants[1]["call_sid"].as_str().unwrap().to_owned();
+    let participant = |call: &str| format!("Conferences/{conference_sid}/Participants/{call}.json");
+
+    let (status, muted) = dialtone
+        .post(&participant(&first), &[("Muted", "true")])
+        .await;
+    assert_eq!(status, 200, "{muted}");
+    assert_eq!(muted["muted"], true);
+    let (status, refused) = dialtone
+        .post(&participant(&first), &[("Hold", "true")])
+        .await;
+    assert_eq!(status, 400, "{refused}");
+
+    let kicked = dialtone.delete(&participant(&second)).await;
+    assert_eq!(kicked, 204);
+    assert_eq!(dialtone.delete(&participant(&second)).await, 404);
+    // The kicked call went on after its <Dial>.
+    let events = eventually(10, "the kicked call to say goodbye", || async {
+        let events = dialtone.call_events(&second).await;
+        events
+            .iter()
+            .any(|e| e["type"] == "dialtone.media.say" && e["data"]["text"] == "Goodbye.")
+            .then_some(events)
+    })
+    .await;
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "dialtone.call.dial.completed"));
+
+    let (status, ended) = dialtone
+        .post(
+            &format!("Conferences/{conference_sid}.json"),
+            &[("Status", "completed")],
+        )
+        .await;
+    assert_eq!(status, 200, "{ended}");
+    assert_eq!(ended["status"], "completed");
+    assert_eq!(ended["reason_conference_ended"], "conference-ended-via-api");
+    for (i, caller) in callers.into_iter().enumerate() {
+        caller
+            .await
+            .unwrap()
+            .assert_success(&format!("caller {i}"), &dialtone);
+    }
+
+    let callbacks = eventually(20, "the conference callbacks", || async {
+        let requests = app.requests_to("/conf-status");
+        (requests.len() >= 6).then_some(requests)
+    })
+    .await;
+    let seen: Vec<(&str, Option<&str>)> = callbacks
+        .iter()
+        .map(|r| {
+            (
+                r.param("StatusCallbackEvent").unwrap_or(""),
+                r.param("CallSid"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("participant-join", Some(first.as_str())),
+            ("participant-join", Some(second.as_str())),
+            ("participant-mute", Some(first.as_str())),
+            ("participant-leave", Some(second.as_str())),
+            ("participant-leave", Some(first.as_str())),
+            ("conference-end", None),
+        ]
+    );
+    assert_eq!(callbacks[2].param("Muted"), Some("true"));
+}

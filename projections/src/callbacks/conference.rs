@@ -7,7 +7,8 @@
 //! events become outbox rows of the conference (its SID in the outbox's `call_sid` column),
 //! delivered in order by the node that owns the room: `participant-join`, `conference-start`
 //! (the join that begins mixing: the second participant, or the first moderator with
-//! `startConferenceOnEnter`), `participant-leave`, `conference-end`.
+//! `startConferenceOnEnter`), `participant-mute`/`participant-unmute` (REST updates),
+//! `participant-leave`, `conference-end`.
 //!
 //! Parameters, as Twilio sends them: `AccountSid`, `ConferenceSid`, `FriendlyName`,
 //! `StatusCallbackEvent`, `SequenceNumber` (0, 1, 2… per conference), `Timestamp`
@@ -17,7 +18,9 @@
 
 use std::collections::BTreeMap;
 
-use dialtone_events::payload::{ConferenceEnded, HttpMethod, ParticipantJoined, ParticipantLeft};
+use dialtone_events::payload::{
+    ConferenceEnded, HttpMethod, ParticipantJoined, ParticipantLeft, ParticipantUpdated,
+};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -122,6 +125,25 @@ impl ConferenceCallbacks {
         let flags = self.participants.remove(&call_sid)?;
         let params = participant_params(&call_sid, flags);
         self.plan(CallbackEvent::ParticipantLeave, sequence, time, params)
+    }
+
+    /// A participant was muted or unmuted: `participant-mute` / `participant-unmute`.
+    pub fn updated(
+        &mut self,
+        updated: &ParticipantUpdated,
+        sequence: u64,
+        time: OffsetDateTime,
+    ) -> Option<PlannedCallback> {
+        let call_sid = updated.call_sid.to_string();
+        let flags = self.participants.get_mut(&call_sid)?;
+        flags.muted = updated.muted;
+        let params = participant_params(&call_sid, *flags);
+        let event = if updated.muted {
+            CallbackEvent::ParticipantMute
+        } else {
+            CallbackEvent::ParticipantUnmute
+        };
+        self.plan(event, sequence, time, params)
     }
 
     /// The room ended: `conference-end`.
@@ -273,6 +295,28 @@ mod tests {
         );
         assert_eq!(param(&sent[5], "CallSidEndingConference"), Some(a.as_str()));
         assert_eq!(sent[3].for_sequence, 4);
+    }
+
+    #[test]
+    fn mute_selects_both_mute_and_unmute() {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let a = CallSid::generate();
+        let mut room = ConferenceCallbacks::opened("CF1", "AC1", "node-1", "r");
+        let url = Some("https://app.example/c");
+        assert!(room
+            .joined(&joined(&a, url, "mute", false), 2, t)
+            .is_empty());
+        let mute = |muted| ParticipantUpdated {
+            call_sid: a.clone(),
+            muted,
+        };
+        let muted = room.updated(&mute(true), 3, t).unwrap();
+        assert_eq!(muted.event, CallbackEvent::ParticipantMute);
+        assert_eq!(param(&muted, "Muted"), Some("true"));
+        let unmuted = room.updated(&mute(false), 4, t).unwrap();
+        assert_eq!(unmuted.event, CallbackEvent::ParticipantUnmute);
+        assert_eq!(param(&unmuted, "Muted"), Some("false"));
+        assert_eq!(param(&unmuted, "SequenceNumber"), Some("1"));
     }
 
     #[test]

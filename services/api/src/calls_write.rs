@@ -440,7 +440,7 @@ pub(crate) fn check_state(status: CallStatus, update: &UpdateCall) -> Result<(),
     }
 }
 
-fn control_error(
+pub(crate) fn control_error(
     error: ControlError,
     path: &str,
     status: Option<CallStatus>,
@@ -464,7 +464,7 @@ fn control_error(
 // ---------------------------------------------------------------------------------------
 // handlers
 
-fn controller(
+pub(crate) fn controller(
     state: &ApiState,
     what: &str,
 ) -> Result<std::sync::Arc<dyn CallController>, ApiError> {
@@ -474,7 +474,7 @@ fn controller(
         .ok_or_else(|| not_implemented(what))
 }
 
-fn account_sid(auth: &Authenticated) -> Result<AccountSid, ApiError> {
+pub(crate) fn account_sid(auth: &Authenticated) -> Result<AccountSid, ApiError> {
     AccountSid::parse(auth.sid()).map_err(|error| {
         tracing::error!(account = auth.sid(), %error, "authenticated account has an invalid SID");
         ApiError::internal()

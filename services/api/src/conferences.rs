@@ -1,15 +1,21 @@
-//! Conferences and their participants (read-only), Twilio's shapes:
-//! `GET …/Conferences.json` (`FriendlyName`, `Status`), `GET …/Conferences/{CF}.json`,
-//! `GET …/Conferences/{CF}/Participants.json` (the participants connected now),
-//! `GET …/Conferences/{CF}/Participants/{CA}.json` and `GET …/Conferences/{CF}/Recordings.json`.
+//! Conferences and their participants, Twilio's shapes: `GET …/Conferences.json`
+//! (`FriendlyName`, `Status`), `GET …/Conferences/{CF}.json`, `GET …/Conferences/{CF}/Participants.json`
+//! (the participants connected now), `GET …/Conferences/{CF}/Participants/{CA}.json`,
+//! `GET …/Conferences/{CF}/Recordings.json`; and control through the call controller:
+//! `POST …/Participants/{CA}.json` (`Muted`), `DELETE …/Participants/{CA}.json`, and
+//! `POST …/Conferences/{CF}.json` (`Status=completed`).
 
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use axum::Json;
 use dialtone_events::sid::{CallSid, ConferenceSid};
 use dialtone_projections::conferences::{self, ConferenceFilter, ConferenceRow, ParticipantRow};
 use serde_json::{json, Value};
 
 use crate::auth::Authenticated;
+use crate::calls_write::{account_sid, control_error, controller};
+use crate::control::{ControlError, ParticipantAction};
 use crate::error::ApiError;
 use crate::format::{rfc2822, sid_segment};
 use crate::paging::{envelope, keyset_links, Paging};
@@ -216,4 +222,174 @@ pub(crate) async fn list_recordings(
     );
     let row = owned_conference(&state, &auth, &conference, &path).await?;
     crate::recordings::list_page(&state, &auth, query, Some(row.sid), &path).await
+}
+
+/// Sends `action` through participant `call` and waits until the room's stream, as it is
+/// then, is in the read models.
+async fn control(
+    state: &ApiState,
+    auth: &Authenticated,
+    conference: &ConferenceRow,
+    call: &CallSid,
+    action: ParticipantAction,
+    path: &str,
+) -> Result<(), ApiError> {
+    let controller = controller(state, "Conference control")?;
+    let account = account_sid(auth)?;
+    controller
+        .update_participant(&account, call, action)
+        .await
+        .map_err(|error| match error {
+            // It left (or the conference ended) meanwhile.
+            ControlError::NotFound | ControlError::InvalidState => ApiError::not_found(path),
+            error => control_error(error, path, None, None),
+        })?;
+    tracing::info!(conference = %conference.sid, %call, ?action, "conference participant updated");
+    let stream = state
+        .log
+        .read_stream(&conference.sid, 1)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "cannot read a conference's stream");
+            ApiError::internal()
+        })?;
+    if let Some(last) = stream.last() {
+        state
+            .await_projections(std::slice::from_ref(&last.position))
+            .await;
+    }
+    Ok(())
+}
+
+/// A participant connected now, or 404.
+async fn connected(
+    state: &ApiState,
+    conference: &ConferenceRow,
+    call: &str,
+    path: &str,
+) -> Result<ParticipantRow, ApiError> {
+    let sid = conference.sid.clone();
+    let participants = state
+        .read_models
+        .read(move |c| conferences::list_participants(c, &sid))
+        .await?;
+    participants
+        .into_iter()
+        .find(|p| p.call_sid == call)
+        .ok_or_else(|| ApiError::not_found(path))
+}
+
+/// Refuses the parameters Twilio accepts that Dialtone does not carry out.
+fn refuse_unsupported(params: &Params, names: &[&str]) -> Result<(), ApiError> {
+    match names.iter().find(|n| params.non_empty(n).is_some()) {
+        Some(name) => Err(ApiError::invalid(format!(
+            "{name} is not supported by Dialtone"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `POST …/Conferences/{CF}/Participants/{CA}.json`: `Muted=true|false`.
+pub(crate) async fn update_participant(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    Path((_, conference, call)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let path = format!(
+        "/{API_VERSION}/Accounts/{}/Conferences/{conference}/Participants/{call}",
+        auth.sid()
+    );
+    let room = owned_conference(&state, &auth, &conference, &path).await?;
+    let call_sid = sid_segment(&call, CallSid::PREFIX, &path)?.to_owned();
+    connected(&state, &room, &call_sid, &path).await?;
+    let params = Params::parse(&body);
+    refuse_unsupported(
+        &params,
+        &[
+            "Hold",
+            "HoldUrl",
+            "AnnounceUrl",
+            "Coaching",
+            "BeepOnExit",
+            "WaitUrl",
+        ],
+    )?;
+    let muted = match params.non_empty("Muted") {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
+        Some(_) => return Err(ApiError::invalid("Muted must be true or false")),
+    };
+    if let Some(muted) = muted {
+        let call = CallSid::parse(&call_sid).map_err(|_| ApiError::not_found(&path))?;
+        control(
+            &state,
+            &auth,
+            &room,
+            &call,
+            ParticipantAction::Mute(muted),
+            &path,
+        )
+        .await?;
+    }
+    let row = connected(&state, &room, &call_sid, &path).await?;
+    Ok(Json(participant_json(&row)))
+}
+
+/// `DELETE …/Conferences/{CF}/Participants/{CA}.json`: takes the participant out; its call
+/// goes on after its `<Dial>`.
+pub(crate) async fn delete_participant(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    Path((_, conference, call)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let path = format!(
+        "/{API_VERSION}/Accounts/{}/Conferences/{conference}/Participants/{call}",
+        auth.sid()
+    );
+    let room = owned_conference(&state, &auth, &conference, &path).await?;
+    let call_sid = sid_segment(&call, CallSid::PREFIX, &path)?.to_owned();
+    connected(&state, &room, &call_sid, &path).await?;
+    let call = CallSid::parse(&call_sid).map_err(|_| ApiError::not_found(&path))?;
+    control(&state, &auth, &room, &call, ParticipantAction::Kick, &path).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST …/Conferences/{CF}.json`: `Status=completed` ends the conference for everyone.
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    Path((_, segment)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let path = format!(
+        "/{API_VERSION}/Accounts/{}/Conferences/{segment}",
+        auth.sid()
+    );
+    let room = owned_conference(&state, &auth, &segment, &path).await?;
+    let params = Params::parse(&body);
+    refuse_unsupported(&params, &["AnnounceUrl", "AnnounceMethod"])?;
+    match params.non_empty("Status") {
+        None => {}
+        // Ending an ended conference changes nothing.
+        Some(v) if v.eq_ignore_ascii_case("completed") && room.status == "completed" => {}
+        Some(v) if v.eq_ignore_ascii_case("completed") => {
+            let sid = room.sid.clone();
+            let participants = state
+                .read_models
+                .read(move |c| conferences::list_participants(c, &sid))
+                .await?;
+            if let Some(through) = participants
+                .first()
+                .and_then(|p| CallSid::parse(&p.call_sid).ok())
+            {
+                let action = ParticipantAction::EndConference;
+                control(&state, &auth, &room, &through, action, &path).await?;
+            }
+        }
+        Some(_) => return Err(ApiError::invalid("Status must be completed")),
+    }
+    let room = owned_conference(&state, &auth, &segment, &path).await?;
+    Ok(Json(conference_json(&room)))
 }

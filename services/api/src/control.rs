@@ -136,6 +136,19 @@ pub enum ControlError {
     Unavailable(String),
 }
 
+/// What a REST request does to a conference participant (through its call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParticipantAction {
+    /// `POST …/Participants/{CallSid}.json` with `Muted`.
+    Mute(bool),
+    /// `DELETE …/Participants/{CallSid}.json`: out of the conference; the call goes on after
+    /// its `<Dial>`.
+    Kick,
+    /// `POST …/Conferences/{Sid}.json` with `Status=completed`, sent through one of the
+    /// participants: the conference ends for everyone.
+    EndConference,
+}
+
 /// Places and steers calls. Implemented by the `dialtone` binary; given to the API with
 /// [`crate::ApiState::with_call_controller`].
 #[async_trait]
@@ -167,4 +180,18 @@ pub trait CallController: Send + Sync + 'static {
         call: &CallSid,
         update: UpdateCall,
     ) -> Result<(), ControlError>;
+
+    /// Applies `action` to `call`, a participant of one of `account`'s conferences:
+    /// `InvalidState` when the call is not in a conference (any more).
+    async fn update_participant(
+        &self,
+        account: &AccountSid,
+        call: &CallSid,
+        action: ParticipantAction,
+    ) -> Result<(), ControlError> {
+        let _ = (account, call, action);
+        Err(ControlError::Unavailable(
+            "conference control is not available".into(),
+        ))
+    }
 }

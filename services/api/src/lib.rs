@@ -59,7 +59,9 @@ use dialtone_projections::{AccountDirectory, NumberDirectory, ReadModels, Runner
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use auth::Authenticated;
-pub use control::{CallAction, CallController, ControlError, CreateCall, UpdateCall};
+pub use control::{
+    CallAction, CallController, ControlError, CreateCall, ParticipantAction, UpdateCall,
+};
 pub use error::ApiError;
 
 /// The Twilio API version this surface reproduces.
@@ -221,7 +223,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             &format!("{accounts}/Conferences/{{sid}}"),
-            get(conferences::fetch),
+            get(conferences::fetch).post(conferences::update),
         )
         .route(
             &format!("{accounts}/Conferences/{{sid}}/Participants.json"),
@@ -229,7 +231,9 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             &format!("{accounts}/Conferences/{{sid}}/Participants/{{call_sid}}"),
-            get(conferences::fetch_participant),
+            get(conferences::fetch_participant)
+                .post(conferences::update_participant)
+                .delete(conferences::delete_participant),
         )
         .route(
             &format!("{accounts}/Conferences/{{sid}}/Recordings.json"),

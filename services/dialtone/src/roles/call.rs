@@ -700,6 +700,19 @@ impl CallTask {
                 crate::roles::dial::conference_started(self);
                 Vec::new()
             }
+            CallControl::ConferenceMute { muted, reply } => {
+                let _ = reply.send(crate::roles::dial::conference_mute(self, muted).await);
+                Vec::new()
+            }
+            CallControl::ConferenceKick { reply } => {
+                let in_room = crate::roles::dial::in_conference(self);
+                let _ = reply.send(in_room);
+                self.conference_ended(now).await
+            }
+            CallControl::ConferenceEnd { reply } => {
+                let _ = reply.send(crate::roles::dial::end_conference(self).await);
+                Vec::new()
+            }
         }
     }
 

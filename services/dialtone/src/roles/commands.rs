@@ -105,6 +105,24 @@ async fn execute(node: &Node, request: &CallControlRequested) -> Result<(), Stri
             })?;
             answer.await.map_err(|_| INVALID_STATE.to_owned())?
         }
+        CallControlAction::ConferenceMute { muted } => {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            ask(CallControl::ConferenceMute {
+                muted: *muted,
+                reply,
+            })?;
+            answer.await.map_err(|_| INVALID_STATE.to_owned())?
+        }
+        CallControlAction::ConferenceKick => {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            ask(CallControl::ConferenceKick { reply })?;
+            answer.await.map_err(|_| INVALID_STATE.to_owned())?
+        }
+        CallControlAction::ConferenceEnd => {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            ask(CallControl::ConferenceEnd { reply })?;
+            answer.await.map_err(|_| INVALID_STATE.to_owned())?
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use dialtone_events::payload::{
     ConferenceEnded, ConferenceStarted, HttpMethod, ParticipantJoined, ParticipantLeft,
-    RecordingCompleted, RecordingStarted,
+    ParticipantUpdated, RecordingCompleted, RecordingStarted,
 };
 use dialtone_events::sid::{CallSid, ConferenceSid, RecordingSid};
 use dialtone_events::{EventLog, ExpectedVersion, NewEvent, Payload};
@@ -260,6 +260,62 @@ impl Conferences {
         append(log, &sid, account, events).await;
         for other in others {
             registry.send(&other, CallControl::ConferenceEnded);
+        }
+    }
+}
+
+impl Conferences {
+    /// Mutes or unmutes a participant and logs `participant.updated`.
+    pub async fn set_muted(
+        &self,
+        log: &dyn EventLog,
+        account: &str,
+        call: &CallSid,
+        membership: &Membership,
+        muted: bool,
+    ) {
+        let _in_order = self.log_order.lock().await;
+        membership.participant.set_muted(muted);
+        let updated = ParticipantUpdated {
+            call_sid: call.clone(),
+            muted,
+        };
+        append(log, &membership.sid, account, vec![updated.into()]).await;
+    }
+
+    /// Ends the room `key` for everyone (REST `Status=completed`): every participant leaves
+    /// (their calls are told through the registry and go on after their `<Dial>`), then
+    /// `conference.ended` with `conference-ended-via-api`.
+    pub async fn end(&self, log: &dyn EventLog, registry: &CallRegistry, account: &str, key: &str) {
+        let _in_order = self.log_order.lock().await;
+        let room = self
+            .rooms
+            .lock()
+            .ok()
+            .and_then(|mut rooms| rooms.remove(key));
+        let Some(room) = room else {
+            return;
+        };
+        room.media.end();
+        let members: Vec<CallSid> = room.members.into_keys().collect();
+        let mut events: Vec<Payload> = members
+            .iter()
+            .map(|call| {
+                Payload::from(ParticipantLeft {
+                    call_sid: call.clone(),
+                })
+            })
+            .collect();
+        events.push(
+            ConferenceEnded {
+                reason: "conference-ended-via-api".into(),
+                call_sid_ending_conference: None,
+            }
+            .into(),
+        );
+        append(log, &room.sid, account, events).await;
+        for member in members {
+            registry.send(&member, CallControl::ConferenceEnded);
         }
     }
 }

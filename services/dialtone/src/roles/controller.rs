@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dialtone_api::{CallAction, CallController, ControlError, CreateCall, UpdateCall};
+use dialtone_api::{
+    CallAction, CallController, ControlError, CreateCall, ParticipantAction, UpdateCall,
+};
 use dialtone_events::payload::CallControlAction;
 use dialtone_events::sid::{AccountSid, CallSid};
 
@@ -44,6 +46,34 @@ impl CallController for NodeController {
             CallAction::Redirect { url, method, .. } => CallControlAction::Redirect { url, method },
             CallAction::Twiml(twiml) => CallControlAction::Twiml { twiml },
         };
+        self.send(account, call, action, twiml).await
+    }
+
+    async fn update_participant(
+        &self,
+        account: &AccountSid,
+        call: &CallSid,
+        action: ParticipantAction,
+    ) -> Result<(), ControlError> {
+        let action = match action {
+            ParticipantAction::Mute(muted) => CallControlAction::ConferenceMute { muted },
+            ParticipantAction::Kick => CallControlAction::ConferenceKick,
+            ParticipantAction::EndConference => CallControlAction::ConferenceEnd,
+        };
+        self.send(account, call, action, false).await
+    }
+}
+
+impl NodeController {
+    /// Sends a command to the node that owns `call`; `twiml` says a refusal other than
+    /// `invalid-state` is the new TwiML's error (12100).
+    async fn send(
+        &self,
+        account: &AccountSid,
+        call: &CallSid,
+        action: CallControlAction,
+        twiml: bool,
+    ) -> Result<(), ControlError> {
         match commands::send(
             self.0.log.as_ref(),
             account.as_str(),

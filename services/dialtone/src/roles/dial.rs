@@ -1133,6 +1133,52 @@ async fn leave_conference(task: &mut CallTask) -> Vec<Action> {
     )
 }
 
+/// `Ok` when the call is in a conference now, else `invalid-state`.
+pub fn in_conference(task: &CallTask) -> Result<(), String> {
+    match task.dial.as_ref().and_then(|d| d.conference.as_ref()) {
+        Some(_) => Ok(()),
+        None => Err(crate::roles::commands::INVALID_STATE.to_owned()),
+    }
+}
+
+/// REST participant update: mutes or unmutes the call in its conference.
+pub async fn conference_mute(task: &mut CallTask, muted: bool) -> Result<(), String> {
+    in_conference(task)?;
+    let Some((membership, _)) = task.dial.as_ref().and_then(|d| d.conference.as_ref()) else {
+        return Err(crate::roles::commands::INVALID_STATE.to_owned());
+    };
+    task.node
+        .conferences
+        .set_muted(
+            task.node.log.as_ref(),
+            task.account.as_str(),
+            &task.sid,
+            membership,
+            muted,
+        )
+        .await;
+    Ok(())
+}
+
+/// REST conference update `Status=completed`: ends the call's conference for everyone
+/// (this call included: it is told like the others and leaves).
+pub async fn end_conference(task: &mut CallTask) -> Result<(), String> {
+    in_conference(task)?;
+    let Some((membership, _)) = task.dial.as_ref().and_then(|d| d.conference.as_ref()) else {
+        return Err(crate::roles::commands::INVALID_STATE.to_owned());
+    };
+    task.node
+        .conferences
+        .end(
+            task.node.log.as_ref(),
+            &task.node.registry,
+            task.account.as_str(),
+            &membership.key,
+        )
+        .await;
+    Ok(())
+}
+
 /// Another participant with `endConferenceOnExit` left: this call leaves too.
 pub async fn conference_ended(task: &mut CallTask) -> Vec<Action> {
     if task.dial.as_ref().is_some_and(|d| d.conference.is_some()) {

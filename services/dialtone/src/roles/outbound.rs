@@ -195,7 +195,13 @@ async fn run(
                     let call = placed.call.clone();
                     tokio::spawn(async move { let _ = call.hangup().await; });
                 }
-                Some(CallControl::Redirect { reply, .. } | CallControl::Twiml { reply, .. }) => {
+                Some(
+                    CallControl::Redirect { reply, .. }
+                    | CallControl::Twiml { reply, .. }
+                    | CallControl::ConferenceMute { reply, .. }
+                    | CallControl::ConferenceKick { reply }
+                    | CallControl::ConferenceEnd { reply },
+                ) => {
                     let _ = reply.send(Err("the call is not in progress yet".into()));
                 }
                 Some(CallControl::ConferenceEnded | CallControl::ConferenceStarted) | None => {}
