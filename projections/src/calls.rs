@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use dialtone_events::payload::{CallInitiated, CallStatus, Direction};
 use dialtone_events::{Payload, RecordedEvent};
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::{Date, OffsetDateTime};
 
-use crate::paging::{keyset, where_clause, Order, Page, PageRequest, SortKey};
+use crate::paging::{created_sort_key, read_page, ListQuery, Order, Page, PageRequest, SortKey};
 use crate::projection::{
     decode, load_time, load_time_opt, sql, store_time, Projection, ProjectionError,
 };
@@ -565,37 +565,27 @@ pub fn list_calls(
         &mut values,
     );
     push_date_filter("c.end_time", &filter.end_time, &mut conditions, &mut values);
-    let keyset = keyset(page, Order::Descending, "c.date_created", "c.sid");
-    if let Some(condition) = &keyset.condition {
-        conditions.push(condition.clone());
-        values.extend(keyset.params.iter().cloned());
-    }
-    let query = format!(
-        "{} {} {}",
-        select_with_price(),
-        where_clause(&conditions),
-        keyset.tail
-    );
-    let rows = conn
-        .prepare(&query)
-        .and_then(|mut s| {
-            s.query_map(params_from_iter(values), read_record)?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(sql("listing calls"))?;
-    let records = rows
-        .into_iter()
-        .map(to_record)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(keyset.finish(page, records))
+    let list = ListQuery {
+        select: &select_with_price(),
+        order: Order::Descending,
+        primary_col: "c.date_created",
+        sid_col: "c.sid",
+        context: "listing calls",
+    };
+    read_page(
+        conn,
+        &list,
+        conditions,
+        values,
+        page,
+        read_record,
+        to_record,
+    )
 }
 
 /// The sort key of a call in its list.
 pub fn call_sort_key(record: &CallRecord) -> SortKey {
-    SortKey {
-        primary: store_time(record.call.date_created),
-        sid: record.call.sid.clone(),
-    }
+    created_sort_key(record.call.date_created, &record.call.sid)
 }
 
 #[cfg(test)]

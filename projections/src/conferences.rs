@@ -8,10 +8,10 @@
 
 use dialtone_events::{Payload, RecordedEvent};
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::OffsetDateTime;
 
-use crate::paging::{keyset, where_clause, Order, Page, PageRequest, SortKey};
+use crate::paging::{created_sort_key, read_page, ListQuery, Order, Page, PageRequest, SortKey};
 use crate::projection::{decode, load_time, sql, store_time, Projection, ProjectionError};
 
 /// A conference as the read model holds it.
@@ -162,36 +162,27 @@ pub fn list_conferences(
             values.push(Value::Text(value.clone()));
         }
     }
-    let keyset = keyset(page, Order::Descending, "date_created", "sid");
-    if let Some(condition) = &keyset.condition {
-        conditions.push(condition.clone());
-        values.extend(keyset.params.iter().cloned());
-    }
-    let query = format!(
-        "SELECT {CONFERENCE_COLUMNS} FROM conferences {} {}",
-        where_clause(&conditions),
-        keyset.tail
-    );
-    let raws = conn
-        .prepare(&query)
-        .and_then(|mut s| {
-            s.query_map(params_from_iter(values), read_conference)?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(sql("listing conferences"))?;
-    let rows = raws
-        .into_iter()
-        .map(to_conference)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(keyset.finish(page, rows))
+    let list = ListQuery {
+        select: &format!("SELECT {CONFERENCE_COLUMNS} FROM conferences"),
+        order: Order::Descending,
+        primary_col: "date_created",
+        sid_col: "sid",
+        context: "listing conferences",
+    };
+    read_page(
+        conn,
+        &list,
+        conditions,
+        values,
+        page,
+        read_conference,
+        to_conference,
+    )
 }
 
 /// The sort key of a conference in its list.
 pub fn conference_sort_key(row: &ConferenceRow) -> SortKey {
-    SortKey {
-        primary: store_time(row.date_created),
-        sid: row.sid.clone(),
-    }
+    created_sort_key(row.date_created, &row.sid)
 }
 
 /// The participants connected to a conference now, in the order they joined.

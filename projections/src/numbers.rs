@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 use dialtone_events::payload::{HttpMethod, NumberConfig};
 use dialtone_events::{Payload, RecordedEvent};
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::OffsetDateTime;
 
-use crate::paging::{keyset, where_clause, Order, Page, PageRequest, SortKey};
+use crate::paging::{created_sort_key, read_page, ListQuery, Order, Page, PageRequest, SortKey};
 use crate::projection::{decode, load_time, sql, store_time, Projection, ProjectionError};
 
 /// Why a string is not a phone number.
@@ -247,32 +247,19 @@ pub fn list_numbers(
         conditions.push("friendly_name = ?".to_owned());
         values.push(Value::Text(name.clone()));
     }
-    let keyset = keyset(page, Order::Ascending, "date_created", "sid");
-    if let Some(condition) = &keyset.condition {
-        conditions.push(condition.clone());
-        values.extend(keyset.params.iter().cloned());
-    }
-    let query = format!("{SELECT} {} {}", where_clause(&conditions), keyset.tail);
-    let rows = conn
-        .prepare(&query)
-        .and_then(|mut s| {
-            s.query_map(params_from_iter(values), read_row)?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(sql("listing numbers"))?;
-    let records = rows
-        .into_iter()
-        .map(with_times)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(keyset.finish(page, records))
+    let list = ListQuery {
+        select: SELECT,
+        order: Order::Ascending,
+        primary_col: "date_created",
+        sid_col: "sid",
+        context: "listing numbers",
+    };
+    read_page(conn, &list, conditions, values, page, read_row, with_times)
 }
 
 /// The sort key of a number in its list.
 pub fn number_sort_key(record: &NumberRecord) -> SortKey {
-    SortKey {
-        primary: store_time(record.date_created),
-        sid: record.sid.clone(),
-    }
+    created_sort_key(record.date_created, &record.sid)
 }
 
 /// Every provisioned number, for loading the directory.

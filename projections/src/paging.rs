@@ -4,6 +4,10 @@
 //! order. Anchors keep pages stable while new rows arrive.
 
 use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, Row};
+use time::OffsetDateTime;
+
+use crate::projection::{sql, store_time, ProjectionError};
 
 /// The sort key of one item of a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,4 +150,59 @@ pub(crate) fn where_clause(conditions: &[String]) -> String {
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     }
+}
+
+/// The sort key of a list item ordered by creation time, then SID.
+pub fn created_sort_key(date_created: OffsetDateTime, sid: &str) -> SortKey {
+    SortKey {
+        primary: store_time(date_created),
+        sid: sid.to_owned(),
+    }
+}
+
+/// What a list reads: its `SELECT … FROM …`, its natural order and the columns of its sort
+/// key.
+pub(crate) struct ListQuery<'a> {
+    pub select: &'a str,
+    pub order: Order,
+    pub primary_col: &'a str,
+    pub sid_col: &'a str,
+    /// For errors: `listing calls`, …
+    pub context: &'static str,
+}
+
+/// Reads one page of a list: `select` filtered by `conditions` (bound to `values`, in
+/// order), each row read by `read` and turned into an item by `convert`.
+pub(crate) fn read_page<R, T>(
+    conn: &Connection,
+    list: &ListQuery<'_>,
+    mut conditions: Vec<String>,
+    mut values: Vec<Value>,
+    page: &PageRequest,
+    read: impl FnMut(&Row<'_>) -> rusqlite::Result<R>,
+    convert: impl FnMut(R) -> Result<T, ProjectionError>,
+) -> Result<Page<T>, ProjectionError> {
+    let keyset = keyset(page, list.order, list.primary_col, list.sid_col);
+    if let Some(condition) = &keyset.condition {
+        conditions.push(condition.clone());
+        values.extend(keyset.params.iter().cloned());
+    }
+    let query = format!(
+        "{} {} {}",
+        list.select,
+        where_clause(&conditions),
+        keyset.tail
+    );
+    let raws = conn
+        .prepare(&query)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(values), read)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(sql(list.context))?;
+    let items = raws
+        .into_iter()
+        .map(convert)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(keyset.finish(page, items))
 }

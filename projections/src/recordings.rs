@@ -2,11 +2,11 @@
 
 use dialtone_events::{Payload, RecordedEvent};
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::{Date, OffsetDateTime};
 
 use crate::calls::DateFilter;
-use crate::paging::{keyset, where_clause, Order, Page, PageRequest, SortKey};
+use crate::paging::{created_sort_key, read_page, ListQuery, Order, Page, PageRequest, SortKey};
 use crate::projection::{decode, load_time, sql, store_time, Projection, ProjectionError};
 
 /// A recording as the read model holds it.
@@ -160,36 +160,19 @@ pub fn list_recordings(
             values.push(Value::Text(day_text(next)));
         }
     }
-    let keyset = keyset(page, Order::Descending, "date_created", "sid");
-    if let Some(condition) = &keyset.condition {
-        conditions.push(condition.clone());
-        values.extend(keyset.params.iter().cloned());
-    }
-    let query = format!(
-        "SELECT {COLUMNS} FROM recordings {} {}",
-        where_clause(&conditions),
-        keyset.tail
-    );
-    let raws = conn
-        .prepare(&query)
-        .and_then(|mut s| {
-            s.query_map(params_from_iter(values), read_raw)?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(sql("listing recordings"))?;
-    let rows = raws
-        .into_iter()
-        .map(to_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(keyset.finish(page, rows))
+    let list = ListQuery {
+        select: &format!("SELECT {COLUMNS} FROM recordings"),
+        order: Order::Descending,
+        primary_col: "date_created",
+        sid_col: "sid",
+        context: "listing recordings",
+    };
+    read_page(conn, &list, conditions, values, page, read_raw, to_row)
 }
 
 /// The sort key of a recording in its list.
 pub fn recording_sort_key(row: &RecordingRow) -> SortKey {
-    SortKey {
-        primary: store_time(row.date_created),
-        sid: row.sid.clone(),
-    }
+    created_sort_key(row.date_created, &row.sid)
 }
 
 /// Projects recording events into `recordings`.

@@ -156,12 +156,7 @@ pub(crate) async fn list_participants(
     let row = owned_conference(&state, &auth, &conference, &path).await?;
     let params = Params::from_query(query.as_deref());
     let paging = Paging::parse(&params)?;
-    let muted = match params.non_empty("Muted") {
-        None => None,
-        Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
-        Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
-        Some(_) => return Err(ApiError::invalid("Muted must be true or false")),
-    };
+    let muted = muted_param(&params)?;
     let sid = row.sid.clone();
     let participants = state
         .read_models
@@ -195,18 +190,10 @@ pub(crate) async fn fetch_participant(
         "/{API_VERSION}/Accounts/{}/Conferences/{conference}/Participants/{call}",
         auth.sid()
     );
-    let row = owned_conference(&state, &auth, &conference, &path).await?;
-    let call = sid_segment(&call, CallSid::PREFIX, &path)?.to_owned();
-    let sid = row.sid.clone();
-    let participants = state
-        .read_models
-        .read(move |c| conferences::list_participants(c, &sid))
-        .await?;
-    participants
-        .iter()
-        .find(|p| p.call_sid == call)
-        .map(|p| Json(participant_json(p)))
-        .ok_or_else(|| ApiError::not_found(&path))
+    let room = owned_conference(&state, &auth, &conference, &path).await?;
+    let call = sid_segment(&call, CallSid::PREFIX, &path)?;
+    let row = connected(&state, &room, call, &path).await?;
+    Ok(Json(participant_json(&row)))
 }
 
 /// `GET …/Conferences/{CF}/Recordings.json`.
@@ -279,6 +266,16 @@ async fn connected(
         .ok_or_else(|| ApiError::not_found(path))
 }
 
+/// `Muted`: `true`, `false` or absent.
+fn muted_param(params: &Params) -> Result<Option<bool>, ApiError> {
+    match params.non_empty("Muted") {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(_) => Err(ApiError::invalid("Muted must be true or false")),
+    }
+}
+
 /// Refuses the parameters Twilio accepts that Dialtone does not carry out.
 fn refuse_unsupported(params: &Params, names: &[&str]) -> Result<(), ApiError> {
     match names.iter().find(|n| params.non_empty(n).is_some()) {
@@ -315,13 +312,7 @@ pub(crate) async fn update_participant(
             "WaitUrl",
         ],
     )?;
-    let muted = match params.non_empty("Muted") {
-        None => None,
-        Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
-        Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
-        Some(_) => return Err(ApiError::invalid("Muted must be true or false")),
-    };
-    if let Some(muted) = muted {
+    if let Some(muted) = muted_param(&params)? {
         let call = CallSid::parse(&call_sid).map_err(|_| ApiError::not_found(&path))?;
         control(
             &state,
