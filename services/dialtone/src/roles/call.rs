@@ -706,8 +706,10 @@ impl CallTask {
             }
             CallControl::ConferenceKick { reply } => {
                 let in_room = crate::roles::dial::in_conference(self);
+                // Answered once the leave is logged, so the API's answer reflects it.
+                let actions = self.conference_ended(now).await;
                 let _ = reply.send(in_room);
-                self.conference_ended(now).await
+                actions
             }
             CallControl::ConferenceEnd { reply } => {
                 let _ = reply.send(crate::roles::dial::end_conference(self).await);
