@@ -604,11 +604,14 @@ pub struct ParticipantLeft {
     pub call_sid: CallSid,
 }
 
-/// A participant was muted or unmuted (REST participant update).
+/// A participant was muted or unmuted, put on hold or taken off it (REST participant
+/// update); the participant's state afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantUpdated {
     pub call_sid: CallSid,
     pub muted: bool,
+    #[serde(default)]
+    pub hold: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -635,8 +638,14 @@ pub enum CallControlAction {
     Redirect { url: String, method: HttpMethod },
     /// REST `Twiml`.
     Twiml { twiml: String },
-    /// REST participant update `Muted`: mute or unmute the call in its conference.
-    ConferenceMute { muted: bool },
+    /// REST participant update `Muted` / `Hold`: mute or unmute the call in its conference,
+    /// put it on hold or take it off (absent: unchanged).
+    ConferenceUpdate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        muted: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold: Option<bool>,
+    },
     /// REST participant delete: take the call out of its conference (its TwiML goes on after
     /// the `<Dial>`).
     ConferenceKick,
@@ -1050,6 +1059,7 @@ mod tests {
             ParticipantUpdated {
                 call_sid: call(),
                 muted: true,
+                hold: false,
             }
             .into(),
             ConferenceEnded {

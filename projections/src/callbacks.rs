@@ -116,10 +116,14 @@ pub enum CallbackEvent {
     ParticipantMute,
     /// A participant was unmuted (`mute` too).
     ParticipantUnmute,
+    /// A participant was put on hold (`hold`).
+    ParticipantHold,
+    /// A participant was taken off hold (`hold` too).
+    ParticipantUnhold,
 }
 
 impl CallbackEvent {
-    pub const ALL: [CallbackEvent; 13] = [
+    pub const ALL: [CallbackEvent; 15] = [
         CallbackEvent::Initiated,
         CallbackEvent::Ringing,
         CallbackEvent::Answered,
@@ -133,16 +137,20 @@ impl CallbackEvent {
         CallbackEvent::ParticipantLeave,
         CallbackEvent::ParticipantMute,
         CallbackEvent::ParticipantUnmute,
+        CallbackEvent::ParticipantHold,
+        CallbackEvent::ParticipantUnhold,
     ];
 
     /// The conference events (`<Conference statusCallbackEvent>`).
-    pub const CONFERENCE: [CallbackEvent; 6] = [
+    pub const CONFERENCE: [CallbackEvent; 8] = [
         CallbackEvent::ConferenceStart,
         CallbackEvent::ConferenceEnd,
         CallbackEvent::ParticipantJoin,
         CallbackEvent::ParticipantLeave,
         CallbackEvent::ParticipantMute,
         CallbackEvent::ParticipantUnmute,
+        CallbackEvent::ParticipantHold,
+        CallbackEvent::ParticipantUnhold,
     ];
 
     /// The call progress events (`StatusCallbackEvent` of a call).
@@ -176,6 +184,8 @@ impl CallbackEvent {
             CallbackEvent::ParticipantLeave => "participant-leave",
             CallbackEvent::ParticipantMute => "participant-mute",
             CallbackEvent::ParticipantUnmute => "participant-unmute",
+            CallbackEvent::ParticipantHold => "participant-hold",
+            CallbackEvent::ParticipantUnhold => "participant-unhold",
         }
     }
 
@@ -188,6 +198,7 @@ impl CallbackEvent {
             CallbackEvent::ParticipantJoin => Some("join"),
             CallbackEvent::ParticipantLeave => Some("leave"),
             CallbackEvent::ParticipantMute | CallbackEvent::ParticipantUnmute => Some("mute"),
+            CallbackEvent::ParticipantHold | CallbackEvent::ParticipantUnhold => Some("hold"),
             _ => None,
         }
     }
@@ -248,6 +259,8 @@ impl CallbackEvent {
             CallbackEvent::ParticipantLeave => 1024,
             CallbackEvent::ParticipantMute => 2048,
             CallbackEvent::ParticipantUnmute => 4096,
+            CallbackEvent::ParticipantHold => 8192,
+            CallbackEvent::ParticipantUnhold => 16384,
         }
     }
 }
@@ -282,8 +295,8 @@ impl EventSet {
     }
 
     /// The events a conference subscribed to (`start`, `end`, `join`, `leave`, `mute` for
-    /// both mute and unmute; Twilio's `hold`, `modify`, `speaker` and `announcement` are not
-    /// reported); nothing selected means `end` only.
+    /// both mute and unmute, `hold` for both hold and unhold; Twilio's `modify`, `speaker`
+    /// and `announcement` are not reported); nothing selected means `end` only.
     pub fn conference_subscribed<S: AsRef<str>>(names: &[S]) -> EventSet {
         let mut set = EventSet::parse(
             names,
@@ -292,6 +305,9 @@ impl EventSet {
         );
         if set.contains(CallbackEvent::ParticipantMute) {
             set.insert(CallbackEvent::ParticipantUnmute);
+        }
+        if set.contains(CallbackEvent::ParticipantHold) {
+            set.insert(CallbackEvent::ParticipantUnhold);
         }
         set
     }
@@ -1155,12 +1171,9 @@ fn apply_conference(recorded: &RecordedEvent, tx: &Transaction<'_>) -> Result<()
                 .collect(),
             false,
         ),
-        Payload::ParticipantUpdated(updated) => (
-            room.updated(updated, event.sequence, event.time)
-                .into_iter()
-                .collect(),
-            false,
-        ),
+        Payload::ParticipantUpdated(updated) => {
+            (room.updated(updated, event.sequence, event.time), false)
+        }
         Payload::ConferenceEnded(end) => (
             room.ended(end, event.sequence, event.time)
                 .into_iter()

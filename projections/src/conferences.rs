@@ -35,6 +35,7 @@ pub struct ParticipantRow {
     pub call_sid: String,
     pub account_sid: String,
     pub muted: bool,
+    pub hold: bool,
     pub start_conference_on_enter: bool,
     pub end_conference_on_exit: bool,
     pub date_created: OffsetDateTime,
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS conference_participants (
     call_sid                  TEXT    NOT NULL,
     account_sid               TEXT    NOT NULL,
     muted                     INTEGER NOT NULL,
+    hold                      INTEGER NOT NULL DEFAULT 0,
     start_conference_on_enter INTEGER NOT NULL,
     end_conference_on_exit    INTEGER NOT NULL,
     date_created              TEXT    NOT NULL,
@@ -66,7 +68,7 @@ CREATE TABLE IF NOT EXISTS conference_participants (
 
 const CONFERENCE_COLUMNS: &str = "sid, account_sid, friendly_name, status, reason_conference_ended,
     call_sid_ending_conference, date_created, date_updated";
-const PARTICIPANT_COLUMNS: &str = "conference_sid, call_sid, account_sid, muted,
+const PARTICIPANT_COLUMNS: &str = "conference_sid, call_sid, account_sid, muted, hold,
     start_conference_on_enter, end_conference_on_exit, date_created";
 
 type RawConference = (
@@ -95,27 +97,26 @@ fn to_conference(raw: RawConference) -> Result<ConferenceRow, ProjectionError> {
     })
 }
 
-type RawParticipant = (String, String, String, bool, bool, bool, String);
+type RawParticipant = (String, String, String, (bool, bool, bool, bool), String);
 
 fn read_participant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawParticipant> {
     Ok((
         r.get(0)?,
         r.get(1)?,
         r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
+        (r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
+        r.get(7)?,
     ))
 }
 
 fn to_participant(raw: RawParticipant) -> Result<ParticipantRow, ProjectionError> {
-    let (conference_sid, call_sid, account_sid, muted, start, end, created) = raw;
+    let (conference_sid, call_sid, account_sid, (muted, hold, start, end), created) = raw;
     Ok(ParticipantRow {
         conference_sid,
         call_sid,
         account_sid,
         muted,
+        hold,
         start_conference_on_enter: start,
         end_conference_on_exit: end,
         date_created: load_time("conference_participants", &created)?,
@@ -219,7 +220,8 @@ impl Projection for ConferencesProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: participants on hold.
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -302,10 +304,15 @@ impl Projection for ConferencesProjection {
                 )
             }
             Some(Payload::ParticipantUpdated(updated)) => execute(
-                "UPDATE conference_participants SET muted = ?3
+                "UPDATE conference_participants SET muted = ?3, hold = ?4
                  WHERE conference_sid = ?1 AND call_sid = ?2",
-                params![conference, updated.call_sid.as_str(), updated.muted],
-                "muting a participant",
+                params![
+                    conference,
+                    updated.call_sid.as_str(),
+                    updated.muted,
+                    updated.hold
+                ],
+                "updating a participant",
             ),
             Some(Payload::ConferenceEnded(ended)) => {
                 execute(

@@ -1062,7 +1062,7 @@ async fn rest_mutes_kicks_and_ends_a_conference() {
     let (dialtone, app) = setup("").await;
     app.twiml(
         "/voice",
-        r#"<Response><Dial><Conference beep="false" statusCallback="/conf-status" statusCallbackEvent="join leave mute end">ops</Conference></Dial><Say>Goodbye.</Say></Response>"#,
+        r#"<Response><Dial><Conference beep="false" statusCallback="/conf-status" statusCallbackEvent="join leave mute hold end">ops</Conference></Dial><Say>Goodbye.</Say></Response>"#,
     );
     app.twiml("/conf-status", "");
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
@@ -1096,7 +1096,10 @@ async fn rest_mutes_kicks_and_ends_a_conference() {
     assert_eq!(status, 200, "{muted}");
     assert_eq!(muted["muted"], true);
     let (status, refused) = dialtone
-        .post(&participant(&first), &[("Hold", "true")])
+        .post(
+            &participant(&first),
+            &[("HoldUrl", "https://app.example/hold.mp3")],
+        )
         .await;
     assert_eq!(status, 400, "{refused}");
 
@@ -1116,6 +1119,23 @@ async fn rest_mutes_kicks_and_ends_a_conference() {
         .iter()
         .any(|e| e["type"] == "dialtone.call.dial.completed"));
 
+    // Alone now, and on hold: the first caller hears the hold music (silence without it).
+    let (status, held) = dialtone
+        .post(&participant(&first), &[("Hold", "true")])
+        .await;
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(held["hold"], true);
+    let held_at = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let music = sinks[0].audio_since(Codec::Pcmu, 0, held_at + Duration::from_millis(300));
+    let level = loudest_second(&music);
+    assert!(level > 300.0, "no hold music (RMS {level:.0})");
+    let (status, unheld) = dialtone
+        .post(&participant(&first), &[("Hold", "false")])
+        .await;
+    assert_eq!(status, 200, "{unheld}");
+    assert_eq!(unheld["hold"], false);
+
     let (status, ended) = dialtone
         .post(
             &format!("Conferences/{conference_sid}.json"),
@@ -1134,7 +1154,7 @@ async fn rest_mutes_kicks_and_ends_a_conference() {
 
     let callbacks = eventually(20, "the conference callbacks", || async {
         let requests = app.requests_to("/conf-status");
-        (requests.len() >= 6).then_some(requests)
+        (requests.len() >= 8).then_some(requests)
     })
     .await;
     let seen: Vec<(&str, Option<&str>)> = callbacks
@@ -1153,9 +1173,12 @@ async fn rest_mutes_kicks_and_ends_a_conference() {
             ("participant-join", Some(second.as_str())),
             ("participant-mute", Some(first.as_str())),
             ("participant-leave", Some(second.as_str())),
+            ("participant-hold", Some(first.as_str())),
+            ("participant-unhold", Some(first.as_str())),
             ("participant-leave", Some(first.as_str())),
             ("conference-end", None),
         ]
     );
     assert_eq!(callbacks[2].param("Muted"), Some("true"));
+    assert_eq!(callbacks[4].param("Hold"), Some("true"));
 }

@@ -38,6 +38,8 @@ pub struct ConferenceSubscription {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantFlags {
     pub muted: bool,
+    #[serde(default)]
+    pub hold: bool,
     pub start_conference_on_enter: bool,
     pub end_conference_on_exit: bool,
 }
@@ -88,6 +90,7 @@ impl ConferenceCallbacks {
     ) -> Vec<PlannedCallback> {
         let flags = ParticipantFlags {
             muted: joined.muted,
+            hold: false,
             start_conference_on_enter: joined.start_conference_on_enter,
             end_conference_on_exit: joined.end_conference_on_exit,
         };
@@ -127,23 +130,43 @@ impl ConferenceCallbacks {
         self.plan(CallbackEvent::ParticipantLeave, sequence, time, params)
     }
 
-    /// A participant was muted or unmuted: `participant-mute` / `participant-unmute`.
+    /// A participant's update: `participant-mute` / `-unmute` when its mute changed,
+    /// `participant-hold` / `-unhold` when its hold did.
     pub fn updated(
         &mut self,
         updated: &ParticipantUpdated,
         sequence: u64,
         time: OffsetDateTime,
-    ) -> Option<PlannedCallback> {
+    ) -> Vec<PlannedCallback> {
         let call_sid = updated.call_sid.to_string();
-        let flags = self.participants.get_mut(&call_sid)?;
-        flags.muted = updated.muted;
-        let params = participant_params(&call_sid, *flags);
-        let event = if updated.muted {
-            CallbackEvent::ParticipantMute
-        } else {
-            CallbackEvent::ParticipantUnmute
+        let Some(flags) = self.participants.get_mut(&call_sid) else {
+            return Vec::new();
         };
-        self.plan(event, sequence, time, params)
+        let mut changes = Vec::new();
+        if flags.muted != updated.muted {
+            changes.push(if updated.muted {
+                CallbackEvent::ParticipantMute
+            } else {
+                CallbackEvent::ParticipantUnmute
+            });
+        }
+        if flags.hold != updated.hold {
+            changes.push(if updated.hold {
+                CallbackEvent::ParticipantHold
+            } else {
+                CallbackEvent::ParticipantUnhold
+            });
+        }
+        flags.muted = updated.muted;
+        flags.hold = updated.hold;
+        let flags = *flags;
+        changes
+            .into_iter()
+            .filter_map(|event| {
+                let params = participant_params(&call_sid, flags);
+                self.plan(event, sequence, time, params)
+            })
+            .collect()
     }
 
     /// The room ended: `conference-end`.
@@ -196,7 +219,7 @@ fn participant_params(call_sid: &str, flags: ParticipantFlags) -> Vec<(String, S
     vec![
         ("CallSid".into(), call_sid.to_owned()),
         ("Muted".into(), flags.muted.to_string()),
-        ("Hold".into(), "false".into()),
+        ("Hold".into(), flags.hold.to_string()),
         ("Coaching".into(), "false".into()),
         (
             "EndConferenceOnExit".into(),
@@ -306,17 +329,21 @@ mod tests {
         assert!(room
             .joined(&joined(&a, url, "mute", false), 2, t)
             .is_empty());
-        let mute = |muted| ParticipantUpdated {
+        let update = |muted, hold| ParticipantUpdated {
             call_sid: a.clone(),
             muted,
+            hold,
         };
-        let muted = room.updated(&mute(true), 3, t).unwrap();
-        assert_eq!(muted.event, CallbackEvent::ParticipantMute);
-        assert_eq!(param(&muted, "Muted"), Some("true"));
-        let unmuted = room.updated(&mute(false), 4, t).unwrap();
-        assert_eq!(unmuted.event, CallbackEvent::ParticipantUnmute);
-        assert_eq!(param(&unmuted, "Muted"), Some("false"));
-        assert_eq!(param(&unmuted, "SequenceNumber"), Some("1"));
+        let muted = room.updated(&update(true, false), 3, t);
+        assert_eq!(muted.len(), 1);
+        assert_eq!(muted[0].event, CallbackEvent::ParticipantMute);
+        assert_eq!(param(&muted[0], "Muted"), Some("true"));
+        let unmuted = room.updated(&update(false, false), 4, t);
+        assert_eq!(unmuted[0].event, CallbackEvent::ParticipantUnmute);
+        assert_eq!(param(&unmuted[0], "Muted"), Some("false"));
+        assert_eq!(param(&unmuted[0], "SequenceNumber"), Some("1"));
+        // Hold is not selected: nothing.
+        assert!(room.updated(&update(false, true), 5, t).is_empty());
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn participant_json(row: &ParticipantRow) -> Value {
         "date_created": rfc2822(row.date_created),
         "date_updated": rfc2822(row.date_created),
         "end_conference_on_exit": row.end_conference_on_exit,
-        "hold": false,
+        "hold": row.hold,
         "label": null,
         "muted": row.muted,
         "queue_time": null,
@@ -156,7 +156,8 @@ pub(crate) async fn list_participants(
     let row = owned_conference(&state, &auth, &conference, &path).await?;
     let params = Params::from_query(query.as_deref());
     let paging = Paging::parse(&params)?;
-    let muted = muted_param(&params)?;
+    let muted = bool_param(&params, "Muted")?;
+    let hold = bool_param(&params, "Hold")?;
     let sid = row.sid.clone();
     let participants = state
         .read_models
@@ -164,7 +165,7 @@ pub(crate) async fn list_participants(
         .await?;
     let items = participants
         .iter()
-        .filter(|p| muted.is_none_or(|m| p.muted == m))
+        .filter(|p| muted.is_none_or(|m| p.muted == m) && hold.is_none_or(|h| p.hold == h))
         .skip(paging.page.saturating_mul(paging.size))
         .take(paging.size)
         .map(participant_json)
@@ -266,13 +267,13 @@ async fn connected(
         .ok_or_else(|| ApiError::not_found(path))
 }
 
-/// `Muted`: `true`, `false` or absent.
-fn muted_param(params: &Params) -> Result<Option<bool>, ApiError> {
-    match params.non_empty("Muted") {
+/// A boolean parameter: `true`, `false` or absent.
+fn bool_param(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
+    match params.non_empty(name) {
         None => Ok(None),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
         Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(_) => Err(ApiError::invalid("Muted must be true or false")),
+        Some(_) => Err(ApiError::invalid(format!("{name} must be true or false"))),
     }
 }
 
@@ -304,7 +305,6 @@ pub(crate) async fn update_participant(
     refuse_unsupported(
         &params,
         &[
-            "Hold",
             "HoldUrl",
             "AnnounceUrl",
             "Coaching",
@@ -312,17 +312,12 @@ pub(crate) async fn update_participant(
             "WaitUrl",
         ],
     )?;
-    if let Some(muted) = muted_param(&params)? {
+    let muted = bool_param(&params, "Muted")?;
+    let hold = bool_param(&params, "Hold")?;
+    if muted.is_some() || hold.is_some() {
         let call = CallSid::parse(&call_sid).map_err(|_| ApiError::not_found(&path))?;
-        control(
-            &state,
-            &auth,
-            &room,
-            &call,
-            ParticipantAction::Mute(muted),
-            &path,
-        )
-        .await?;
+        let action = ParticipantAction::Update { muted, hold };
+        control(&state, &auth, &room, &call, action, &path).await?;
     }
     let row = connected(&state, &room, &call_sid, &path).await?;
     Ok(Json(participant_json(&row)))

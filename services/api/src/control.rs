@@ -139,8 +139,11 @@ pub enum ControlError {
 /// What a REST request does to a conference participant (through its call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParticipantAction {
-    /// `POST …/Participants/{CallSid}.json` with `Muted`.
-    Mute(bool),
+    /// `POST …/Participants/{CallSid}.json` with `Muted` and/or `Hold` (`None`: unchanged).
+    Update {
+        muted: Option<bool>,
+        hold: Option<bool>,
+    },
     /// `DELETE …/Participants/{CallSid}.json`: out of the conference; the call goes on after
     /// its `<Dial>`.
     Kick,

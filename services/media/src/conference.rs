@@ -191,6 +191,14 @@ impl Participant {
             .set_muted(&self.room, self.key, self.membership, muted);
     }
 
+    /// Puts on hold or takes off hold (Twilio participant `hold`): on hold, nobody hears the
+    /// participant and it hears nobody, only its own playback (the hold music the shell
+    /// plays).
+    pub fn set_held(&self, held: bool) {
+        self.mixer
+            .set_held(&self.room, self.key, self.membership, held);
+    }
+
     /// Whether the participant is still in the room (not left, room not ended, session open).
     pub fn is_active(&self) -> bool {
         self.mixer.participant_active(self.key, self.membership)

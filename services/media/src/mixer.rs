@@ -246,6 +246,11 @@ enum MixerCommand {
         key: u64,
         muted: bool,
     },
+    Hold {
+        room: Arc<str>,
+        key: u64,
+        held: bool,
+    },
     StartRoom {
         room: Arc<str>,
     },
@@ -511,6 +516,17 @@ impl MixerHandle {
         }
     }
 
+    pub(crate) fn set_held(&self, room: &Arc<str>, key: u64, membership: u64, held: bool) {
+        let reg = self.registry();
+        if reg.legs.get(&key).is_some_and(|m| m.id == membership) {
+            self.send(MixerCommand::Hold {
+                room: room.clone(),
+                key,
+                held,
+            });
+        }
+    }
+
     pub(crate) fn room_size(&self, room: &Arc<str>) -> usize {
         self.registry()
             .rooms
@@ -667,6 +683,9 @@ struct BridgeGroup {
 struct Member {
     leg: LegLink,
     muted: bool,
+    /// On hold: neither heard nor hearing the room (its own playback, e.g. hold music, goes
+    /// on).
+    held: bool,
 }
 
 #[derive(Default)]
@@ -836,7 +855,11 @@ impl MixerThread {
                     room.beeps.push(ENTER_BEEP.clone());
                 }
                 room.members.retain(|m| m.leg.key != leg.key);
-                room.members.push(Member { leg, muted });
+                room.members.push(Member {
+                    leg,
+                    muted,
+                    held: false,
+                });
             }
             MixerCommand::Leave { room, key, beep } => {
                 if let Some(r) = self.rooms.get_mut(&room) {
@@ -861,6 +884,15 @@ impl MixerThread {
                     .and_then(|r| r.members.iter_mut().find(|m| m.leg.key == key))
                 {
                     m.muted = muted;
+                }
+            }
+            MixerCommand::Hold { room, key, held } => {
+                if let Some(m) = self
+                    .rooms
+                    .get_mut(&room)
+                    .and_then(|r| r.members.iter_mut().find(|m| m.leg.key == key))
+                {
+                    m.held = held;
                 }
             }
             MixerCommand::StartRoom { room } => {
@@ -930,7 +962,7 @@ impl MixerThread {
                 events_a.clear();
                 // Keys pressed in a conference are not relayed to the others.
                 let frame = m.leg.mix.pop_input(events_a);
-                inputs.push(if m.muted || !room.started {
+                inputs.push(if m.muted || m.held || !room.started {
                     None
                 } else {
                     frame
@@ -939,6 +971,7 @@ impl MixerThread {
             let beep = room.beeps.next_frame();
             mix_minus_one(inputs, beep.as_ref(), outputs);
             for (m, out) in room.members.iter().zip(outputs.iter()) {
+                let out = if m.held { &SILENT_FRAME } else { out };
                 m.leg.mix.push_output(*out, &[]);
             }
             if let (Some(rec), true) = (room.recording.as_mut(), room.started) {

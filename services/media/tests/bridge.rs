@@ -629,6 +629,17 @@ async fn conference_mixes_everyone_but_yourself_mutes_and_leaves() {
     assert!(share(&heard[1], 500.0) > 0.3 && share(&heard[1], 1700.0) > 0.3);
     participants[1].set_muted(false);
 
+    // participant 1 (500 Hz) on hold: nobody hears it, and it hears nobody
+    participants[0].set_held(true);
+    let heard = listen(&peers).await;
+    assert!(share(&heard[1], 500.0) < 0.01 && share(&heard[1], 1700.0) > 0.8);
+    assert!(share(&heard[2], 500.0) < 0.01 && share(&heard[2], 1100.0) > 0.8);
+    assert!(
+        heard[0].is_empty() || (share(&heard[0], 1100.0) < 0.01 && share(&heard[0], 1700.0) < 0.01),
+        "a held participant hears the room"
+    );
+    participants[0].set_held(false);
+
     // participant 3 leaves: the others stop hearing it, and it gets no conference audio
     let third = participants.pop().unwrap();
     third.leave();

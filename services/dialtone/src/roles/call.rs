@@ -700,8 +700,9 @@ impl CallTask {
                 crate::roles::dial::conference_started(self);
                 Vec::new()
             }
-            CallControl::ConferenceMute { muted, reply } => {
-                let _ = reply.send(crate::roles::dial::conference_mute(self, muted).await);
+            CallControl::ConferenceUpdate { muted, hold, reply } => {
+                let updated = crate::roles::dial::conference_update(self, muted, hold).await;
+                let _ = reply.send(updated);
                 Vec::new()
             }
             CallControl::ConferenceKick { reply } => {

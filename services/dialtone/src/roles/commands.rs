@@ -105,10 +105,11 @@ async fn execute(node: &Node, request: &CallControlRequested) -> Result<(), Stri
             })?;
             answer.await.map_err(|_| INVALID_STATE.to_owned())?
         }
-        CallControlAction::ConferenceMute { muted } => {
+        CallControlAction::ConferenceUpdate { muted, hold } => {
             let (reply, answer) = tokio::sync::oneshot::channel();
-            ask(CallControl::ConferenceMute {
+            ask(CallControl::ConferenceUpdate {
                 muted: *muted,
+                hold: *hold,
                 reply,
             })?;
             answer.await.map_err(|_| INVALID_STATE.to_owned())?

@@ -76,6 +76,9 @@ pub struct Membership {
     pub key: String,
     pub sid: ConferenceSid,
     pub participant: Participant,
+    pub muted: bool,
+    /// On hold (hearing its own hold music, not the room).
+    pub held: bool,
 }
 
 /// Why a join failed.
@@ -194,6 +197,8 @@ impl Conferences {
                 key,
                 sid,
                 participant,
+                muted: options.muted,
+                held: false,
             },
             waiting,
         ))
@@ -214,6 +219,7 @@ impl Conferences {
             key,
             sid,
             participant,
+            ..
         } = membership;
         let _in_order = self.log_order.lock().await;
         drop(participant);
@@ -265,20 +271,30 @@ impl Conferences {
 }
 
 impl Conferences {
-    /// Mutes or unmutes a participant and logs `participant.updated`.
-    pub async fn set_muted(
+    /// Mutes or unmutes a participant, puts it on hold or takes it off (`None`: unchanged),
+    /// and logs `participant.updated` with its state afterwards.
+    pub async fn update_participant(
         &self,
         log: &dyn EventLog,
         account: &str,
         call: &CallSid,
-        membership: &Membership,
-        muted: bool,
+        membership: &mut Membership,
+        muted: Option<bool>,
+        held: Option<bool>,
     ) {
         let _in_order = self.log_order.lock().await;
-        membership.participant.set_muted(muted);
+        if let Some(muted) = muted {
+            membership.participant.set_muted(muted);
+            membership.muted = muted;
+        }
+        if let Some(held) = held {
+            membership.participant.set_held(held);
+            membership.held = held;
+        }
         let updated = ParticipantUpdated {
             call_sid: call.clone(),
-            muted,
+            muted: membership.muted,
+            hold: membership.held,
         };
         append(log, &membership.sid, account, vec![updated.into()]).await;
     }

@@ -56,7 +56,9 @@ impl CallController for NodeController {
         action: ParticipantAction,
     ) -> Result<(), ControlError> {
         let action = match action {
-            ParticipantAction::Mute(muted) => CallControlAction::ConferenceMute { muted },
+            ParticipantAction::Update { muted, hold } => {
+                CallControlAction::ConferenceUpdate { muted, hold }
+            }
             ParticipantAction::Kick => CallControlAction::ConferenceKick,
             ParticipantAction::EndConference => CallControlAction::ConferenceEnd,
         };

@@ -1141,22 +1141,35 @@ pub fn in_conference(task: &CallTask) -> Result<(), String> {
     }
 }
 
-/// REST participant update: mutes or unmutes the call in its conference.
-pub async fn conference_mute(task: &mut CallTask, muted: bool) -> Result<(), String> {
-    in_conference(task)?;
-    let Some((membership, _)) = task.dial.as_ref().and_then(|d| d.conference.as_ref()) else {
+/// REST participant update: mutes or unmutes the call in its conference, puts it on hold
+/// (it hears the built-in hold music) or takes it off.
+pub async fn conference_update(
+    task: &mut CallTask,
+    muted: Option<bool>,
+    held: Option<bool>,
+) -> Result<(), String> {
+    let Some((membership, _)) = task.dial.as_mut().and_then(|d| d.conference.as_mut()) else {
         return Err(crate::roles::commands::INVALID_STATE.to_owned());
     };
+    let was_held = membership.held;
     task.node
         .conferences
-        .set_muted(
+        .update_participant(
             task.node.log.as_ref(),
             task.account.as_str(),
             &task.sid,
             membership,
             muted,
+            held,
         )
         .await;
+    if let (Some(held), Some(media)) = (held.filter(|h| *h != was_held), task.media.as_ref()) {
+        if held {
+            media.play(MediaRuntimeCommand::HoldMusic);
+        } else {
+            media.stop_playback();
+        }
+    }
     Ok(())
 }
 

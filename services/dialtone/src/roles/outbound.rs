@@ -198,7 +198,7 @@ async fn run(
                 Some(
                     CallControl::Redirect { reply, .. }
                     | CallControl::Twiml { reply, .. }
-                    | CallControl::ConferenceMute { reply, .. }
+                    | CallControl::ConferenceUpdate { reply, .. }
                     | CallControl::ConferenceKick { reply }
                     | CallControl::ConferenceEnd { reply },
                 ) => {

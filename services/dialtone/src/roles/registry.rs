@@ -29,8 +29,13 @@ pub enum CallControl {
     ConferenceEnded,
     /// The conference this call waits in has started (another participant joined).
     ConferenceStarted,
-    /// Mute or unmute the call in its conference (REST participant update).
-    ConferenceMute { muted: bool, reply: Reply },
+    /// Mute or unmute the call in its conference, put it on hold or take it off (REST
+    /// participant update; `None`: unchanged).
+    ConferenceUpdate {
+        muted: Option<bool>,
+        hold: Option<bool>,
+        reply: Reply,
+    },
     /// Take the call out of its conference; its TwiML goes on (REST participant delete).
     ConferenceKick { reply: Reply },
     /// End the call's conference for everyone (REST conference `Status=completed`).
