@@ -1036,6 +1036,23 @@ struct StagedTracker {
     dirty: bool,
 }
 
+impl StagedTracker {
+    /// Shows a later call event to the call's tracker, if it has one; marks it to be written
+    /// when it changed. The callback the event causes, if any.
+    fn apply(
+        &mut self,
+        payload: &Payload,
+        sequence: u64,
+        time: OffsetDateTime,
+    ) -> Option<PlannedCallback> {
+        let tracker = self.tracker.as_mut()?;
+        let before = tracker.clone();
+        let planned = tracker.apply(payload, sequence, time);
+        self.dirty |= *tracker != before;
+        planned
+    }
+}
+
 /// Projects call events into the status-callback outbox.
 #[derive(Default)]
 pub struct CallbacksProjection {
@@ -1312,11 +1329,7 @@ impl Projection for CallbacksProjection {
                 };
                 let staged = self.staged(tx, call_sid)?;
                 // The call's tracker notes a Record=true recording for its `completed`.
-                if let Some(tracker) = staged.tracker.as_mut() {
-                    let before = tracker.clone();
-                    tracker.apply(&payload, event.sequence, event.time);
-                    staged.dirty |= *tracker != before;
-                }
+                staged.apply(&payload, event.sequence, event.time);
                 let Payload::RecordingStarted(started) = payload else {
                     return Ok(());
                 };
@@ -1370,11 +1383,7 @@ impl Projection for CallbacksProjection {
                     return Ok(());
                 };
                 let staged = self.staged(tx, call_sid)?;
-                if let Some(tracker) = staged.tracker.as_mut() {
-                    let before = tracker.clone();
-                    tracker.apply(&payload, event.sequence, event.time);
-                    staged.dirty |= *tracker != before;
-                }
+                staged.apply(&payload, event.sequence, event.time);
                 let Payload::RecordingCompleted(completed) = payload else {
                     return Ok(());
                 };
@@ -1429,8 +1438,8 @@ impl Projection for CallbacksProjection {
                 let Some(payload) = decode(recorded) else {
                     return Ok(());
                 };
-                let planned = match (&payload, staged.tracker.as_mut()) {
-                    (Payload::CallInitiated(initiated), None) => {
+                let planned = match (&payload, staged.tracker.is_some()) {
+                    (Payload::CallInitiated(initiated), false) => {
                         match CallbackTracker::start(
                             call_sid,
                             &event.accountsid,
@@ -1446,16 +1455,8 @@ impl Projection for CallbacksProjection {
                             None => None,
                         }
                     }
-                    (Payload::CallInitiated(_), Some(_)) => None,
-                    (_, Some(tracker)) => {
-                        let before = tracker.clone();
-                        let planned = tracker.apply(&payload, event.sequence, event.time);
-                        if *tracker != before {
-                            staged.dirty = true;
-                        }
-                        planned
-                    }
-                    (_, None) => None,
+                    (Payload::CallInitiated(_), true) => None,
+                    (_, _) => staged.apply(&payload, event.sequence, event.time),
                 };
                 if let (Some(planned), Some(tracker)) = (planned, staged.tracker.as_ref()) {
                     let target = RowTarget {

@@ -10,7 +10,7 @@ pub mod sipp;
 pub use app::{AppRequest, TwimlApp};
 pub use dialtone::{Backend, Dialtone, NodeOptions};
 pub use rtp::RtpSink;
-pub use sipp::Sipp;
+pub use sipp::{Sipp, SippRun};
 
 /// A free local port (TCP or UDP), as far as one can tell without holding it.
 pub fn free_port(udp: bool) -> u16 {

@@ -69,6 +69,28 @@ async fn call_a_callee(dialtone: &Dialtone, callee: Sipp, caller_rtp: &RtpSink, 
     callee.await.unwrap().assert_success("callee", dialtone);
 }
 
+/// Calls `NUMBER` with a caller who stays until Dialtone hangs up (its RTP to `rtp`); returns
+/// the running caller and the call once it is in progress.
+async fn answered_caller(
+    dialtone: &Dialtone,
+    rtp: &RtpSink,
+) -> (tokio::task::JoinHandle<dialtone_tests::SippRun>, Value) {
+    let caller = Sipp::scenario("inbound_dialtone_hangs_up.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .run(dialtone.sip_addr());
+    let caller = tokio::spawn(caller);
+    let call = eventually(30, "the call to be answered", || async {
+        dialtone
+            .calls()
+            .await
+            .into_iter()
+            .find(|c| c["status"] == "in-progress")
+    })
+    .await;
+    (caller, call)
+}
+
 /// The caller dials a sipp callee: both hear each other through the bridge; the action gets
 /// Twilio's Dial parameters; the parent and the child are billed as separate legs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,19 +509,7 @@ async fn rest_redirect_during_play_switches_twiml() {
     );
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
     let rtp = RtpSink::start();
-    let caller = Sipp::scenario("inbound_dialtone_hangs_up.xml")
-        .key("dialed", NUMBER)
-        .key("rtp_port", rtp.port)
-        .run(dialtone.sip_addr());
-    let caller = tokio::spawn(caller);
-    let call = eventually(30, "the call to play", || async {
-        dialtone
-            .calls()
-            .await
-            .into_iter()
-            .find(|c| c["status"] == "in-progress")
-    })
-    .await;
+    let (caller, call) = answered_caller(&dialtone, &rtp).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let sid = call["sid"].as_str().unwrap().to_owned();
     let redirected = app.url("/redirected");
@@ -539,19 +549,7 @@ async fn rest_hangup_ends_a_live_call() {
     );
     dialtone.provision(NUMBER, &app.url("/voice"), None).await;
     let rtp = RtpSink::start();
-    let caller = Sipp::scenario("inbound_dialtone_hangs_up.xml")
-        .key("dialed", NUMBER)
-        .key("rtp_port", rtp.port)
-        .run(dialtone.sip_addr());
-    let caller = tokio::spawn(caller);
-    let call = eventually(30, "the call to be answered", || async {
-        dialtone
-            .calls()
-            .await
-            .into_iter()
-            .find(|c| c["status"] == "in-progress")
-    })
-    .await;
+    let (caller, call) = answered_caller(&dialtone, &rtp).await;
     let sid = call["sid"].as_str().unwrap().to_owned();
     let (code, updated) = dialtone
         .post(&format!("Calls/{sid}.json"), &[("Status", "completed")])

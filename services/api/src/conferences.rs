@@ -158,12 +158,8 @@ pub(crate) async fn list_participants(
     let paging = Paging::parse(&params)?;
     let muted = bool_param(&params, "Muted")?;
     let hold = bool_param(&params, "Hold")?;
-    let sid = row.sid.clone();
-    let participants = state
-        .read_models
-        .read(move |c| conferences::list_participants(c, &sid))
-        .await?;
-    let items = participants
+    let items = participants_of(&state, &row)
+        .await?
         .iter()
         .filter(|p| muted.is_none_or(|m| p.muted == m) && hold.is_none_or(|h| p.hold == h))
         .skip(paging.page.saturating_mul(paging.size))
@@ -249,6 +245,18 @@ async fn control(
     Ok(())
 }
 
+/// The participants connected to `conference` now, in the order they joined.
+async fn participants_of(
+    state: &ApiState,
+    conference: &ConferenceRow,
+) -> Result<Vec<ParticipantRow>, ApiError> {
+    let sid = conference.sid.clone();
+    Ok(state
+        .read_models
+        .read(move |c| conferences::list_participants(c, &sid))
+        .await?)
+}
+
 /// A participant connected now, or 404.
 async fn connected(
     state: &ApiState,
@@ -256,12 +264,8 @@ async fn connected(
     call: &str,
     path: &str,
 ) -> Result<ParticipantRow, ApiError> {
-    let sid = conference.sid.clone();
-    let participants = state
-        .read_models
-        .read(move |c| conferences::list_participants(c, &sid))
-        .await?;
-    participants
+    participants_of(state, conference)
+        .await?
         .into_iter()
         .find(|p| p.call_sid == call)
         .ok_or_else(|| ApiError::not_found(path))
@@ -361,12 +365,8 @@ pub(crate) async fn update(
         // Ending an ended conference changes nothing.
         Some(v) if v.eq_ignore_ascii_case("completed") && room.status == "completed" => {}
         Some(v) if v.eq_ignore_ascii_case("completed") => {
-            let sid = room.sid.clone();
-            let participants = state
-                .read_models
-                .read(move |c| conferences::list_participants(c, &sid))
-                .await?;
-            if let Some(through) = participants
+            if let Some(through) = participants_of(&state, &room)
+                .await?
                 .first()
                 .and_then(|p| CallSid::parse(&p.call_sid).ok())
             {
