@@ -344,6 +344,61 @@ pub async fn read_stream_among_many(log: Arc<dyn EventLog>) {
     }
 }
 
+/// A position token names the cursor it was made from: resuming after an event's token reads
+/// exactly the events after it. Tokens of the other backend are refused.
+pub async fn position_tokens_resume_exactly(log: Arc<dyn EventLog>) {
+    let account = AccountSid::generate();
+    let start = log.head().await.unwrap();
+    for writer in 0..4u32 {
+        let call = CallSid::generate();
+        log.append(
+            call.as_str(),
+            ExpectedVersion::NoStream,
+            (0..5).map(|i| marker(&account, i, &format!("w{writer}"))).collect(),
+        )
+        .await
+        .unwrap();
+    }
+    let events: Vec<_> = log
+        .read_all(&start, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.accountsid == account.as_str())
+        .collect();
+    assert_eq!(events.len(), 20);
+    let mut cursor = start.clone();
+    for (i, recorded) in events.iter().enumerate() {
+        cursor.advance(&recorded.position);
+        let token = log.position_token(&cursor);
+        let parsed = log.parse_position(&token).unwrap();
+        let rest: Vec<_> = log
+            .read_all(&parsed, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.event.accountsid == account.as_str())
+            .map(|r| r.event.id)
+            .collect();
+        let expected: HashSet<_> = events[i + 1..].iter().map(|r| r.event.id).collect();
+        assert_eq!(rest.len(), expected.len(), "after event {i} ({token})");
+        assert_eq!(rest.into_iter().collect::<HashSet<_>>(), expected);
+    }
+    assert_eq!(
+        log.parse_position(crate::position::START_TOKEN).unwrap(),
+        Cursor::start()
+    );
+    let foreign = match log.backend() {
+        "sqlite" => "kAQI",
+        _ => "1234",
+    };
+    assert!(matches!(
+        log.parse_position(foreign),
+        Err(crate::position::PositionError::OtherBackend { .. })
+    ));
+    assert!(log.parse_position("not a position").is_err());
+}
+
 /// Generates one `#[tokio::test]` per conformance case, given an async expression that
 /// opens a fresh log (`Arc<dyn EventLog>`).
 #[macro_export]
@@ -364,6 +419,10 @@ macro_rules! conformance_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn subscribe_during_concurrent_appends() {
             $crate::conformance::subscribe_during_concurrent_appends($open).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn position_tokens_resume_exactly() {
+            $crate::conformance::position_tokens_resume_exactly($open).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn read_stream_among_many() {

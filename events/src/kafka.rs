@@ -84,6 +84,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::position::PositionError;
 use crate::envelope::{micros, Event};
 use crate::log::{
     family_of, Appended, Cursor, EventLog, ExpectedVersion, Filter, LogError, NewEvent, Position,
@@ -740,6 +741,9 @@ struct Inner {
     source: String,
     /// Family topics, in [`FAMILIES`] order.
     topics: Vec<Topic>,
+    /// Every partition's name (`<topic>/<n>`), topics in [`FAMILIES`] order: the order of
+    /// position tokens.
+    partition_names: Vec<String>,
     producer: FutureProducer,
     /// Answers offset and metadata queries; never assigned.
     offsets: BaseConsumer,
@@ -865,9 +869,14 @@ impl KafkaLog {
             })
             .collect();
         let (closed_tx, closed) = watch::channel(());
+        let partition_names = topics
+            .iter()
+            .flat_map(|topic| (0..topic.partitions).map(|p| partition_name(&topic.name, p)))
+            .collect();
         Ok(KafkaLog {
             inner: Arc::new(Inner {
                 source: format!("dialtone://{}", config.node),
+                partition_names,
                 index: Mutex::new(HeadIndex::new(config.head_index_limit)),
                 config,
                 topics,
@@ -1559,6 +1568,14 @@ impl EventLog for KafkaLog {
             }
         }
         Ok(cursor)
+    }
+
+    fn position_token(&self, cursor: &Cursor) -> String {
+        crate::position::kafka_token(cursor, &self.inner.partition_names)
+    }
+
+    fn parse_position(&self, token: &str) -> Result<Cursor, PositionError> {
+        crate::position::parse_kafka_token(token, &self.inner.partition_names)
     }
 
     fn backend(&self) -> &'static str {

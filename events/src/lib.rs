@@ -4,6 +4,7 @@
 //! - [`payload`]: one typed payload per event type, and the catalogue of types.
 //! - [`sid`]: Twilio-style SIDs (`AC…`, `CA…`, …).
 //! - [`log`]: the [`EventLog`] interface; [`sqlite`] and [`kafka`] implement it.
+//! - [`position`]: resumable positions as opaque tokens (the stream API's event ids).
 //! - [`audit`]: integrity verification.
 //! - [`conformance`]: the behaviour every backend must show, run by both backends' tests.
 
@@ -14,6 +15,7 @@ pub mod envelope;
 pub mod kafka;
 pub mod log;
 pub mod payload;
+pub mod position;
 pub mod sid;
 pub mod sqlite;
 

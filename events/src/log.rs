@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::envelope::Event;
 use crate::payload::Payload;
+use crate::position::PositionError;
 
 /// What the writer believes the stream's current version is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +182,7 @@ pub enum LogError {
         expected: ExpectedVersion,
         actual: u64,
     },
-    #[error("invalid stream id {0:?}: a stream is a SID such as CA…, PN…, AC…, RT…")]
+    #[error("invalid stream id {0:?}: a stream is a SID such as CA…, PN…, AC…, RT…, DG…")]
     InvalidStream(String),
     #[error("an append needs at least one event")]
     EmptyAppend,
@@ -255,6 +256,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// The cursor just past the last event now in the log.
     async fn head(&self) -> Result<Cursor, LogError>;
 
+    /// The opaque token of `cursor`, as the event stream API sends it ([`crate::position`]).
+    fn position_token(&self, cursor: &Cursor) -> String;
+
+    /// The cursor a token of this log names; tokens of the other backend, or of a log with
+    /// other partitions, are refused.
+    fn parse_position(&self, token: &str) -> Result<Cursor, PositionError>;
+
     /// `sqlite` or `kafka`.
     fn backend(&self) -> &'static str;
 }
@@ -268,6 +276,7 @@ pub fn family_of(stream: &str) -> Result<&'static str, LogError> {
         Some("RT") => "rates",
         Some("CF") => "conferences",
         Some("CM") => "commands",
+        Some("DG" | "DF" | "DD") => "sinks",
         _ => return Err(LogError::InvalidStream(stream.to_owned())),
     };
     if stream.len() < 3 || !stream.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -284,6 +293,7 @@ pub const FAMILIES: &[&str] = &[
     "rates",
     "conferences",
     "commands",
+    "sinks",
 ];
 
 #[cfg(test)]

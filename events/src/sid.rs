@@ -139,8 +139,19 @@ sid_types! {
     RateSid = "RT";
     /// `DG…`: an event sink.
     SinkSid = "DG";
+    /// `DF…`: a subscription of event types to a sink.
+    SubscriptionSid = "DF";
+    /// `DD…`: a sink's delivery record (the sink's hex digits; see [`SinkDeliveriesSid::of`]).
+    SinkDeliveriesSid = "DD";
     /// `CM…`: a command to the node that owns a call (one stream per command).
     CommandSid = "CM";
+}
+
+impl SinkDeliveriesSid {
+    /// The stream of `sink`'s deliveries: `DD` and the sink's 32 hex digits.
+    pub fn of(sink: &SinkSid) -> SinkDeliveriesSid {
+        SinkDeliveriesSid(format!("DD{}", &sink.as_str()[2..]))
+    }
 }
 
 #[cfg(test)]

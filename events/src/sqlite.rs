@@ -31,6 +31,7 @@ use crate::log::{
     family_of, Appended, Cursor, EventLog, ExpectedVersion, Filter, LogError, NewEvent, Position,
     RecordedEvent, Subscription,
 };
+use crate::position::PositionError;
 
 /// The only partition of the SQLite log.
 pub const PARTITION: &str = "log";
@@ -571,6 +572,14 @@ impl EventLog for SqliteLog {
             });
         }
         Ok(cursor)
+    }
+
+    fn position_token(&self, cursor: &Cursor) -> String {
+        crate::position::sqlite_token(cursor, PARTITION)
+    }
+
+    fn parse_position(&self, token: &str) -> Result<Cursor, PositionError> {
+        crate::position::parse_sqlite_token(token, PARTITION)
     }
 
     fn backend(&self) -> &'static str {

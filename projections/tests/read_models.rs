@@ -645,6 +645,7 @@ async fn published_rates_apply_from_their_effective_time() {
                 prices: vec![RatePrice {
                     category: CALLS_INBOUND.into(),
                     per_minute_micros: 10_000,
+                    prefix: None,
                 }],
             },
         )],
@@ -1059,6 +1060,7 @@ async fn rebuilding_from_the_log_gives_identical_rows() {
                 prices: vec![RatePrice {
                     category: CALLS_OUTBOUND.into(),
                     per_minute_micros: 20_000,
+                    prefix: None,
                 }],
             },
         )],
