@@ -354,7 +354,9 @@ pub async fn position_tokens_resume_exactly(log: Arc<dyn EventLog>) {
         log.append(
             call.as_str(),
             ExpectedVersion::NoStream,
-            (0..5).map(|i| marker(&account, i, &format!("w{writer}"))).collect(),
+            (0..5)
+                .map(|i| marker(&account, i, &format!("w{writer}")))
+                .collect(),
         )
         .await
         .unwrap();

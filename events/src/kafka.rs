@@ -84,12 +84,12 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::position::PositionError;
 use crate::envelope::{micros, Event};
 use crate::log::{
     family_of, Appended, Cursor, EventLog, ExpectedVersion, Filter, LogError, NewEvent, Position,
     RecordedEvent, Subscription, FAMILIES,
 };
+use crate::position::PositionError;
 
 /// `content-type` of every record: structured-mode CloudEvents.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";

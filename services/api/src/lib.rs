@@ -37,6 +37,7 @@ mod calls_write;
 mod conferences;
 pub mod control;
 mod error;
+mod events_stream;
 mod format;
 mod native;
 mod numbers;
@@ -56,6 +57,7 @@ use axum::routing::get;
 use axum::Router;
 use dialtone_events::{EventLog, Position};
 use dialtone_projections::{AccountDirectory, NumberDirectory, ReadModels, RunnerHandle};
+use dialtone_streams::EventHub;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use auth::Authenticated;
@@ -92,6 +94,10 @@ pub struct ApiState {
     /// Places and steers calls (`POST …/Calls.json`, `POST …/Calls/{Sid}.json`); `None`
     /// answers 501 there.
     pub call_controller: Option<Arc<dyn CallController>>,
+    /// Fans the log out to `GET /v1/Accounts/{AC}/Events`; `None` answers 503 there.
+    pub event_hub: Option<EventHub>,
+    /// Interval of the event stream's heartbeat comments (and WebSocket pings).
+    pub stream_heartbeat: Duration,
     /// Serialises number provisioning on this node, so two requests for the same number
     /// cannot both pass the availability check.
     number_writes: Arc<tokio::sync::Mutex<()>>,
@@ -119,6 +125,8 @@ impl ApiState {
             data_dir: None,
             public_url: None,
             call_controller: None,
+            event_hub: None,
+            stream_heartbeat: Duration::from_secs(15),
             number_writes: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -148,6 +156,17 @@ impl ApiState {
     /// Enables outbound calls and live call control through `controller`.
     pub fn with_call_controller(mut self, controller: Arc<dyn CallController>) -> ApiState {
         self.call_controller = Some(controller);
+        self
+    }
+
+    /// Enables the live event stream (`GET /v1/Accounts/{AC}/Events`).
+    pub fn with_event_hub(mut self, hub: EventHub) -> ApiState {
+        self.event_hub = Some(hub);
+        self
+    }
+
+    pub fn with_stream_heartbeat(mut self, interval: Duration) -> ApiState {
+        self.stream_heartbeat = interval;
         self
     }
 
@@ -250,6 +269,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/Accounts/{account_sid}/Calls/{sid}/Events",
             get(native::call_events),
+        )
+        .route(
+            "/v1/Accounts/{account_sid}/Events",
+            get(events_stream::stream),
         )
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)

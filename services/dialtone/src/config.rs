@@ -64,6 +64,27 @@ pub struct Config {
     /// `<Number>` dials and REST calls to numbers go).
     pub trunks: dialtone_sip::trunk::TrunksConfig,
     pub outbound: OutboundSettings,
+    /// The live event stream API and webhook sinks.
+    pub streams: StreamsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsSettings {
+    /// Events kept per account for live subscribers: how far a client may fall behind before
+    /// it is cut off with the position to resume from.
+    pub buffer: usize,
+    /// Seconds between heartbeat comments of the event stream.
+    pub heartbeat_seconds: f64,
+}
+
+impl Default for StreamsSettings {
+    fn default() -> StreamsSettings {
+        StreamsSettings {
+            buffer: 10_000,
+            heartbeat_seconds: 15.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -155,6 +176,7 @@ impl Default for Config {
             sip: SipSettings::default(),
             trunks: dialtone_sip::trunk::TrunksConfig::default(),
             outbound: OutboundSettings::default(),
+            streams: StreamsSettings::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ use dialtone_projections::{
     RateTable, ReadModels, RunnerConfig,
 };
 use dialtone_sip::endpoint::{EndpointConfig, SipEndpoint};
+use dialtone_streams::{EventHub, HubConfig};
 use dialtone_voice::callbacks::{CallbackDeliverer, DelivererConfig};
 use dialtone_voice::interpreter::InterpreterConfig;
 use dialtone_voice::webhook::{Timeouts, WebhookClient, WebhookConfig};
@@ -163,6 +164,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("listening for call commands")?;
 
+    // The live event stream's fan-out, from the log's head on.
+    let hub = EventHub::start(
+        log.clone(),
+        HubConfig {
+            buffer: config.streams.buffer.max(1),
+            ..HubConfig::default()
+        },
+    )
+    .await
+    .context("starting the event stream hub")?;
+
     // HTTP API.
     let state = dialtone_api::ApiState::new(
         log.clone(),
@@ -176,7 +188,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .with_default_currency(&rates.currency)
     .with_data_dir(data.root())
     .with_public_url(&config.public_base_url())
-    .with_call_controller(Arc::new(NodeController(node.clone())));
+    .with_call_controller(Arc::new(NodeController(node.clone())))
+    .with_event_hub(hub.clone())
+    .with_stream_heartbeat(Duration::from_secs_f64(
+        config.streams.heartbeat_seconds.clamp(0.05, 3600.0),
+    ));
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding the HTTP API on {}", config.http_addr))?;
