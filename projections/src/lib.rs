@@ -8,7 +8,8 @@
 //!   pool of read-only connections for queries.
 //! - read models: [`accounts`] (and the auth-token scheme), [`numbers`], [`calls`],
 //!   [`billing`] (rating, usage), [`recordings`], [`callbacks`] (the status-callback
-//!   outbox), [`conferences`] (rooms and their live participants).
+//!   outbox), [`conferences`] (rooms and their live participants), [`sinks`] (event sinks,
+//!   subscriptions and delivery progress).
 //! - [`paging`]: keyset paging shared by the list queries.
 //!
 //! The usual set of projections, as `dialtone serve` runs it:
@@ -43,6 +44,7 @@ pub mod paging;
 pub mod projection;
 pub mod recordings;
 pub mod runner;
+pub mod sinks;
 
 pub use accounts::{
     create_account, derive_auth_token, rotate_auth_token, token_sha256, AccountDirectory,
@@ -57,10 +59,11 @@ pub use numbers::{NumberDirectory, NumberRoute, NumbersProjection};
 pub use projection::{Projection, ProjectionError};
 pub use recordings::RecordingsProjection;
 pub use runner::{rebuild, Progress, ProjectionRunner, RebuildReport, RunnerConfig, RunnerHandle};
+pub use sinks::SinksProjection;
 
 /// The projections `dialtone serve` runs: accounts and numbers (which keep the given
 /// in-memory directories live), calls, billing (rated with `rates` unless a published rate
-/// table is in force), recordings, the status-callback outbox and conferences.
+/// table is in force), recordings, the status-callback outbox, conferences and sinks.
 pub fn standard_projections(
     accounts: &AccountDirectory,
     numbers: &NumberDirectory,
@@ -74,5 +77,6 @@ pub fn standard_projections(
         Box::new(RecordingsProjection::new()),
         Box::new(CallbacksProjection::new()),
         Box::new(ConferencesProjection::new()),
+        Box::new(SinksProjection::new()),
     ]
 }

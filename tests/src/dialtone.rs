@@ -53,6 +53,8 @@ pub struct Dialtone {
     pub auth_token: String,
     pub backend: Backend,
     stderr_log: PathBuf,
+    config_path: PathBuf,
+    secret: Option<String>,
     http: reqwest::Client,
 }
 
@@ -127,57 +129,77 @@ impl Dialtone {
         let config_path = data_dir.path().join("dialtone.toml");
         std::fs::write(&config_path, config).unwrap();
         let stderr_log = data_dir.path().join("serve.log");
-        let mut child = Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "info,dialtone=debug")
-            .envs(secret.map(|s| ("DIALTONE_SECRET", s)))
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).unwrap())
-            .spawn()
-            .expect("start dialtone serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (account_sid, auth_token) = match account {
-            Some(account) => account,
-            None => {
-                let line = rx
-                    .recv_timeout(Duration::from_secs(90))
-                    .unwrap_or_else(|_| {
-                        panic!(
-                            "serve printed no account within 90 s; its log:\n{}",
-                            std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                        )
-                    });
-                let account: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("bad account line {line:?}: {e}"));
-                (
-                    account["account_sid"].as_str().unwrap().to_owned(),
-                    account["auth_token"].as_str().unwrap().to_owned(),
-                )
-            }
-        };
         let mut server = Dialtone {
-            child: Some(child),
+            child: None,
             data_dir,
             sip_port,
             http_url: format!("http://127.0.0.1:{http_port}"),
-            account_sid,
-            auth_token,
+            account_sid: String::new(),
+            auth_token: String::new(),
             backend,
             stderr_log,
+            config_path,
+            secret,
             http: reqwest::Client::new(),
         };
-        let health = format!("{}/healthz", server.http_url);
-        let http = server.http.clone();
+        let printed = server.spawn(account.is_none());
+        let (account_sid, auth_token) = account.or(printed).expect("an account");
+        server.account_sid = account_sid;
+        server.auth_token = auth_token;
+        server.wait_healthy().await;
+        server.check_alive();
+        server
+    }
+
+    /// Starts `dialtone serve` on this server's config; with `first_start`, reads the account
+    /// it prints.
+    fn spawn(&mut self, first_start: bool) -> Option<(String, String)> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_log)
+            .unwrap();
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info,dialtone=debug")
+            .envs(self.secret.clone().map(|s| ("DIALTONE_SECRET", s)))
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start dialtone serve");
+        let stdout = child.stdout.take().unwrap();
+        self.child = Some(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining after the reader has gone, so the child never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        if !first_start {
+            return None;
+        }
+        let line = rx
+            .recv_timeout(Duration::from_secs(90))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "serve printed no account within 90 s; its log:\n{}",
+                    self.log()
+                )
+            });
+        let account: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("bad account line {line:?}: {e}"));
+        Some((
+            account["account_sid"].as_str().unwrap().to_owned(),
+            account["auth_token"].as_str().unwrap().to_owned(),
+        ))
+    }
+
+    async fn wait_healthy(&mut self) {
+        let health = format!("{}/healthz", self.http_url);
+        let http = self.http.clone();
         crate::eventually(60, "/healthz", || {
             let (http, health) = (http.clone(), health.clone());
             async move {
@@ -190,8 +212,25 @@ impl Dialtone {
             }
         })
         .await;
-        server.check_alive();
-        server
+        self.check_alive();
+    }
+
+    /// Stops the server cleanly (SIGTERM) and starts it again on the same data dir, ports
+    /// and account.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn(false);
+        self.wait_healthy().await;
+    }
+
+    /// Kills the server (SIGKILL: no drain) and starts it again on the same data dir.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn(false);
+        self.wait_healthy().await;
     }
 
     fn check_alive(&mut self) {
@@ -224,6 +263,39 @@ impl Dialtone {
             .http
             .get(self.url(path))
             .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET a native API path (relative to `/v1/Accounts/{AC}/`) → (status, JSON).
+    pub async fn get_v1(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!(
+                "{}/v1/Accounts/{}/{path}",
+                self.http_url, self.account_sid
+            ))
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST a form to a native API path (relative to `/v1/Accounts/{AC}/`) → (status, JSON).
+    pub async fn post_v1(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!(
+                "{}/v1/Accounts/{}/{path}",
+                self.http_url, self.account_sid
+            ))
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .form(form)
             .send()
             .await
             .unwrap();

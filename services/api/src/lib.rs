@@ -44,6 +44,7 @@ mod numbers;
 mod paging;
 mod params;
 mod recordings;
+mod sinks;
 mod usage;
 
 use std::path::{Path, PathBuf};
@@ -273,6 +274,30 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/Accounts/{account_sid}/Events",
             get(events_stream::stream),
+        )
+        .route(
+            "/v1/Accounts/{account_sid}/Sinks",
+            get(sinks::list_sinks).post(sinks::create_sink),
+        )
+        .route(
+            "/v1/Accounts/{account_sid}/Sinks/{sid}",
+            get(sinks::fetch_sink)
+                .post(sinks::update_sink)
+                .delete(sinks::delete_sink),
+        )
+        .route(
+            "/v1/Accounts/{account_sid}/Subscriptions",
+            get(sinks::list_subscriptions).post(sinks::create_subscription),
+        )
+        .route(
+            "/v1/Accounts/{account_sid}/Subscriptions/{sid}",
+            get(sinks::fetch_subscription)
+                .post(sinks::update_subscription)
+                .delete(sinks::delete_subscription),
+        )
+        .route(
+            "/v1/Accounts/{account_sid}/Subscriptions/{sid}/SubscribedEvents",
+            get(sinks::list_subscribed_events),
         )
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)

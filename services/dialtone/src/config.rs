@@ -64,8 +64,41 @@ pub struct Config {
     /// `<Number>` dials and REST calls to numbers go).
     pub trunks: dialtone_sip::trunk::TrunksConfig,
     pub outbound: OutboundSettings,
-    /// The live event stream API and webhook sinks.
+    /// The live event stream API.
     pub streams: StreamsSettings,
+    /// Webhook sinks (Event Streams).
+    pub sinks: SinksSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinksSettings {
+    /// Deliver sinks from this node (one node of a cluster: a sink's deliveries have a single
+    /// writer).
+    pub enabled: bool,
+    /// Wait before the second attempt of a failed batch; each further wait doubles.
+    pub retry_initial_ms: u64,
+    /// Longest wait between two attempts.
+    pub retry_max_ms: u64,
+    /// Attempts per batch, the first included; then the batch is given up (recorded).
+    pub max_attempts: u32,
+    /// Time limit of one request.
+    pub timeout_ms: u64,
+    /// Events per request at most.
+    pub batch_events: usize,
+}
+
+impl Default for SinksSettings {
+    fn default() -> SinksSettings {
+        SinksSettings {
+            enabled: true,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 300_000,
+            max_attempts: 10,
+            timeout_ms: 5_000,
+            batch_events: 100,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +210,7 @@ impl Default for Config {
             trunks: dialtone_sip::trunk::TrunksConfig::default(),
             outbound: OutboundSettings::default(),
             streams: StreamsSettings::default(),
+            sinks: SinksSettings::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ use dialtone_projections::{
     RateTable, ReadModels, RunnerConfig,
 };
 use dialtone_sip::endpoint::{EndpointConfig, SipEndpoint};
+use dialtone_streams::sinks::{RetryPolicy, SinkDeliverer, SinkDelivererConfig};
 use dialtone_streams::{EventHub, HubConfig};
 use dialtone_voice::callbacks::{CallbackDeliverer, DelivererConfig};
 use dialtone_voice::interpreter::InterpreterConfig;
@@ -175,6 +176,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("starting the event stream hub")?;
 
+    // Webhook sinks, each resuming after its last recorded batch.
+    let sinks = if config.sinks.enabled {
+        let mut sink_config = SinkDelivererConfig::new(&secret);
+        sink_config.retry = RetryPolicy {
+            initial_delay: Duration::from_millis(config.sinks.retry_initial_ms),
+            factor: 2.0,
+            max_delay: Duration::from_millis(config.sinks.retry_max_ms),
+            max_attempts: config.sinks.max_attempts.max(1),
+        };
+        sink_config.timeout = Duration::from_millis(config.sinks.timeout_ms.max(1));
+        sink_config.max_batch_events = config.sinks.batch_events.max(1);
+        Some(
+            SinkDeliverer::start(
+                hub.clone(),
+                ReadModels::new(data.read_models()),
+                runner.handle(),
+                accounts.clone(),
+                sink_config,
+            )
+            .context("starting the sink deliverer")?,
+        )
+    } else {
+        None
+    };
+
     // HTTP API.
     let state = dialtone_api::ApiState::new(
         log.clone(),
@@ -232,6 +258,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     deliverer.waker().wake();
     tokio::time::sleep(Duration::from_millis(300)).await;
     deliverer.shutdown().await;
+    if let Some(sinks) = sinks {
+        sinks.shutdown().await;
+    }
     runner.shutdown().await;
     media.shutdown();
     drop(endpoint);
