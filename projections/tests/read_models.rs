@@ -638,7 +638,7 @@ async fn published_rates_apply_from_their_effective_time() {
     fx.append(
         rate.as_str(),
         vec![NewEvent::new(
-            "ACsystem",
+            "",
             RatePublished {
                 effective_from: datetime!(2025-03-10 12:00:00 UTC),
                 currency: "usd".into(),

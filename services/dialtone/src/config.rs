@@ -367,7 +367,7 @@ impl Config {
             .per_minute
             .iter()
             .map(|(category, value)| {
-                parse_micros(value)
+                dialtone_projections::billing::parse_micros(value)
                     .map(|micros| (category.clone(), micros))
                     .ok_or_else(|| ConfigError::Price {
                         category: category.clone(),
@@ -375,6 +375,15 @@ impl Config {
                     })
             })
             .collect()
+    }
+
+    /// The configured prices: what legs no published table prices are billed at.
+    pub fn rate_table(&self) -> Result<dialtone_projections::RateTable, ConfigError> {
+        Ok(dialtone_projections::RateTable {
+            currency: self.billing.currency.to_ascii_uppercase(),
+            per_minute_micros: self.rates_micros()?,
+            by_prefix: Default::default(),
+        })
     }
 
     /// The address to advertise in SDP and SIP headers.
@@ -404,40 +413,9 @@ fn outgoing_interface_ip() -> Option<IpAddr> {
     Some(socket.local_addr().ok()?.ip())
 }
 
-/// Parses a non-negative decimal amount into micro-units: `"0.0085"` → 8500.
-pub fn parse_micros(value: &str) -> Option<i64> {
-    let value = value.trim();
-    let (whole, frac) = value.split_once('.').unwrap_or((value, ""));
-    if whole.is_empty() && frac.is_empty() || frac.len() > 6 {
-        return None;
-    }
-    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let frac_micros: i64 = format!("{frac:0<6}").parse().ok()?;
-    whole.checked_mul(1_000_000)?.checked_add(frac_micros)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prices_parse_to_exact_micros() {
-        assert_eq!(parse_micros("0.0085"), Some(8_500));
-        assert_eq!(parse_micros("1"), Some(1_000_000));
-        assert_eq!(parse_micros("12.5"), Some(12_500_000));
-        assert_eq!(parse_micros(".25"), Some(250_000));
-        assert_eq!(parse_micros("0.0000001"), None);
-        assert_eq!(parse_micros("-1"), None);
-        assert_eq!(parse_micros("abc"), None);
-        assert_eq!(parse_micros(""), None);
-    }
 
     #[test]
     fn flags_override_the_file_which_overrides_defaults() {

@@ -16,7 +16,7 @@ use dialtone_events::EventLog;
 use dialtone_media::runtime::{MediaConfig, MediaRuntime};
 use dialtone_projections::{
     create_account, standard_projections, AccountDirectory, NumberDirectory, ProjectionRunner,
-    RateTable, ReadModels, RunnerConfig,
+    ReadModels, RunnerConfig,
 };
 use dialtone_sip::endpoint::{EndpointConfig, SipEndpoint};
 use dialtone_streams::sinks::{RetryPolicy, SinkDeliverer, SinkDelivererConfig};
@@ -70,10 +70,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Projections, caught up before anything routes on them.
     let accounts = AccountDirectory::default();
     let numbers = NumberDirectory::default();
-    let rates = RateTable {
-        currency: config.billing.currency.clone(),
-        per_minute_micros: config.rates_micros()?,
-    };
+    let rates = config.rate_table()?;
     let runner = ProjectionRunner::start(
         log.clone(),
         &data.read_models(),

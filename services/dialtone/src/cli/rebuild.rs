@@ -5,9 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use dialtone_projections::{
-    rebuild, standard_projections, AccountDirectory, NumberDirectory, RateTable,
-};
+use dialtone_projections::{rebuild, standard_projections, AccountDirectory, NumberDirectory};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Config, ServeArgs};
@@ -26,10 +24,7 @@ pub async fn run(data_dir: &Path, only: Option<String>) -> anyhow::Result<ExitCo
         data.event_log().display()
     );
     let log = crate::serve::open_log(&config, &data).await?;
-    let rates = RateTable {
-        currency: config.billing.currency.clone(),
-        per_minute_micros: config.rates_micros()?,
-    };
+    let rates = config.rate_table()?;
     let projections = standard_projections(
         &AccountDirectory::default(),
         &NumberDirectory::default(),

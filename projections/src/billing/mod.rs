@@ -1,0 +1,334 @@
+//! Billing: per-leg rating and daily usage, projected from call and rate events.
+//!
+//! - [`rating`]: the rules (pure): billable minutes, categories, which rate table prices a
+//!   leg, money as integer micro-units and its display strings;
+//! - [`usage`]: usage rows and their summaries into Twilio's Usage Records;
+//! - [`store`]: the `billing_rates`, `billing_legs` and `usage_daily` tables;
+//! - here: [`BillingProjection`], which applies the events.
+//!
+//! Determinism: prices depend on the events and on the configured rate table. Changing the
+//! configured table changes what a rebuild produces for calls rated with it; publish rates
+//! as `dialtone.rate.published` events to keep history reproducible.
+
+pub mod rating;
+pub mod store;
+pub mod usage;
+
+use std::collections::{BTreeMap, HashMap};
+
+use dialtone_events::payload::RatePublished;
+use dialtone_events::{Payload, RecordedEvent};
+use rusqlite::{params, Connection, Transaction};
+use time::{Date, Duration, OffsetDateTime};
+
+use crate::projection::{decode, sql, Projection, ProjectionError};
+pub use rating::{
+    billable_minutes, category_for, charge_leg, format_call_price, format_micros,
+    format_usage_price, parse_micros, price_per_minute, rerate_leg, table_in_force, Leg, LegCharge,
+    MinutePrice, PublishedRates, RateTable, CALLS, CALLS_INBOUND, CALLS_OUTBOUND,
+};
+pub use store::{
+    get_leg, list_legs, load_published, BillingLeg, LEG_BILLED, LEG_OPEN, LEG_UNBILLED,
+};
+use store::{store_leg, store_published, SCHEMA};
+pub use usage::{
+    first_usage_day, format_day, parse_day, periods, summarize_usage, usage_rows, Granularity,
+    UsageRecord, UsageRow,
+};
+
+/// A `rate.published` event as a table: for the event's account (empty: operator-wide).
+pub fn published_rates(recorded: &RecordedEvent, rates: &RatePublished) -> PublishedRates {
+    let event = &recorded.event;
+    PublishedRates {
+        rate_sid: event.subject.clone(),
+        sequence: event.sequence,
+        account_sid: event.accountsid.clone(),
+        effective_from: rates.effective_from,
+        published_at: event.time,
+        table: RateTable::from_prices(&rates.currency, &rates.prices),
+    }
+}
+
+/// Key of a `usage_daily` row: account, category, day, currency.
+type UsageKey = (String, String, Date, String);
+
+/// Projects call and rate events into `billing_legs`, `usage_daily` and `billing_rates`.
+/// Legs touched in a batch and the batch's usage increments stay in memory until
+/// [`Projection::before_commit`].
+pub struct BillingProjection {
+    config: RateTable,
+    /// Published rate tables, loaded lazily from `billing_rates`; dropped whenever a table is
+    /// published or a transaction rolls back.
+    published: Option<Vec<PublishedRates>>,
+    /// Legs of this batch in first-touch order, with whether they changed.
+    legs: Vec<(BillingLeg, bool)>,
+    index: HashMap<String, usize>,
+    /// Usage of this batch: (count, minutes, price micros) per key.
+    usage: BTreeMap<UsageKey, (u64, u64, i64)>,
+}
+
+impl BillingProjection {
+    pub fn new(config: RateTable) -> BillingProjection {
+        BillingProjection {
+            config,
+            published: None,
+            legs: Vec::new(),
+            index: HashMap::new(),
+            usage: BTreeMap::new(),
+        }
+    }
+
+    fn published(&mut self, tx: &Connection) -> Result<&[PublishedRates], ProjectionError> {
+        if self.published.is_none() {
+            self.published = Some(load_published(tx)?);
+        }
+        Ok(self.published.as_deref().unwrap_or_default())
+    }
+
+    /// The staged leg of `sid`, loading it from the table on first touch.
+    fn leg(&mut self, tx: &Connection, sid: &str) -> Result<Option<usize>, ProjectionError> {
+        if let Some(i) = self.index.get(sid) {
+            return Ok(Some(*i));
+        }
+        Ok(get_leg(tx, sid)?.map(|leg| self.stage(leg, false)))
+    }
+
+    fn stage(&mut self, leg: BillingLeg, dirty: bool) -> usize {
+        let i = self.legs.len();
+        self.index.insert(leg.call_sid.clone(), i);
+        self.legs.push((leg, dirty));
+        i
+    }
+
+    /// The open leg of the event's call, if any.
+    fn open_leg(
+        &mut self,
+        recorded: &RecordedEvent,
+        tx: &Connection,
+    ) -> Result<Option<usize>, ProjectionError> {
+        let event = &recorded.event;
+        match self.leg(tx, &event.subject)? {
+            Some(i) if self.legs[i].0.state == LEG_OPEN => Ok(Some(i)),
+            Some(_) => Ok(None),
+            None => {
+                tracing::warn!(
+                    call = %event.subject,
+                    event_type = %event.event_type,
+                    "call event without call.initiated; not billed"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    fn publish(
+        &mut self,
+        recorded: &RecordedEvent,
+        rates: &RatePublished,
+        tx: &Transaction<'_>,
+    ) -> Result<(), ProjectionError> {
+        store_published(tx, &published_rates(recorded, rates))?;
+        self.published = None;
+        Ok(())
+    }
+
+    fn complete(
+        &mut self,
+        i: usize,
+        time: OffsetDateTime,
+        answered_ms: u64,
+        answered_at: Option<OffsetDateTime>,
+        tx: &Transaction<'_>,
+    ) -> Result<(), ProjectionError> {
+        let answered_at = self.legs[i].0.answered_at.or(answered_at).or_else(|| {
+            // Answered without an answer time: count back from the end.
+            (answered_ms > 0).then(|| time - Duration::milliseconds(answered_ms as i64))
+        });
+        let Some(answered_at) = answered_at else {
+            self.close_unbilled(i, time);
+            return Ok(());
+        };
+        let config = self.config.clone();
+        let (account, direction, destination) = {
+            let leg = &self.legs[i].0;
+            (
+                leg.account_sid.clone(),
+                leg.direction,
+                leg.destination.clone(),
+            )
+        };
+        let leg = Leg {
+            account_sid: &account,
+            direction,
+            destination: destination.as_deref(),
+            answered_ms,
+            answered_at,
+        };
+        let charge = charge_leg(&leg, &config, self.published(tx)?);
+        let (leg, dirty) = &mut self.legs[i];
+        let day = answered_at.date();
+        let usage = self
+            .usage
+            .entry((
+                leg.account_sid.clone(),
+                charge.category.clone(),
+                day,
+                charge.currency.clone(),
+            ))
+            .or_default();
+        usage.0 += 1;
+        usage.1 += charge.minutes;
+        usage.2 = usage.2.saturating_add(charge.price_micros);
+        leg.state = LEG_BILLED;
+        leg.answered_at = Some(answered_at);
+        leg.answered_ms = Some(answered_ms);
+        leg.currency = Some(charge.currency.clone());
+        leg.charge = Some(charge);
+        leg.usage_day = Some(day);
+        leg.closed_at = Some(time);
+        *dirty = true;
+        Ok(())
+    }
+
+    fn close_unbilled(&mut self, i: usize, time: OffsetDateTime) {
+        let (leg, dirty) = &mut self.legs[i];
+        leg.state = LEG_UNBILLED;
+        leg.currency = Some(self.config.currency.clone());
+        leg.closed_at = Some(time);
+        *dirty = true;
+    }
+
+    fn clear(&mut self) {
+        self.legs.clear();
+        self.index.clear();
+        self.usage.clear();
+    }
+}
+
+const BILLING_TYPES: &[&str] = &[
+    "dialtone.call.initiated",
+    "dialtone.call.answered",
+    "dialtone.call.rejected",
+    "dialtone.call.completed",
+    "dialtone.rate.published",
+];
+
+impl Projection for BillingProjection {
+    fn name(&self) -> &'static str {
+        "billing"
+    }
+
+    fn version(&self) -> u32 {
+        // 2: destinations on legs, account and prefix prices on rate tables.
+        2
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["billing_rates", "billing_legs", "usage_daily"]
+    }
+
+    fn init(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        tx.execute_batch(SCHEMA).map_err(sql("creating billing"))
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        BILLING_TYPES.contains(&event_type)
+    }
+
+    fn apply(
+        &mut self,
+        recorded: &RecordedEvent,
+        tx: &Transaction<'_>,
+    ) -> Result<(), ProjectionError> {
+        let event = &recorded.event;
+        match decode(recorded) {
+            Some(Payload::CallInitiated(initiated)) => {
+                let known = self.leg(tx, &event.subject)?.is_some();
+                if !known {
+                    self.stage(
+                        BillingLeg {
+                            call_sid: event.subject.clone(),
+                            account_sid: event.accountsid.clone(),
+                            direction: initiated.direction,
+                            destination: Some(initiated.to.clone()),
+                            state: LEG_OPEN,
+                            answered_at: None,
+                            answered_ms: None,
+                            charge: None,
+                            currency: None,
+                            usage_day: None,
+                            closed_at: None,
+                        },
+                        true,
+                    );
+                }
+            }
+            Some(Payload::CallAnswered(_)) => {
+                if let Some(i) = self.open_leg(recorded, tx)? {
+                    let (leg, dirty) = &mut self.legs[i];
+                    if leg.answered_at.is_none() {
+                        leg.answered_at = Some(event.time);
+                        *dirty = true;
+                    }
+                }
+            }
+            Some(Payload::CallRejected(_)) => {
+                if let Some(i) = self.open_leg(recorded, tx)? {
+                    self.close_unbilled(i, event.time);
+                }
+            }
+            Some(Payload::CallCompleted(completed)) => {
+                if let Some(i) = self.open_leg(recorded, tx)? {
+                    self.complete(
+                        i,
+                        event.time,
+                        completed.answered_ms,
+                        completed.answered_at,
+                        tx,
+                    )?;
+                }
+            }
+            Some(Payload::RatePublished(rates)) => self.publish(recorded, &rates, tx)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn before_commit(&mut self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        let result = (|| {
+            for (leg, _) in self.legs.iter().filter(|(_, dirty)| *dirty) {
+                store_leg(tx, leg)?;
+            }
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO usage_daily (account_sid, category, day, currency, count, minutes, price_micros)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (account_sid, category, day, currency) DO UPDATE SET
+                        count = count + excluded.count, minutes = minutes + excluded.minutes,
+                        price_micros = price_micros + excluded.price_micros",
+                )
+                .map_err(sql("adding usage"))?;
+            for ((account, category, day, currency), (count, minutes, price)) in &self.usage {
+                upsert
+                    .execute(params![
+                        account,
+                        category,
+                        format_day(*day),
+                        currency,
+                        count,
+                        minutes,
+                        price
+                    ])
+                    .map_err(sql("adding usage"))?;
+            }
+            Ok(())
+        })();
+        self.clear();
+        result
+    }
+
+    fn after_rollback(&mut self) {
+        self.published = None;
+        self.clear();
+    }
+}
