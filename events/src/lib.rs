@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod conformance;
+pub mod describe;
 pub mod envelope;
 #[cfg(feature = "kafka")]
 pub mod kafka;

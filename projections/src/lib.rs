@@ -11,6 +11,8 @@
 //!   outbox), [`conferences`] (rooms and their live participants), [`sinks`] (event sinks,
 //!   subscriptions and delivery progress).
 //! - [`paging`]: keyset paging shared by the list queries.
+//! - [`replay`]: read models as they stood at a point of the log (as-of queries, re-rating,
+//!   reconciliation), replayed into a private in-memory database.
 //!
 //! The usual set of projections, as `dialtone serve` runs it:
 //!
@@ -43,6 +45,7 @@ pub mod numbers;
 pub mod paging;
 pub mod projection;
 pub mod recordings;
+pub mod replay;
 pub mod runner;
 pub mod sinks;
 

@@ -241,6 +241,22 @@ impl Dialtone {
         }
     }
 
+    /// The server's configuration file (for CLI commands that read the same log).
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
+    /// Runs a `dialtone` command against this server's log and data (`--config` appended).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run the dialtone CLI")
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()

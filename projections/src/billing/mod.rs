@@ -24,8 +24,9 @@ use time::{Date, Duration, OffsetDateTime};
 use crate::projection::{decode, sql, Projection, ProjectionError};
 pub use rating::{
     billable_minutes, category_for, charge_leg, format_call_price, format_micros,
-    format_usage_price, parse_micros, price_per_minute, rerate_leg, table_in_force, Leg, LegCharge,
-    MinutePrice, PublishedRates, RateTable, CALLS, CALLS_INBOUND, CALLS_OUTBOUND,
+    format_usage_price, parse_currency, parse_micros, price_per_minute, rate_price, rerate_leg,
+    table_in_force, Leg, LegCharge, MinutePrice, PublishedRates, RateTable, CALLS, CALLS_INBOUND,
+    CALLS_OUTBOUND,
 };
 pub use store::{
     get_leg, list_legs, load_published, BillingLeg, LEG_BILLED, LEG_OPEN, LEG_UNBILLED,

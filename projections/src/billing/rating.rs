@@ -327,6 +327,49 @@ pub fn parse_micros(value: &str) -> Option<i64> {
     whole.checked_mul(1_000_000)?.checked_add(frac_micros)
 }
 
+/// One price entry as operators and the API write it: a usage category (`calls-outbound`),
+/// an optional E.164 destination prefix (`+44`), and an exact decimal per minute (`0.0140`).
+pub fn rate_price(
+    category: &str,
+    prefix: Option<&str>,
+    per_minute: &str,
+) -> Result<RatePrice, String> {
+    let category_ok = !category.is_empty()
+        && category
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !category_ok {
+        return Err(format!(
+            "{category:?} is not a usage category such as calls-outbound"
+        ));
+    }
+    if let Some(prefix) = prefix {
+        let digits = prefix.strip_prefix('+').unwrap_or("");
+        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{prefix:?} is not an E.164 prefix such as +44"));
+        }
+    }
+    let per_minute_micros = parse_micros(per_minute).ok_or_else(|| {
+        format!("{per_minute:?} is not an exact decimal with at most 6 decimals, such as 0.0140")
+    })?;
+    Ok(RatePrice {
+        category: category.to_owned(),
+        per_minute_micros,
+        prefix: prefix.map(str::to_owned),
+    })
+}
+
+/// An ISO 4217 code: three letters, returned uppercase.
+pub fn parse_currency(value: &str) -> Result<String, String> {
+    if value.len() == 3 && value.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(value.to_ascii_uppercase())
+    } else {
+        Err(format!(
+            "{value:?} is not an ISO 4217 currency code such as USD"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

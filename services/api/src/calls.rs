@@ -7,9 +7,11 @@ use dialtone_events::sid::CallSid;
 use dialtone_projections::billing::{format_call_price, parse_day};
 use dialtone_projections::calls::{self, parse_status, CallFilter, CallRecord, DateFilter};
 use dialtone_projections::numbers::format_national;
+use dialtone_projections::replay::call_as_of;
 use serde_json::{json, Value};
 use time::Date;
 
+use crate::as_of;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::format::{rfc2822, rfc2822_opt, sid_segment};
@@ -149,17 +151,34 @@ pub(crate) async fn fetch(
     State(state): State<ApiState>,
     auth: Authenticated,
     Path((_, segment)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let params = Params::from_query(query.as_deref());
     let path = format!(
         "{}.json",
         call_base(auth.sid(), segment.trim_end_matches(".json"))
     );
     let sid = sid_segment(&segment, CallSid::PREFIX, &path)?.to_owned();
     let account = auth.sid().to_owned();
-    let record = state
-        .read_models
-        .read(move |c| calls::get_call(c, &account, &sid))
-        .await?
-        .ok_or_else(|| ApiError::not_found(&path))?;
+    let record = match as_of::parse(&state, &params).await? {
+        Some(until) => {
+            call_as_of(
+                state.log.as_ref(),
+                &state.read_models,
+                &state.rates,
+                &account,
+                &sid,
+                &until,
+            )
+            .await?
+        }
+        None => {
+            state
+                .read_models
+                .read(move |c| calls::get_call(c, &account, &sid))
+                .await?
+        }
+    }
+    .ok_or_else(|| ApiError::not_found(&path))?;
     Ok(Json(call_json(&record, &state.default_currency)))
 }

@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod as_of;
 mod auth;
 mod calls;
 mod calls_write;
@@ -43,6 +44,7 @@ mod native;
 mod numbers;
 mod paging;
 mod params;
+mod rates;
 mod recordings;
 mod sinks;
 mod usage;
@@ -57,7 +59,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use dialtone_events::{EventLog, Position};
-use dialtone_projections::{AccountDirectory, NumberDirectory, ReadModels, RunnerHandle};
+use dialtone_projections::{
+    AccountDirectory, NumberDirectory, RateTable, ReadModels, RunnerHandle,
+};
 use dialtone_streams::EventHub;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -86,6 +90,8 @@ pub struct ApiState {
     pub write_wait: Duration,
     /// `price_unit` of calls not rated yet (the configured rate table's currency).
     pub default_currency: Arc<str>,
+    /// The configured prices, for replays of billing (`AsOf`).
+    pub rates: Arc<RateTable>,
     /// The data dir: recording paths in the read model are relative to it. `None` answers
     /// 503 to media downloads and to deleting recordings that have a file.
     pub data_dir: Option<Arc<Path>>,
@@ -123,6 +129,7 @@ impl ApiState {
             metrics: None,
             write_wait: Duration::from_secs(5),
             default_currency: Arc::from("USD"),
+            rates: Arc::new(RateTable::default()),
             data_dir: None,
             public_url: None,
             call_controller: None,
@@ -134,6 +141,13 @@ impl ApiState {
 
     pub fn with_metrics(mut self, handle: PrometheusHandle) -> ApiState {
         self.metrics = Some(handle);
+        self
+    }
+
+    /// The configured prices: sets the default currency too.
+    pub fn with_rate_table(mut self, rates: RateTable) -> ApiState {
+        self.default_currency = Arc::from(rates.currency.to_ascii_uppercase());
+        self.rates = Arc::new(rates);
         self
     }
 
@@ -264,6 +278,10 @@ pub fn router(state: ApiState) -> Router {
             get(usage::all_time),
         )
         .route(
+            &format!("{accounts}/Usage/Records.csv"),
+            get(usage::all_time_csv),
+        )
+        .route(
             &format!("{accounts}/Usage/Records/{{period}}"),
             get(usage::by_period),
         )
@@ -274,6 +292,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/Accounts/{account_sid}/Events",
             get(events_stream::stream),
+        )
+        .route(
+            "/v1/Accounts/{account_sid}/RateTables",
+            get(rates::list).post(rates::create),
         )
         .route(
             "/v1/Accounts/{account_sid}/Sinks",

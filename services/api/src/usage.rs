@@ -3,14 +3,18 @@
 //! with `Category`, `StartDate`, `EndDate` (`YYYY-MM-DD` or `-30days`-style offsets, UTC).
 
 use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dialtone_projections::billing::{
     self, format_day, format_usage_price, parse_day, periods, summarize_usage, Granularity,
     UsageRecord,
 };
+use dialtone_projections::replay::{billing_as_of, Until};
 use serde_json::{json, Value};
 use time::{Date, Duration, OffsetDateTime};
 
+use crate::as_of;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::format::as_of;
@@ -169,15 +173,64 @@ fn record_json(
     })
 }
 
+/// Twilio's representations of a list: `.json` (a page) or `.csv` (every record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+}
+
+/// The columns of `Usage/Records.csv`: the JSON fields, in this order.
+const CSV_COLUMNS: &[&str] = &[
+    "account_sid",
+    "category",
+    "description",
+    "start_date",
+    "end_date",
+    "as_of",
+    "count",
+    "count_unit",
+    "usage",
+    "usage_unit",
+    "price",
+    "price_unit",
+    "api_version",
+];
+
+fn csv_field(value: &Value) -> String {
+    let text = match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+fn csv_body(records: &[Value]) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    for record in records {
+        let row: Vec<String> = CSV_COLUMNS.iter().map(|c| csv_field(&record[*c])).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
 async fn records(
     state: ApiState,
     auth: Authenticated,
     period: Option<Period>,
     query: Option<String>,
-) -> Result<Json<Value>, ApiError> {
+    format: Format,
+) -> Result<Response, ApiError> {
     let params = Params::from_query(query.as_deref());
     let paging = Paging::parse(&params)?;
-    let now = OffsetDateTime::now_utc();
+    let mut now = OffsetDateTime::now_utc();
     let (granularity, start, end) = range(
         period.unwrap_or(Period::AllTime),
         &params,
@@ -190,10 +243,28 @@ async fn records(
         ));
     }
     let account = auth.sid().to_owned();
-    let rows = state
-        .read_models
-        .read(move |c| billing::usage_rows(c, &account, start, end))
-        .await?;
+    let rows = match as_of::parse(&state, &params).await? {
+        Some(until) => {
+            if let Until::Time(t) = until {
+                now = t;
+            }
+            let replay = billing_as_of(
+                state.log.as_ref(),
+                &state.rates,
+                Some(&account),
+                &until,
+                |_| {},
+            )
+            .await?;
+            billing::usage_rows(replay.connection(), &account, start, end)?
+        }
+        None => {
+            state
+                .read_models
+                .read(move |c| billing::usage_rows(c, &account, start, end))
+                .await?
+        }
+    };
     let all = summarize_usage(
         &rows,
         granularity,
@@ -202,6 +273,17 @@ async fn records(
         params.non_empty("Category"),
         &state.default_currency,
     );
+    if format == Format::Csv {
+        let records: Vec<Value> = all
+            .iter()
+            .map(|r| record_json(auth.sid(), period, r, now))
+            .collect();
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv_body(&records),
+        )
+            .into_response());
+    }
     let offset = paging.page.saturating_mul(paging.size).min(all.len());
     let until = offset.saturating_add(paging.size).min(all.len());
     let items = all[offset..until]
@@ -229,15 +311,24 @@ async fn records(
         &paging,
         next,
         previous,
-    )))
+    ))
+    .into_response())
 }
 
 pub(crate) async fn all_time(
     State(state): State<ApiState>,
     auth: Authenticated,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    records(state, auth, None, query).await
+) -> Result<Response, ApiError> {
+    records(state, auth, None, query, Format::Json).await
+}
+
+pub(crate) async fn all_time_csv(
+    State(state): State<ApiState>,
+    auth: Authenticated,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    records(state, auth, None, query, Format::Csv).await
 }
 
 pub(crate) async fn by_period(
@@ -245,8 +336,14 @@ pub(crate) async fn by_period(
     auth: Authenticated,
     Path((_, segment)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let name = segment.strip_suffix(".json").unwrap_or(&segment);
+) -> Result<Response, ApiError> {
+    let (name, format) = match segment.strip_suffix(".csv") {
+        Some(name) => (name, Format::Csv),
+        None => (
+            segment.strip_suffix(".json").unwrap_or(&segment),
+            Format::Json,
+        ),
+    };
     let period = PERIODS
         .iter()
         .find(|(n, _)| *n == name)
@@ -257,7 +354,7 @@ pub(crate) async fn by_period(
                 auth.sid()
             ))
         })?;
-    records(state, auth, Some(period), query).await
+    records(state, auth, Some(period), query, format).await
 }
 
 #[cfg(test)]

@@ -789,3 +789,76 @@ async fn health_and_metrics() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_twilio_error(&response.json().await.unwrap(), 20404, 404);
 }
+
+#[tokio::test]
+async fn rate_tables_are_published_per_account_and_price_its_calls() {
+    let server = Server::start().await;
+    let url = format!("{}/v1/Accounts/{}/RateTables", server.base, server.a.sid);
+    let (status, table) = server
+        .post(
+            &server.a,
+            &url,
+            &[
+                ("EffectiveFrom", "2025-01-01T00:00:00Z"),
+                ("Currency", "usd"),
+                ("Price", "calls-inbound:0.0100"),
+                ("Price", "calls-outbound:+44:0.05"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{table}");
+    assert!(table["sid"].as_str().unwrap().starts_with("RT"));
+    assert_eq!(table["scope"], "account");
+    assert_eq!(table["currency"], "USD");
+    let prices = table["prices"].as_array().unwrap();
+    assert_eq!(prices.len(), 2);
+    assert!(prices.iter().any(|p| p["prefix"] == "+44"
+        && p["per_minute_micros"] == 50_000
+        && p["per_minute"] == "0.050000"));
+    // A's calls are priced with it; B's are not.
+    let t0 = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let a_call = server.call(&server.a.sid, t0, Some(30_000)).await;
+    let b_call = server.call(&server.b.sid, t0, Some(30_000)).await;
+    let (_, a) = server
+        .get(
+            &server.a,
+            &server.url(&server.a, &format!("Calls/{a_call}.json")),
+        )
+        .await;
+    assert_eq!(a["price"], "-0.01000", "{a}");
+    let (_, b) = server
+        .get(
+            &server.b,
+            &server.url(&server.b, &format!("Calls/{b_call}.json")),
+        )
+        .await;
+    assert_eq!(b["price"], "-0.00850", "{b}");
+    let (status, list) = server.get(&server.a, &url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["rate_tables"].as_array().unwrap().len(), 1);
+    let b_url = format!("{}/v1/Accounts/{}/RateTables", server.base, server.b.sid);
+    let (_, list) = server.get(&server.b, &b_url).await;
+    assert_eq!(
+        list["rate_tables"].as_array().unwrap().len(),
+        0,
+        "not B's table"
+    );
+    // Bad input names the parameter.
+    for (form, name) in [
+        (vec![("Price", "calls-inbound:0.0000001")], "Price"),
+        (vec![("Price", "calls-inbound:+4x:1")], "Price"),
+        (
+            vec![("Price", "calls-inbound:1"), ("Currency", "dollars")],
+            "Currency",
+        ),
+        (
+            vec![("Price", "calls-inbound:1"), ("EffectiveFrom", "soon")],
+            "EffectiveFrom",
+        ),
+        (vec![], "Price"),
+    ] {
+        let (status, body) = server.post(&server.a, &url, &form).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form:?}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(name), "{body}");
+    }
+}

@@ -208,7 +208,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.node_id.clone(),
     )
     .with_metrics(metrics)
-    .with_default_currency(&rates.currency)
+    .with_rate_table(rates.clone())
     .with_data_dir(data.root())
     .with_public_url(&config.public_base_url())
     .with_call_controller(Arc::new(NodeController(node.clone())))

@@ -3,7 +3,11 @@
 mod accounts;
 mod audit;
 mod bench;
+mod billing;
+mod calls;
+mod events;
 mod rebuild;
+mod source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,13 +37,22 @@ pub enum Command {
         #[arg(long, env = "DIALTONE_DATA_DIR", default_value = "./dialtone-data")]
         data_dir: PathBuf,
         /// Only this projection (accounts, numbers, calls, billing, recordings, callbacks,
-        /// conferences).
+        /// conferences, sinks).
         #[arg(long)]
         projection: Option<String>,
     },
-    /// Check the integrity of the event log.
+    /// Calls, read from the log.
+    #[command(subcommand)]
+    Calls(CallsCommand),
+    /// The event log's events.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Check the integrity of the event log; export an account's history for offline checks.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Rate tables, re-rating and reconciliation.
+    #[command(subcommand)]
+    Billing(billing::BillingCommand),
     /// Benchmarks that print their figures and the machine they ran on.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -61,12 +74,33 @@ pub enum AccountsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk every stream: sequences gap-free, every prevhash matching. Exits 1 when broken.
-    Verify {
-        /// Data directory of the embedded log.
-        #[arg(long, env = "DIALTONE_DATA_DIR", default_value = "./dialtone-data")]
-        data_dir: PathBuf,
+    /// Walk every stream (or one account's, or one): sequences gap-free, every prevhash
+    /// matching, every stored hash matching. Exits 1 naming the first break.
+    Verify(audit::VerifyArgs),
+    /// An account's events with their hash-chain fields, one JSON object per line, to check
+    /// offline with docs/audit/verify.py.
+    Export(audit::ExportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallsCommand {
+    /// One call's timeline: offset, event and key facts (SIP codes, webhooks, TwiML verbs,
+    /// digits, recordings), its child legs and its charge.
+    History {
+        /// The call (`CA…`).
+        call_sid: String,
+        /// The timeline as JSON, each entry with its CloudEvent.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: source::LogArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// The latest events, then (with --follow) each as it is appended.
+    Tail(events::TailArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +133,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             log,
         }) => accounts::create(&friendly_name, data_dir, log).await,
-        Command::Audit(AuditCommand::Verify { data_dir }) => audit::verify(&data_dir).await,
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(args).await,
+        Command::Audit(AuditCommand::Export(args)) => audit::export(args).await,
+        Command::Calls(CallsCommand::History {
+            call_sid,
+            json,
+            log,
+        }) => calls::history(&call_sid, json, &log).await,
+        Command::Events(EventsCommand::Tail(args)) => events::tail(args).await,
+        Command::Billing(command) => billing::run(command).await,
         Command::Rebuild {
             data_dir,
             projection,
