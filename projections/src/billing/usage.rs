@@ -157,8 +157,6 @@ pub fn parse_day(value: &str) -> Option<Date> {
     Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()
 }
 
-/// A leg as `billing_legs` holds it.
-
 /// Daily usage rows of an account between two days (inclusive), any category.
 pub fn usage_rows(
     conn: &Connection,

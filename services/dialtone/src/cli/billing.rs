@@ -250,6 +250,9 @@ async fn list(args: &LogArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Usage totals per account, category, day and currency: calls, minutes, micro-units.
+type UsageSums = BTreeMap<(String, String, Date, String), (u64, u64, i64)>;
+
 /// Per account, category and currency: legs, minutes, charged, rerated.
 type Totals = BTreeMap<(String, String, String), (u64, u64, i64, i64)>;
 
@@ -428,7 +431,7 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // 2. Usage is exactly the sum of those charges, per account, category, day, currency.
-    let mut sums: BTreeMap<(String, String, Date, String), (u64, u64, i64)> = BTreeMap::new();
+    let mut sums: UsageSums = BTreeMap::new();
     for leg in derived.iter().filter(|l| l.state == LEG_BILLED) {
         if let (Some(c), Some(day)) = (&leg.charge, leg.usage_day) {
             let entry = sums
@@ -444,7 +447,7 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
             entry.2 += c.price_micros;
         }
     }
-    let stored_usage: BTreeMap<(String, String, Date, String), (u64, u64, i64)> = usage
+    let stored_usage: UsageSums = usage
         .iter()
         .map(|u| {
             (
