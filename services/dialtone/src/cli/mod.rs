@@ -3,6 +3,7 @@
 mod accounts;
 mod audit;
 mod bench;
+mod bench_streams;
 mod billing;
 mod calls;
 mod events;
@@ -109,6 +110,9 @@ pub enum BenchCommand {
     Log(bench::LogBenchArgs),
     /// Concurrent RTP playout streams (G.711, 20 ms) to a local sink: send jitter and CPU.
     Media(bench::MediaBenchArgs),
+    /// Live event-stream subscribers (SSE) while the log takes appends: delivered events/s,
+    /// append-to-client latency, memory.
+    Streams(bench_streams::StreamsBenchArgs),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -148,5 +152,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => rebuild::run(&data_dir, projection).await,
         Command::Bench(BenchCommand::Log(args)) => bench::log(args).await,
         Command::Bench(BenchCommand::Media(args)) => bench::media(args).await,
+        Command::Bench(BenchCommand::Streams(args)) => bench_streams::streams(args).await,
     }
 }
