@@ -73,9 +73,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer as RdBaseConsumer, Consumer, ConsumerContext, StreamConsumer as RdStreamConsumer,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -218,6 +221,28 @@ impl KafkaConfig {
         ]
     }
 }
+
+/// The context of this module's consumers: librdkafka's errors are logged as warnings,
+/// except the end of a partition, which readers ask to be told of (`enable.partition.eof`)
+/// and librdkafka also reports as a "global error".
+#[derive(Clone, Default)]
+pub struct LogContext;
+
+impl ClientContext for LogContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!(%error, reason, "librdkafka: end of partition")
+            }
+            _ => tracing::warn!(%error, reason, "librdkafka error"),
+        }
+    }
+}
+
+impl ConsumerContext for LogContext {}
+
+type BaseConsumer = RdBaseConsumer<LogContext>;
+type StreamConsumer = RdStreamConsumer<LogContext>;
 
 fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> LogError {
     move |error| LogError::Kafka {
@@ -830,7 +855,7 @@ impl KafkaLog {
 
         let offsets: BaseConsumer = config
             .client(&[("isolation.level", "read_uncommitted".to_owned())])
-            .create()
+            .create_with_context(LogContext)
             .map_err(kafka("creating the offsets client"))?;
         let producer: FutureProducer = config
             .client(&config.producer_settings())
@@ -1056,7 +1081,7 @@ impl Inner {
                     .config
                     .consumer_settings("reader", Duration::from_millis(1), true),
             )
-            .create()
+            .create_with_context(LogContext)
             .map_err(kafka("creating a reader"))?;
         self.learn_topics(&reader)?;
         Ok(reader)
@@ -1065,7 +1090,7 @@ impl Inner {
     /// Fetches the family topics' metadata into `consumer`'s cache. Without it, the first
     /// assignment of a topic the consumer has not seen waits about a second for librdkafka's
     /// own metadata refresh. Blocks.
-    fn learn_topics(&self, consumer: &impl Consumer) -> Result<(), LogError> {
+    fn learn_topics(&self, consumer: &impl Consumer<LogContext>) -> Result<(), LogError> {
         for topic in &self.topics {
             consumer
                 .fetch_metadata(Some(&topic.name), self.config.request_timeout)
@@ -1477,7 +1502,7 @@ impl EventLog for KafkaLog {
                 inner.config.subscriber_fetch_wait,
                 false,
             ))
-            .create()
+            .create_with_context(LogContext)
             .map_err(kafka("creating a subscriber"))?;
         let mut assignment = TopicPartitionList::with_capacity(partitions.len());
         for partition in partitions {

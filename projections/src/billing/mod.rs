@@ -64,8 +64,9 @@ pub struct BillingProjection {
     /// Legs of this batch in first-touch order, with whether they changed.
     legs: Vec<(BillingLeg, bool)>,
     index: HashMap<String, usize>,
-    /// Usage of this batch: (count, minutes, price micros) per key.
-    usage: BTreeMap<UsageKey, (u64, u64, i64)>,
+    /// Usage of this batch: (count, minutes, price micros) per key; a re-priced leg adds a
+    /// negative increment to its old row.
+    usage: BTreeMap<UsageKey, (i64, i64, i64)>,
 }
 
 impl BillingProjection {
@@ -128,8 +129,99 @@ impl BillingProjection {
         rates: &RatePublished,
         tx: &Transaction<'_>,
     ) -> Result<(), ProjectionError> {
-        store_published(tx, &published_rates(recorded, rates))?;
+        let table = published_rates(recorded, rates);
+        store_published(tx, &table)?;
         self.published = None;
+        self.reprice_after(&table, tx)
+    }
+
+    /// A table can arrive after legs it prices when the log orders only per partition (a
+    /// rebuild from Kafka reads the rate topic after the calls topic): re-prices the billed
+    /// legs it may apply to (answered from its `effective_from` on, ended after it was
+    /// published), moving their usage. In log order (live, SQLite) there are none.
+    fn reprice_after(
+        &mut self,
+        table: &PublishedRates,
+        tx: &Transaction<'_>,
+    ) -> Result<(), ProjectionError> {
+        // The query below reads the table: legs staged in this batch must be in it.
+        for (leg, _) in self.legs.iter().filter(|(_, dirty)| *dirty) {
+            store_leg(tx, leg)?;
+        }
+        let sids: Vec<String> = tx
+            .prepare_cached(
+                "SELECT call_sid FROM billing_legs WHERE state = 'billed' AND answered_at >= ?1
+                 AND closed_at >= ?2 AND (?3 = '' OR account_sid = ?3) ORDER BY call_sid",
+            )
+            .and_then(|mut s| {
+                s.query_map(
+                    params![
+                        crate::projection::store_time(table.effective_from),
+                        crate::projection::store_time(table.published_at),
+                        table.account_sid
+                    ],
+                    |r| r.get(0),
+                )?
+                .collect()
+            })
+            .map_err(sql("finding legs to re-price"))?;
+        let config = self.config.clone();
+        for sid in sids {
+            let Some(i) = self.leg(tx, &sid)? else {
+                continue;
+            };
+            let leg = self.legs[i].0.clone();
+            let (Some(old), Some(answered_at), Some(ended_at), Some(answered_ms)) = (
+                leg.charge.clone(),
+                leg.answered_at,
+                leg.closed_at,
+                leg.answered_ms,
+            ) else {
+                continue;
+            };
+            let rating = Leg {
+                account_sid: &leg.account_sid,
+                direction: leg.direction,
+                destination: leg.destination.as_deref(),
+                answered_ms,
+                answered_at,
+                ended_at,
+            };
+            let new = charge_leg(&rating, &config, self.published(tx)?);
+            if new == old {
+                continue;
+            }
+            let day = answered_at.date();
+            let minutes = |c: &LegCharge| i64::try_from(c.minutes).unwrap_or(i64::MAX);
+            let was = self
+                .usage
+                .entry((
+                    leg.account_sid.clone(),
+                    old.category.clone(),
+                    day,
+                    old.currency.clone(),
+                ))
+                .or_default();
+            was.0 -= 1;
+            was.1 -= minutes(&old);
+            was.2 = was.2.saturating_sub(old.price_micros);
+            let now = self
+                .usage
+                .entry((
+                    leg.account_sid.clone(),
+                    new.category.clone(),
+                    day,
+                    new.currency.clone(),
+                ))
+                .or_default();
+            now.0 += 1;
+            now.1 += minutes(&new);
+            now.2 = now.2.saturating_add(new.price_micros);
+            let (staged, dirty) = &mut self.legs[i];
+            staged.currency = Some(new.currency.clone());
+            staged.charge = Some(new);
+            *dirty = true;
+        }
         Ok(())
     }
 
@@ -164,6 +256,7 @@ impl BillingProjection {
             destination: destination.as_deref(),
             answered_ms,
             answered_at,
+            ended_at: time,
         };
         let charge = charge_leg(&leg, &config, self.published(tx)?);
         let (leg, dirty) = &mut self.legs[i];
@@ -178,7 +271,7 @@ impl BillingProjection {
             ))
             .or_default();
         usage.0 += 1;
-        usage.1 += charge.minutes;
+        usage.1 += i64::try_from(charge.minutes).unwrap_or(i64::MAX);
         usage.2 = usage.2.saturating_add(charge.price_micros);
         leg.state = LEG_BILLED;
         leg.answered_at = Some(answered_at);
@@ -220,8 +313,9 @@ impl Projection for BillingProjection {
     }
 
     fn version(&self) -> u32 {
-        // 2: destinations on legs, account and prefix prices on rate tables.
-        2
+        // 2: destinations on legs, account and prefix prices on rate tables; 3: tables
+        // published after a leg ended do not price it.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -321,6 +415,11 @@ impl Projection for BillingProjection {
                         price
                     ])
                     .map_err(sql("adding usage"))?;
+            }
+            // A re-priced leg may have emptied its old row.
+            if self.usage.values().any(|(count, _, _)| *count < 0) {
+                tx.execute("DELETE FROM usage_daily WHERE count <= 0", [])
+                    .map_err(sql("dropping emptied usage"))?;
             }
             Ok(())
         })();

@@ -6,8 +6,12 @@
 //! - the price of a minute comes from the first of these that has one: the account's own
 //!   published table in force at answer time, the operator-wide table in force then, the
 //!   configured [`RateTable`]. "In force" is the table with the latest `effective_from` not
-//!   after the answer (equal dates: the later published). Within a table, the longest
-//!   destination prefix listed for the category wins, else the category's own price;
+//!   after the answer (equal dates: the later published), among the tables published before
+//!   the leg ended: a table published later never re-prices a finished leg. Because this
+//!   depends only on the events' times, not on the order a projection sees them in, a rebuild
+//!   from Kafka (which orders only within a partition) prices every leg as it was priced live.
+//!   Within a table, the longest destination prefix listed for the category wins, else the
+//!   category's own price;
 //! - money is integer micro-units, never floats; the API formats Twilio's strings.
 
 use std::collections::BTreeMap;
@@ -167,15 +171,19 @@ pub struct MinutePrice {
     pub rated_by: String,
 }
 
-/// The table of `account_sid` (empty: operator-wide) in force at `at`.
+/// The table of `account_sid` (empty: operator-wide) in force at `at`, among those
+/// published by `known_by`.
 pub fn table_in_force<'a>(
     published: &'a [PublishedRates],
     account_sid: &str,
     at: OffsetDateTime,
+    known_by: OffsetDateTime,
 ) -> Option<&'a PublishedRates> {
     published
         .iter()
-        .filter(|p| p.account_sid == account_sid && p.effective_from <= at)
+        .filter(|p| {
+            p.account_sid == account_sid && p.effective_from <= at && p.published_at <= known_by
+        })
         .max_by(|a, b| a.order_key().cmp(&b.order_key()))
 }
 
@@ -188,6 +196,8 @@ pub struct Leg<'a> {
     pub destination: Option<&'a str>,
     pub answered_ms: u64,
     pub answered_at: OffsetDateTime,
+    /// When the leg ended: tables published after it do not price it.
+    pub ended_at: OffsetDateTime,
 }
 
 /// The price of one minute of `category` for `leg`. `published` may be in any order.
@@ -198,9 +208,9 @@ pub fn price_per_minute(
     category: &str,
 ) -> MinutePrice {
     let account = (!leg.account_sid.is_empty())
-        .then(|| table_in_force(published, leg.account_sid, leg.answered_at))
+        .then(|| table_in_force(published, leg.account_sid, leg.answered_at, leg.ended_at))
         .flatten();
-    let operator = table_in_force(published, "", leg.answered_at);
+    let operator = table_in_force(published, "", leg.answered_at, leg.ended_at);
     for rates in [account, operator].into_iter().flatten() {
         if let Some(price) = rates.table.price(category, leg.destination) {
             return MinutePrice {
@@ -433,6 +443,7 @@ mod tests {
             destination: Some(to),
             answered_ms: 30_000,
             answered_at: at,
+            ended_at: at + time::Duration::seconds(30),
         }
     }
 
@@ -472,6 +483,34 @@ mod tests {
         assert_eq!(
             (outbound.per_minute_micros, outbound.rated_by.as_str()),
             (14_000, "config")
+        );
+    }
+
+    #[test]
+    fn a_table_published_after_the_leg_ended_does_not_price_it() {
+        let config = RateTable::default();
+        let mut late = published("RTl", "", datetime!(2025-01-01 0:00 UTC), 30_000);
+        late.published_at = datetime!(2025-03-01 0:00 UTC);
+        let tables = [late];
+        let before = leg(
+            "AC1",
+            Direction::Inbound,
+            "+1",
+            datetime!(2025-02-01 0:00 UTC),
+        );
+        assert_eq!(
+            price_per_minute(&config, &tables, &before, CALLS_INBOUND).per_minute_micros,
+            8_500
+        );
+        let after = leg(
+            "AC1",
+            Direction::Inbound,
+            "+1",
+            datetime!(2025-03-02 0:00 UTC),
+        );
+        assert_eq!(
+            price_per_minute(&config, &tables, &after, CALLS_INBOUND).per_minute_micros,
+            30_000
         );
     }
 

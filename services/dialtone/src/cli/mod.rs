@@ -35,8 +35,8 @@ pub enum Command {
     Accounts(AccountsCommand),
     /// Drop read models and rebuild them from the event log (stop the server first).
     Rebuild {
-        #[arg(long, env = "DIALTONE_DATA_DIR", default_value = "./dialtone-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        log: source::LogArgs,
         /// Only this projection (accounts, numbers, calls, billing, recordings, callbacks,
         /// conferences, sinks).
         #[arg(long)]
@@ -146,10 +146,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => calls::history(&call_sid, json, &log).await,
         Command::Events(EventsCommand::Tail(args)) => events::tail(args).await,
         Command::Billing(command) => billing::run(command).await,
-        Command::Rebuild {
-            data_dir,
-            projection,
-        } => rebuild::run(&data_dir, projection).await,
+        Command::Rebuild { log, projection } => rebuild::run(&log, projection).await,
         Command::Bench(BenchCommand::Log(args)) => bench::log(args).await,
         Command::Bench(BenchCommand::Media(args)) => bench::media(args).await,
         Command::Bench(BenchCommand::Streams(args)) => bench_streams::streams(args).await,

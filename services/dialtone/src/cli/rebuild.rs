@@ -1,29 +1,16 @@
 //! `dialtone rebuild`: drops read models and rebuilds them from the log (the server must be
 //! stopped: it owns the read models while it runs).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use dialtone_projections::{rebuild, standard_projections, AccountDirectory, NumberDirectory};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{Config, ServeArgs};
-use crate::paths::DataDir;
+use super::source::{LogArgs, Source};
 
-pub async fn run(data_dir: &Path, only: Option<String>) -> anyhow::Result<ExitCode> {
-    let args = ServeArgs {
-        data_dir: Some(data_dir.to_path_buf()),
-        ..ServeArgs::default()
-    };
-    let config = Config::load(&args)?;
-    let data = DataDir::new(&config.data_dir);
-    anyhow::ensure!(
-        data.event_log().exists(),
-        "no event log at {}",
-        data.event_log().display()
-    );
-    let log = crate::serve::open_log(&config, &data).await?;
+pub async fn run(args: &LogArgs, only: Option<String>) -> anyhow::Result<ExitCode> {
+    let Source { config, data, log } = args.open().await?;
     let rates = config.rate_table()?;
     let projections = standard_projections(
         &AccountDirectory::default(),
