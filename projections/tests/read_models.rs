@@ -648,7 +648,9 @@ async fn published_rates_apply_from_their_effective_time() {
                     prefix: None,
                 }],
             },
-        )],
+        )
+        // Published before the calls ended: a table never prices a leg that ended before it.
+        .at(datetime!(2025-03-01 00:00:00 UTC))],
     )
     .await;
     let before = place_call(

@@ -1,5 +1,5 @@
 //! Two nodes on one Kafka log: a REST command sent to one node reaches the node that owns
-//! the call (DESIGN.md, Roles), through the log.
+//! the call (docs/design.md, Roles), through the log.
 
 use dialtone_tests::{eventually, Backend, Dialtone, NodeOptions, RtpSink, Sipp, TwimlApp};
 

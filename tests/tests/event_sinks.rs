@@ -179,7 +179,21 @@ async fn sink_survives_failures_and_a_restart(backend: Backend) {
             )
         })
         .collect();
-    assert_eq!(got, expected, "log order, nothing missing");
+    // Nothing missing; each stream's events in its order. The embedded log has one global
+    // order, which the sink keeps; Kafka orders only per partition (per stream).
+    let mut sorted_got = got.clone();
+    sorted_got.sort();
+    let mut sorted_expected = expected.clone();
+    sorted_expected.sort();
+    assert_eq!(sorted_got, sorted_expected, "nothing missing, nothing extra");
+    let first = |t: &str| got.iter().position(|(s, ty)| *s == numbers[0] && ty == t).unwrap();
+    assert!(
+        first("dialtone.number.provisioned") < first("dialtone.number.updated"),
+        "per-stream order: {got:?}"
+    );
+    if backend == Backend::Sqlite {
+        assert_eq!(got, expected, "the log's order");
+    }
     assert!(
         receiver.requests() >= 4,
         "the first 3 attempts failed, then retried"

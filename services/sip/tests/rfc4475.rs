@@ -1,5 +1,5 @@
-//! RFC 4475 torture tests, read from `shared/reference/rfc4475/` beside the checkout (never
-//! copied into the repository). Every row of `manifest.tsv` must have an expectation here;
+//! RFC 4475 torture tests, read from `tests/data/rfc4475/` (extracted from the RFC's text by
+//! `extract.py` there, which is tested at the end of this file). Every row of `manifest.tsv` must have an expectation here;
 //! each message is fed as a UDP datagram to the sans-IO UA core and what it sends back is
 //! checked (status, reason naming the problem, or silence). Semantic details the manifest
 //! names are checked on the parsed messages.
@@ -15,7 +15,7 @@ use dialtone_sip::message::{
 use dialtone_sip::ua::{UaConfig, UaOutput, UserAgent};
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/rfc4475")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/rfc4475")
 }
 
 fn read(name: &str) -> Vec<u8> {
@@ -429,4 +429,69 @@ fn serializing_and_reparsing_keeps_every_valid_message_equal() {
         };
         assert_eq!(body(&first), body(&again), "{name}");
     }
+}
+
+/// `extract.py` finds the archive in the RFC's layout (the decoy marker pair of the RFC's own
+/// Perl listing first, page furniture inside the archive) and proves the files identical, or
+/// names the message that differs.
+#[test]
+fn the_extraction_script_reads_the_rfc_layout() {
+    const BUILD: &str = r#"
+import base64, io, os, sys, tarfile
+here, out, alter = sys.argv[1], sys.argv[2], sys.argv[3]
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".dat"):
+            data = open(os.path.join(here, name), "rb").read()
+            if name == alter:
+                data = data.replace(b"SIP/2.0", b"SIP/2.1", 1)
+            info = tarfile.TarInfo("torture/" + name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+b64 = base64.b64encode(buf.getvalue()).decode()
+lines = [b64[i:i + 68] for i in range(0, len(b64), 68)]
+page = ["", "", "Sparks, et al.              Informational                    [Page 47]", "\f",
+        "RFC 4475                SIP Torture Test Messages               May 2006", "", ""]
+body = []
+for i, line in enumerate(lines):
+    body.append("   " + line)
+    if i % 50 == 49:
+        body.extend(page)
+text = "\n".join([
+    "   if (/-- BEGIN MESSAGE ARCHIVE --/ .. /-- END MESSAGE ARCHIVE --/) {",
+    "   }", "", "   -- BEGIN MESSAGE ARCHIVE --"] + body + ["   -- END MESSAGE ARCHIVE --", ""])
+open(out, "w", encoding="latin-1").write(text)
+"#;
+    let here = corpus_dir();
+    let dir = std::env::temp_dir().join(format!("rfc4475-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |alter: &str| {
+        let text = dir.join(format!("rfc-{alter}.txt"));
+        let built = std::process::Command::new("python3")
+            .args(["-c", BUILD])
+            .arg(&here)
+            .arg(&text)
+            .arg(alter)
+            .status()
+            .expect("python3");
+        assert!(built.success());
+        let output = std::process::Command::new("python3")
+            .arg(here.join("extract.py"))
+            .arg(&text)
+            .arg("--check")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run("none");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("ok: 50 messages"), "{out}");
+    let (code, out) = run("wsinv.dat");
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.trim(), "differ from the RFC: wsinv");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,9 +11,9 @@ use dialtone_sip::ua::{UaConfig, UaOutput, UserAgent};
 use proptest::prelude::*;
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/rfc4475");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/rfc4475");
     let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).expect("rfc4475 corpus beside the checkout") {
+    for e in std::fs::read_dir(&dir).expect("the rfc4475 corpus in tests/data") {
         let p = e.expect("dir entry").path();
         if p.extension().is_some_and(|x| x == "dat") {
             out.push(std::fs::read(&p).expect("readable"));
