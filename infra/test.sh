@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # --- 1. system packages ---------------------------------------------------------------
-packages=(sip-tester espeak-ng sqlite3 build-essential pkg-config python3 python3-pip curl ca-certificates procps)
+packages=(sip-tester espeak-ng sqlite3 build-essential pkg-config python3 python3-pip python3-venv curl ca-certificates procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +23,19 @@ if ((${#missing[@]})); then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+
+# --- Python packages of the tests, in a virtualenv (Debian's Python is externally managed) ---
+venv="infra/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating $venv"
+  python3 -m venv "$venv"
+fi
+if ! cmp -s infra/test-requirements.txt "$venv/requirements.installed"; then
+  log "installing the tests' Python packages"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r infra/test-requirements.txt
+  cp infra/test-requirements.txt "$venv/requirements.installed"
+fi
+export DIALTONE_PYTHON="$PWD/$venv/bin/python"
 
 # --- 2. broker ----------------------------------------------------------------------------
 log "starting the local Kafka-compatible broker"

@@ -185,8 +185,15 @@ async fn sink_survives_failures_and_a_restart(backend: Backend) {
     sorted_got.sort();
     let mut sorted_expected = expected.clone();
     sorted_expected.sort();
-    assert_eq!(sorted_got, sorted_expected, "nothing missing, nothing extra");
-    let first = |t: &str| got.iter().position(|(s, ty)| *s == numbers[0] && ty == t).unwrap();
+    assert_eq!(
+        sorted_got, sorted_expected,
+        "nothing missing, nothing extra"
+    );
+    let first = |t: &str| {
+        got.iter()
+            .position(|(s, ty)| *s == numbers[0] && ty == t)
+            .unwrap()
+    };
     assert!(
         first("dialtone.number.provisioned") < first("dialtone.number.updated"),
         "per-stream order: {got:?}"

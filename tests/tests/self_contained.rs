@@ -25,19 +25,27 @@ fn no_file_refers_outside_the_repository() {
     let mut all = Vec::new();
     files(&root, &mut all);
     // Built here so that this file does not match itself.
-    let needles = [format!("../{}", "shared"), format!("{}/reference/", "shared")];
+    let needles = [
+        format!("../{}", "shared"),
+        format!("{}/reference/", "shared"),
+    ];
     let offenders: Vec<String> = all
         .iter()
         .filter_map(|path| {
             let text = std::fs::read(path).ok()?;
             let text = String::from_utf8_lossy(&text);
-            needles
-                .iter()
-                .any(|n| text.contains(n.as_str()))
-                .then(|| path.strip_prefix(&root).unwrap_or(path).display().to_string())
+            needles.iter().any(|n| text.contains(n.as_str())).then(|| {
+                path.strip_prefix(&root)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string()
+            })
         })
         .collect();
-    assert!(offenders.is_empty(), "files referring outside the repository: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "files referring outside the repository: {offenders:?}"
+    );
     assert!(root.join("docs/design.md").exists());
     assert!(root.join("tests/data/rfc4475/manifest.tsv").exists());
 }

@@ -116,6 +116,31 @@ fn call_filter(params: &Params) -> Result<CallFilter, ApiError> {
     })
 }
 
+#[utoipa::path(
+    operation_id = "calls_list",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Calls.json",
+    tag = "Calls",
+    summary = "List calls, newest first",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("To" = Option<String>, Query, description = "Exact"),
+        ("From" = Option<String>, Query, description = "Exact"),
+        ("Status" = Option<String>, Query, description = "queued, ringing, in-progress, completed, busy, failed, no-answer, canceled"),
+        ("ParentCallSid" = Option<String>, Query, description = "CA…"),
+        ("StartTime" = Option<String>, Query, description = "YYYY-MM-DD (also StartTime< and StartTime>)"),
+        ("EndTime" = Option<String>, Query, description = "YYYY-MM-DD (also EndTime< and EndTime>)"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+        ("PageToken" = Option<String>, Query, description = "Opaque, from next_page_uri"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::CallList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -147,6 +172,25 @@ pub(crate) async fn list(
     )))
 }
 
+#[utoipa::path(
+    operation_id = "calls_fetch",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Calls/{sid}",
+    tag = "Calls",
+    summary = "Fetch a call, now or as it stood at AsOf",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CA…, optionally followed by .json"),
+        ("AsOf" = Option<String>, Query, description = "RFC 3339 time or event position: the call as it stood then, replayed from the log"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Call),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn fetch(
     State(state): State<ApiState>,
     auth: Authenticated,

@@ -595,6 +595,24 @@ async fn created_call(
 }
 
 /// `POST …/Calls.json`: places an outbound call; 201 with the call, `queued`.
+#[utoipa::path(
+    operation_id = "calls_create",
+    post,
+    path = "/2010-04-01/Accounts/{account_sid}/Calls.json",
+    tag = "Calls",
+    summary = "Place an outbound call",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+    ),
+    request_body(content = crate::openapi::schemas::CreateCallForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "OK", body = crate::openapi::schemas::Call),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 501, description = "Not enabled on this node", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn create(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -625,6 +643,26 @@ pub(crate) async fn create(
 
 /// `POST …/Calls/{Sid}.json`: redirects, replaces the TwiML of, hangs up or cancels a live
 /// call, or changes its callbacks; 200 with the call as it is afterwards.
+#[utoipa::path(
+    operation_id = "calls_update",
+    post,
+    path = "/2010-04-01/Accounts/{account_sid}/Calls/{sid}",
+    tag = "Calls",
+    summary = "Redirect, replace the TwiML of, or end a live call",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CA…, optionally followed by .json"),
+    ),
+    request_body(content = crate::openapi::schemas::UpdateCallForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Call),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 501, description = "Not enabled on this node", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn update(
     State(state): State<ApiState>,
     auth: Authenticated,

@@ -90,6 +90,27 @@ async fn owned_conference(
 }
 
 /// `GET …/Conferences.json`.
+#[utoipa::path(
+    operation_id = "conferences_list",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Conferences.json",
+    tag = "Conferences",
+    summary = "List conferences",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("FriendlyName" = Option<String>, Query, description = "Exact"),
+        ("Status" = Option<String>, Query, description = "init, in-progress, completed"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+        ("PageToken" = Option<String>, Query, description = "Opaque, from next_page_uri"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::ConferenceList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -129,6 +150,23 @@ pub(crate) async fn list(
 }
 
 /// `GET …/Conferences/{CF}.json`.
+#[utoipa::path(
+    operation_id = "conferences_fetch",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Conferences/{sid}",
+    tag = "Conferences",
+    summary = "Fetch a conference",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CF…, optionally followed by .json"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Conference),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn fetch(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -143,6 +181,29 @@ pub(crate) async fn fetch(
 }
 
 /// `GET …/Conferences/{CF}/Participants.json`: everyone connected now, in one page.
+#[utoipa::path(
+    operation_id = "conferences_list_participants",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Conferences/{sid}/Participants.json",
+    tag = "Conferences",
+    summary = "The participants connected now",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CF…"),
+        ("Muted" = Option<bool>, Query, description = ""),
+        ("Hold" = Option<bool>, Query, description = ""),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+        ("PageToken" = Option<String>, Query, description = "Opaque, from next_page_uri"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::ParticipantList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list_participants(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -178,6 +239,24 @@ pub(crate) async fn list_participants(
 }
 
 /// `GET …/Conferences/{CF}/Participants/{CA}.json`: a participant connected now.
+#[utoipa::path(
+    operation_id = "conferences_fetch_participant",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Conferences/{sid}/Participants/{call_sid}",
+    tag = "Conferences",
+    summary = "Fetch a participant",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CF…"),
+        ("call_sid" = String, Path, description = "CA…, optionally followed by .json"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Participant),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn fetch_participant(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -194,6 +273,27 @@ pub(crate) async fn fetch_participant(
 }
 
 /// `GET …/Conferences/{CF}/Recordings.json`.
+#[utoipa::path(
+    operation_id = "conferences_list_recordings",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Conferences/{sid}/Recordings.json",
+    tag = "Conferences",
+    summary = "A conference's recordings",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CF…"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+        ("PageToken" = Option<String>, Query, description = "Opaque, from next_page_uri"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::RecordingList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list_recordings(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -292,6 +392,27 @@ fn refuse_unsupported(params: &Params, names: &[&str]) -> Result<(), ApiError> {
 }
 
 /// `POST …/Conferences/{CF}/Participants/{CA}.json`: `Muted=true|false`.
+#[utoipa::path(
+    operation_id = "conferences_update_participant",
+    post,
+    path = "/2010-04-01/Accounts/{account_sid}/Conferences/{sid}/Participants/{call_sid}",
+    tag = "Conferences",
+    summary = "Mute, unmute, hold or unhold a participant",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CF…"),
+        ("call_sid" = String, Path, description = "CA…, optionally followed by .json"),
+    ),
+    request_body(content = crate::openapi::schemas::UpdateParticipantForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Participant),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 501, description = "Not enabled on this node", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn update_participant(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -329,6 +450,25 @@ pub(crate) async fn update_participant(
 
 /// `DELETE …/Conferences/{CF}/Participants/{CA}.json`: takes the participant out; its call
 /// goes on after its `<Dial>`.
+#[utoipa::path(
+    operation_id = "conferences_delete_participant",
+    delete,
+    path = "/2010-04-01/Accounts/{account_sid}/Conferences/{sid}/Participants/{call_sid}",
+    tag = "Conferences",
+    summary = "Remove a participant (its TwiML goes on after <Dial>)",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CF…"),
+        ("call_sid" = String, Path, description = "CA…, optionally followed by .json"),
+    ),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 501, description = "Not enabled on this node", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn delete_participant(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -347,6 +487,26 @@ pub(crate) async fn delete_participant(
 }
 
 /// `POST …/Conferences/{CF}.json`: `Status=completed` ends the conference for everyone.
+#[utoipa::path(
+    operation_id = "conferences_update",
+    post,
+    path = "/2010-04-01/Accounts/{account_sid}/Conferences/{sid}",
+    tag = "Conferences",
+    summary = "End a conference (Status=completed)",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CF…, optionally followed by .json"),
+    ),
+    request_body(content = crate::openapi::schemas::UpdateConferenceForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Conference),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 501, description = "Not enabled on this node", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn update(
     State(state): State<ApiState>,
     auth: Authenticated,

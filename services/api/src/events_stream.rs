@@ -101,6 +101,28 @@ pub(crate) fn parse_position(
         .map_err(|e| ApiError::invalid(format!("{name}: {e}")))
 }
 
+#[utoipa::path(
+    operation_id = "events_stream_stream",
+    get,
+    path = "/v1/Accounts/{account_sid}/Events",
+    tag = "Events",
+    summary = "The account's events, live: Server-Sent Events, or a WebSocket with Upgrade",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("Types" = Option<String>, Query, description = "Exact types or families (dialtone.call.*), comma-separated or repeated"),
+        ("Subject" = Option<String>, Query, description = "One stream: CA…, PN…, CF…"),
+        ("After" = Option<String>, Query, description = "A position (an event id; 0 is the beginning); the Last-Event-ID header wins"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The position to resume after"),
+    ),
+    responses(
+        (status = 200, description = "text/event-stream: each message an `id:` (the position after it) and a CloudEvent in `data:`; `: heartbeat` comments; a final comment naming the resume position for a client cut off. With Upgrade: websocket, 101 and text frames {\"position\",\"event\"}", content_type = "text/event-stream", body = crate::openapi::schemas::CloudEvent),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn stream(
     State(state): State<ApiState>,
     auth: Authenticated,

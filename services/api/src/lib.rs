@@ -42,6 +42,7 @@ mod events_stream;
 mod format;
 mod native;
 mod numbers;
+pub mod openapi;
 mod paging;
 mod params;
 mod rates;
@@ -55,8 +56,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use dialtone_events::{EventLog, Position};
 use dialtone_projections::{
@@ -64,6 +64,9 @@ use dialtone_projections::{
 };
 use dialtone_streams::EventHub;
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::Authenticated;
 pub use control::{
@@ -210,124 +213,95 @@ impl ApiState {
     }
 }
 
-/// The API's routes. Calls create/update (`POST …/Calls.json`, `POST …/Calls/{Sid}.json`)
-/// go through [`ApiState::call_controller`] and answer 501 without one.
+/// The API's routes and their OpenAPI description, from the same registrations. Calls
+/// create/update (`POST …/Calls.json`, `POST …/Calls/{Sid}.json`) go through
+/// [`ApiState::call_controller`] and answer 501 without one.
+pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(native::healthz))
+        .routes(routes!(native::metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(numbers::list, numbers::create))
+        .routes(routes!(numbers::fetch, numbers::update, numbers::release))
+        .routes(routes!(calls::list, calls_write::create))
+        .routes(routes!(calls::fetch, calls_write::update))
+        .routes(routes!(recordings::list_for_call))
+        .routes(routes!(
+            recordings::fetch_for_call,
+            recordings::delete_for_call
+        ))
+        .routes(routes!(recordings::list))
+        .routes(routes!(recordings::fetch, recordings::delete))
+        .routes(routes!(conferences::list))
+        .routes(routes!(conferences::fetch, conferences::update))
+        .routes(routes!(conferences::list_participants))
+        .routes(routes!(
+            conferences::fetch_participant,
+            conferences::update_participant,
+            conferences::delete_participant
+        ))
+        .routes(routes!(conferences::list_recordings))
+        .routes(routes!(usage::all_time))
+        .routes(routes!(usage::all_time_csv))
+        .routes(routes!(usage::by_period))
+        .routes(routes!(native::call_events))
+        .routes(routes!(events_stream::stream))
+        .routes(routes!(rates::list, rates::create))
+        .routes(routes!(sinks::list_sinks, sinks::create_sink))
+        .routes(routes!(
+            sinks::fetch_sink,
+            sinks::update_sink,
+            sinks::delete_sink
+        ))
+        .routes(routes!(
+            sinks::list_subscriptions,
+            sinks::create_subscription
+        ))
+        .routes(routes!(
+            sinks::fetch_subscription,
+            sinks::update_subscription,
+            sinks::delete_subscription
+        ))
+        .routes(routes!(sinks::list_subscribed_events))
+        .split_for_parts()
+}
+
+/// The OpenAPI document (`GET /openapi.json`), as served and as kept in docs/openapi.json.
+pub fn openapi_document() -> String {
+    let (_, document) = routes();
+    document.to_pretty_json().unwrap_or_default()
+}
+
+#[utoipa::path(
+    operation_id = "openapi_json",
+    get,
+    path = "/openapi.json",
+    tag = "Operations",
+    summary = "This document: OpenAPI 3.1",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)),
+)]
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(openapi_document).clone();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// The API's router.
 pub fn router(state: ApiState) -> Router {
-    let accounts = "/2010-04-01/Accounts/{account_sid}";
-    Router::new()
-        .route("/healthz", get(native::healthz))
-        .route("/metrics", get(native::metrics))
-        .route(
-            &format!("{accounts}/IncomingPhoneNumbers.json"),
-            get(numbers::list).post(numbers::create),
-        )
-        .route(
-            &format!("{accounts}/IncomingPhoneNumbers/{{sid}}"),
-            get(numbers::fetch)
-                .post(numbers::update)
-                .delete(numbers::release),
-        )
-        .route(
-            &format!("{accounts}/Calls.json"),
-            get(calls::list).post(calls_write::create),
-        )
-        .route(
-            &format!("{accounts}/Calls/{{sid}}"),
-            get(calls::fetch).post(calls_write::update),
-        )
-        .route(
-            &format!("{accounts}/Calls/{{sid}}/Recordings.json"),
-            get(recordings::list_for_call),
-        )
-        .route(
-            &format!("{accounts}/Calls/{{sid}}/Recordings/{{recording_sid}}"),
-            get(recordings::fetch_for_call).delete(recordings::delete_for_call),
-        )
-        .route(
-            &format!("{accounts}/Recordings.json"),
-            get(recordings::list),
-        )
-        .route(
-            &format!("{accounts}/Recordings/{{sid}}"),
-            get(recordings::fetch).delete(recordings::delete),
-        )
-        .route(
-            &format!("{accounts}/Conferences.json"),
-            get(conferences::list),
-        )
-        .route(
-            &format!("{accounts}/Conferences/{{sid}}"),
-            get(conferences::fetch).post(conferences::update),
-        )
-        .route(
-            &format!("{accounts}/Conferences/{{sid}}/Participants.json"),
-            get(conferences::list_participants),
-        )
-        .route(
-            &format!("{accounts}/Conferences/{{sid}}/Participants/{{call_sid}}"),
-            get(conferences::fetch_participant)
-                .post(conferences::update_participant)
-                .delete(conferences::delete_participant),
-        )
-        .route(
-            &format!("{accounts}/Conferences/{{sid}}/Recordings.json"),
-            get(conferences::list_recordings),
-        )
-        .route(
-            &format!("{accounts}/Usage/Records.json"),
-            get(usage::all_time),
-        )
-        .route(
-            &format!("{accounts}/Usage/Records.csv"),
-            get(usage::all_time_csv),
-        )
-        .route(
-            &format!("{accounts}/Usage/Records/{{period}}"),
-            get(usage::by_period),
-        )
-        .route(
-            "/v1/Accounts/{account_sid}/Calls/{sid}/Events",
-            get(native::call_events),
-        )
-        .route(
-            "/v1/Accounts/{account_sid}/Events",
-            get(events_stream::stream),
-        )
-        .route(
-            "/v1/Accounts/{account_sid}/RateTables",
-            get(rates::list).post(rates::create),
-        )
-        .route(
-            "/v1/Accounts/{account_sid}/Sinks",
-            get(sinks::list_sinks).post(sinks::create_sink),
-        )
-        .route(
-            "/v1/Accounts/{account_sid}/Sinks/{sid}",
-            get(sinks::fetch_sink)
-                .post(sinks::update_sink)
-                .delete(sinks::delete_sink),
-        )
-        .route(
-            "/v1/Accounts/{account_sid}/Subscriptions",
-            get(sinks::list_subscriptions).post(sinks::create_subscription),
-        )
-        .route(
-            "/v1/Accounts/{account_sid}/Subscriptions/{sid}",
-            get(sinks::fetch_subscription)
-                .post(sinks::update_subscription)
-                .delete(sinks::delete_subscription),
-        )
-        .route(
-            "/v1/Accounts/{account_sid}/Subscriptions/{sid}/SubscribedEvents",
-            get(sinks::list_subscribed_events),
-        )
+    let (routes, _) = routes();
+    routes
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(middleware::from_fn(track_requests))
         .with_state(state)
 }
 
-/// Counts requests by route template and status, and times them.
+/// Counts requests by route template and status, times them, and names the route that
+/// answered in `X-Dialtone-Route`.
 async fn track_requests(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -336,8 +310,14 @@ async fn track_requests(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().to_string();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     let status = response.status().as_u16().to_string();
+    // Which route answered: for operators reading logs and for the OpenAPI route test.
+    if route != "unmatched" {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&route) {
+            response.headers_mut().insert("x-dialtone-route", value);
+        }
+    }
     metrics::counter!(
         "dialtone_api_requests_total",
         "route" => route.clone(),

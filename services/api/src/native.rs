@@ -14,6 +14,23 @@ const CLOUDEVENTS_BATCH: &str = "application/cloudevents-batch+json";
 
 /// `GET /v1/Accounts/{AC}/Calls/{CA}/Events`: every event of the call's stream in order,
 /// each exactly as stored (its canonical JSON, so hashes can be re-checked by the client).
+#[utoipa::path(
+    operation_id = "native_call_events",
+    get,
+    path = "/v1/Accounts/{account_sid}/Calls/{sid}/Events",
+    tag = "Events",
+    summary = "A call's whole history: its CloudEvents as stored",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CA…"),
+    ),
+    responses(
+        (status = 200, description = "The call's events in order", content_type = "application/cloudevents-batch+json", body = Vec<crate::openapi::schemas::CloudEvent>),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn call_events(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -42,6 +59,16 @@ pub(crate) async fn call_events(
 }
 
 /// `GET /healthz`: 200 `ok` with the log backend, or 503 if the projections stopped.
+#[utoipa::path(
+    operation_id = "native_healthz",
+    get,
+    path = "/healthz",
+    tag = "Operations",
+    summary = "Health: 200 while the projections run, 503 otherwise",
+    responses(
+        (status = 200, description = "Plain text", content_type = "text/plain", body = String),
+    ),
+)]
 pub(crate) async fn healthz(State(state): State<ApiState>) -> Response {
     let progress = state.projections.progress();
     let details = format!(
@@ -64,6 +91,17 @@ pub(crate) async fn healthz(State(state): State<ApiState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    operation_id = "native_metrics",
+    get,
+    path = "/metrics",
+    tag = "Operations",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Plain text", content_type = "text/plain", body = String),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub(crate) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let handle = state.metrics.as_ref().ok_or_else(|| {
         ApiError::new(

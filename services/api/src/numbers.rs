@@ -147,6 +147,27 @@ async fn read_back(state: &ApiState, sid: &str) -> Result<Option<NumberRecord>, 
         .await?)
 }
 
+#[utoipa::path(
+    operation_id = "numbers_list",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers.json",
+    tag = "IncomingPhoneNumbers",
+    summary = "List the account's numbers",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("PhoneNumber" = Option<String>, Query, description = "Exact E.164"),
+        ("FriendlyName" = Option<String>, Query, description = "Exact"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+        ("PageToken" = Option<String>, Query, description = "Opaque, from next_page_uri"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::IncomingPhoneNumberList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -177,6 +198,23 @@ pub(crate) async fn list(
     )))
 }
 
+#[utoipa::path(
+    operation_id = "numbers_create",
+    post,
+    path = "/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers.json",
+    tag = "IncomingPhoneNumbers",
+    summary = "Provision a number",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+    ),
+    request_body(content = crate::openapi::schemas::NumberForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "OK", body = crate::openapi::schemas::IncomingPhoneNumber),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn create(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -270,6 +308,23 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(number_json(&record))).into_response())
 }
 
+#[utoipa::path(
+    operation_id = "numbers_fetch",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers/{sid}",
+    tag = "IncomingPhoneNumbers",
+    summary = "Fetch a number",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "PN…, optionally followed by .json"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::IncomingPhoneNumber),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn fetch(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -320,6 +375,26 @@ async fn versioned_write(
     }
 }
 
+#[utoipa::path(
+    operation_id = "numbers_update",
+    post,
+    path = "/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers/{sid}",
+    tag = "IncomingPhoneNumbers",
+    summary = "Update a number's configuration",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "PN…, optionally followed by .json"),
+    ),
+    request_body(content = crate::openapi::schemas::NumberForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::IncomingPhoneNumber),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "Concurrent modification (20409)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn update(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -352,6 +427,23 @@ pub(crate) async fn update(
     Ok(Json(number_json(&record)))
 }
 
+#[utoipa::path(
+    operation_id = "numbers_release",
+    delete,
+    path = "/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers/{sid}",
+    tag = "IncomingPhoneNumbers",
+    summary = "Release a number",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "PN…, optionally followed by .json"),
+    ),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn release(
     State(state): State<ApiState>,
     auth: Authenticated,

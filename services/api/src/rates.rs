@@ -68,6 +68,23 @@ fn table_json(rates: &PublishedRates) -> Value {
     })
 }
 
+#[utoipa::path(
+    operation_id = "rates_create",
+    post,
+    path = "/v1/Accounts/{account_sid}/RateTables",
+    tag = "Billing",
+    summary = "Publish an effective-dated rate table for the account",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+    ),
+    request_body(content = crate::openapi::schemas::RateTableForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "OK", body = crate::openapi::schemas::RateTable),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn create(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -124,6 +141,21 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(table_json(table))).into_response())
 }
 
+#[utoipa::path(
+    operation_id = "rates_list",
+    get,
+    path = "/v1/Accounts/{account_sid}/RateTables",
+    tag = "Billing",
+    summary = "The rate tables that price the account",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::RateTableList),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list(
     State(state): State<ApiState>,
     auth: Authenticated,

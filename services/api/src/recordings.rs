@@ -214,6 +214,29 @@ pub(crate) async fn list_page(
 }
 
 /// `GET …/Recordings.json`.
+#[utoipa::path(
+    operation_id = "recordings_list",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Recordings.json",
+    tag = "Recordings",
+    summary = "List recordings, newest first",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("CallSid" = Option<String>, Query, description = "CA…"),
+        ("ConferenceSid" = Option<String>, Query, description = "CF…"),
+        ("DateCreated" = Option<String>, Query, description = "YYYY-MM-DD (also DateCreated< and DateCreated>)"),
+        ("IncludeSoftDeleted" = Option<bool>, Query, description = "Deleted recordings too"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+        ("PageToken" = Option<String>, Query, description = "Opaque, from next_page_uri"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::RecordingList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -224,6 +247,29 @@ pub(crate) async fn list(
 }
 
 /// `GET …/Calls/{CallSid}/Recordings.json`.
+#[utoipa::path(
+    operation_id = "recordings_list_for_call",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Calls/{sid}/Recordings.json",
+    tag = "Recordings",
+    summary = "A call's recordings",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CA…"),
+        ("DateCreated" = Option<String>, Query, description = "YYYY-MM-DD (also DateCreated< and DateCreated>)"),
+        ("IncludeSoftDeleted" = Option<bool>, Query, description = "Deleted recordings too"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+        ("PageToken" = Option<String>, Query, description = "Opaque, from next_page_uri"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::RecordingList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list_for_call(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -344,6 +390,24 @@ async fn fetch_any(
 }
 
 /// `GET …/Recordings/{Sid}[.json|.wav]`.
+#[utoipa::path(
+    operation_id = "recordings_fetch",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Recordings/{sid}",
+    tag = "Recordings",
+    summary = "Fetch a recording (.json) or its audio (.wav)",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "RE… followed by .json or .wav"),
+    ),
+    responses(
+        (status = 200, description = "The recording (.json), or its audio (.wav)", content((crate::openapi::schemas::Recording = "application/json"), (Vec<u8> = "audio/x-wav"))),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn fetch(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -353,6 +417,25 @@ pub(crate) async fn fetch(
 }
 
 /// `GET …/Calls/{CallSid}/Recordings/{Sid}[.json|.wav]`.
+#[utoipa::path(
+    operation_id = "recordings_fetch_for_call",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Calls/{sid}/Recordings/{recording_sid}",
+    tag = "Recordings",
+    summary = "Fetch a call's recording (.json) or its audio (.wav)",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CA…"),
+        ("recording_sid" = String, Path, description = "RE… followed by .json or .wav"),
+    ),
+    responses(
+        (status = 200, description = "The recording (.json), or its audio (.wav)", content((crate::openapi::schemas::Recording = "application/json"), (Vec<u8> = "audio/x-wav"))),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn fetch_for_call(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -426,6 +509,24 @@ async fn delete_any(
 }
 
 /// `DELETE …/Recordings/{Sid}.json`.
+#[utoipa::path(
+    operation_id = "recordings_delete",
+    delete,
+    path = "/2010-04-01/Accounts/{account_sid}/Recordings/{sid}",
+    tag = "Recordings",
+    summary = "Delete a recording and its audio",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "RE…, optionally followed by .json"),
+    ),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn delete(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -435,6 +536,25 @@ pub(crate) async fn delete(
 }
 
 /// `DELETE …/Calls/{CallSid}/Recordings/{Sid}.json`.
+#[utoipa::path(
+    operation_id = "recordings_delete_for_call",
+    delete,
+    path = "/2010-04-01/Accounts/{account_sid}/Calls/{sid}/Recordings/{recording_sid}",
+    tag = "Recordings",
+    summary = "Delete a call's recording",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "CA…"),
+        ("recording_sid" = String, Path, description = "RE…, optionally followed by .json"),
+    ),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn delete_for_call(
     State(state): State<ApiState>,
     auth: Authenticated,

@@ -228,6 +228,24 @@ async fn write(
     Ok(())
 }
 
+#[utoipa::path(
+    operation_id = "sinks_create_sink",
+    post,
+    path = "/v1/Accounts/{account_sid}/Sinks",
+    tag = "Sinks",
+    summary = "Create a webhook sink",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+    ),
+    request_body(content = crate::openapi::schemas::SinkForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "OK", body = crate::openapi::schemas::Sink),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn create_sink(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -265,6 +283,26 @@ pub(crate) async fn create_sink(
     Ok((StatusCode::CREATED, Json(sink_json(&row))).into_response())
 }
 
+#[utoipa::path(
+    operation_id = "sinks_list_sinks",
+    get,
+    path = "/v1/Accounts/{account_sid}/Sinks",
+    tag = "Sinks",
+    summary = "List sinks",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("InUse" = Option<bool>, Query, description = "With subscriptions or not"),
+        ("Status" = Option<String>, Query, description = "initialized, validating, active, failed"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::SinkList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list_sinks(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -344,6 +382,23 @@ async fn existing_subscription(
         .ok_or_else(|| ApiError::not_found(&format!("{}/{sid}", subscriptions_path(auth.sid()))))
 }
 
+#[utoipa::path(
+    operation_id = "sinks_fetch_sink",
+    get,
+    path = "/v1/Accounts/{account_sid}/Sinks/{sid}",
+    tag = "Sinks",
+    summary = "Fetch a sink",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "DG…"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Sink),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn fetch_sink(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -354,6 +409,27 @@ pub(crate) async fn fetch_sink(
     )))
 }
 
+#[utoipa::path(
+    operation_id = "sinks_update_sink",
+    post,
+    path = "/v1/Accounts/{account_sid}/Sinks/{sid}",
+    tag = "Sinks",
+    summary = "Change a sink's description",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "DG…"),
+    ),
+    request_body(content = crate::openapi::schemas::SinkForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Sink),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "Concurrent modification (20409)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn update_sink(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -375,6 +451,25 @@ pub(crate) async fn update_sink(
     Ok(Json(sink_json(&row)))
 }
 
+#[utoipa::path(
+    operation_id = "sinks_delete_sink",
+    delete,
+    path = "/v1/Accounts/{account_sid}/Sinks/{sid}",
+    tag = "Sinks",
+    summary = "Delete a sink and its subscriptions",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "DG…"),
+    ),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "Concurrent modification (20409)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn delete_sink(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -424,6 +519,25 @@ fn subscribed_types(params: &Params) -> Result<Vec<SubscribedType>, ApiError> {
     Ok(types)
 }
 
+#[utoipa::path(
+    operation_id = "sinks_create_subscription",
+    post,
+    path = "/v1/Accounts/{account_sid}/Subscriptions",
+    tag = "Sinks",
+    summary = "Subscribe a sink to event types",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+    ),
+    request_body(content = crate::openapi::schemas::SubscriptionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "OK", body = crate::openapi::schemas::Subscription),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn create_subscription(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -469,6 +583,25 @@ pub(crate) async fn create_subscription(
     Ok((StatusCode::CREATED, Json(subscription_json(&row))).into_response())
 }
 
+#[utoipa::path(
+    operation_id = "sinks_list_subscriptions",
+    get,
+    path = "/v1/Accounts/{account_sid}/Subscriptions",
+    tag = "Sinks",
+    summary = "List subscriptions",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("SinkSid" = Option<String>, Query, description = "DG…"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::SubscriptionList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list_subscriptions(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -497,6 +630,23 @@ pub(crate) async fn list_subscriptions(
     )?))
 }
 
+#[utoipa::path(
+    operation_id = "sinks_fetch_subscription",
+    get,
+    path = "/v1/Accounts/{account_sid}/Subscriptions/{sid}",
+    tag = "Sinks",
+    summary = "Fetch a subscription",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "DF…"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Subscription),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn fetch_subscription(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -507,6 +657,27 @@ pub(crate) async fn fetch_subscription(
     )))
 }
 
+#[utoipa::path(
+    operation_id = "sinks_update_subscription",
+    post,
+    path = "/v1/Accounts/{account_sid}/Subscriptions/{sid}",
+    tag = "Sinks",
+    summary = "Change a subscription's description or types",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "DF…"),
+    ),
+    request_body(content = crate::openapi::schemas::SubscriptionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::Subscription),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "Concurrent modification (20409)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn update_subscription(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -537,6 +708,25 @@ pub(crate) async fn update_subscription(
     Ok(Json(subscription_json(&row)))
 }
 
+#[utoipa::path(
+    operation_id = "sinks_delete_subscription",
+    delete,
+    path = "/v1/Accounts/{account_sid}/Subscriptions/{sid}",
+    tag = "Sinks",
+    summary = "Delete a subscription",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "DF…"),
+    ),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "Concurrent modification (20409)", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "Not visible yet, or not enabled", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn delete_subscription(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -554,6 +744,25 @@ pub(crate) async fn delete_subscription(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    operation_id = "sinks_list_subscribed_events",
+    get,
+    path = "/v1/Accounts/{account_sid}/Subscriptions/{sid}/SubscribedEvents",
+    tag = "Sinks",
+    summary = "A subscription's event types",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("sid" = String, Path, description = "DF…"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::SubscribedEventList),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn list_subscribed_events(
     State(state): State<ApiState>,
     auth: Authenticated,

@@ -315,6 +315,29 @@ async fn records(
     .into_response())
 }
 
+#[utoipa::path(
+    operation_id = "usage_all_time",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Usage/Records.json",
+    tag = "Usage",
+    summary = "Usage over all time, per category",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("Category" = Option<String>, Query, description = "calls, calls-inbound, calls-outbound"),
+        ("StartDate" = Option<String>, Query, description = "YYYY-MM-DD or -30days"),
+        ("EndDate" = Option<String>, Query, description = "YYYY-MM-DD or -30days"),
+        ("AsOf" = Option<String>, Query, description = "RFC 3339 time or event position: usage as it stood then, replayed from the log"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+        ("PageToken" = Option<String>, Query, description = "Opaque, from next_page_uri"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::openapi::schemas::UsageRecordList),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn all_time(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -323,6 +346,26 @@ pub(crate) async fn all_time(
     records(state, auth, None, query, Format::Json).await
 }
 
+#[utoipa::path(
+    operation_id = "usage_all_time_csv",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Usage/Records.csv",
+    tag = "Usage",
+    summary = "Usage over all time as CSV (every record)",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("Category" = Option<String>, Query, description = "calls, calls-inbound, calls-outbound"),
+        ("StartDate" = Option<String>, Query, description = "YYYY-MM-DD or -30days"),
+        ("EndDate" = Option<String>, Query, description = "YYYY-MM-DD or -30days"),
+        ("AsOf" = Option<String>, Query, description = "RFC 3339 time or event position: usage as it stood then, replayed from the log"),
+    ),
+    responses(
+        (status = 200, description = "CSV: a header line, then one line per record", content_type = "text/csv", body = String),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn all_time_csv(
     State(state): State<ApiState>,
     auth: Authenticated,
@@ -331,6 +374,31 @@ pub(crate) async fn all_time_csv(
     records(state, auth, None, query, Format::Csv).await
 }
 
+#[utoipa::path(
+    operation_id = "usage_by_period",
+    get,
+    path = "/2010-04-01/Accounts/{account_sid}/Usage/Records/{period}",
+    tag = "Usage",
+    summary = "Usage by period: AllTime, Daily, Monthly, Yearly, Today, Yesterday, ThisMonth, LastMonth (.json or .csv)",
+    params(
+        ("account_sid" = String, Path, description = "The account (AC…); must be the one authenticating"),
+        ("period" = String, Path, description = "e.g. Daily.json or Monthly.csv"),
+        ("Category" = Option<String>, Query, description = "calls, calls-inbound, calls-outbound"),
+        ("StartDate" = Option<String>, Query, description = "YYYY-MM-DD or -30days"),
+        ("EndDate" = Option<String>, Query, description = "YYYY-MM-DD or -30days"),
+        ("AsOf" = Option<String>, Query, description = "RFC 3339 time or event position: usage as it stood then, replayed from the log"),
+        ("PageSize" = Option<u32>, Query, description = "1–1000, default 50"),
+        ("Page" = Option<u32>, Query, description = "Page index"),
+        ("PageToken" = Option<String>, Query, description = "Opaque, from next_page_uri"),
+    ),
+    responses(
+        (status = 200, description = "The records (.json: a page; .csv: all of them)", content((crate::openapi::schemas::UsageRecordList = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Invalid parameter (error body names it)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "Not found, or another account's (20404)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
 pub(crate) async fn by_period(
     State(state): State<ApiState>,
     auth: Authenticated,
