@@ -131,7 +131,24 @@ pub(crate) async fn stream(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let params = Params::from_query(query.as_deref());
-    let request = parse_request(&state, &headers, &params)?;
+    let subscriber = open(&state, &auth, &headers, &params)?;
+    let heartbeat = state.stream_heartbeat;
+    Ok(match upgrade.ok() {
+        Some(upgrade) => upgrade
+            .on_upgrade(move |socket| websocket(socket, subscriber, heartbeat))
+            .into_response(),
+        None => sse(subscriber, heartbeat),
+    })
+}
+
+/// A subscriber for the request's filter and start, or the 400/503 saying why not.
+pub(crate) fn open(
+    state: &ApiState,
+    auth: &Authenticated,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Subscriber, ApiError> {
+    let request = parse_request(state, headers, params)?;
     let hub = state.event_hub.as_ref().ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -139,16 +156,14 @@ pub(crate) async fn stream(
             "The event stream is not enabled on this node",
         )
     })?;
-    let subscriber = hub.subscribe(auth.sid(), request.filter, request.start, LagPolicy::CutOff);
-    let heartbeat = state.stream_heartbeat;
-    Ok(match upgrade.ok() {
-        Some(upgrade) => upgrade
-            .on_upgrade(move |socket| websocket(socket, subscriber, heartbeat))
-            .into_response(),
-        None => Sse::new(sse_events(subscriber))
-            .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
-            .into_response(),
-    })
+    Ok(hub.subscribe(auth.sid(), request.filter, request.start, LagPolicy::CutOff))
+}
+
+/// The Server-Sent Events response of a subscriber.
+pub(crate) fn sse(subscriber: Subscriber, heartbeat: Duration) -> Response {
+    Sse::new(sse_events(subscriber))
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+        .into_response()
 }
 
 /// What a subscriber yields next: events, or its last words.

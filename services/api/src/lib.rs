@@ -36,6 +36,7 @@ mod auth;
 mod calls;
 mod calls_write;
 mod conferences;
+mod console;
 pub mod control;
 mod error;
 mod events_stream;
@@ -263,6 +264,7 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             sinks::delete_subscription
         ))
         .routes(routes!(sinks::list_subscribed_events))
+        .merge(console::routes())
         .split_for_parts()
 }
 

@@ -94,6 +94,7 @@ impl Server {
             account: (sid.to_string(), token),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
         }
@@ -268,6 +269,12 @@ async fn the_document_is_valid_every_operation_is_routed_and_responses_match_it(
             )
             .replace("{call_sid}", call.as_ref())
             .replace("{period}", "Daily.json")
+            .replace("{file}", "RE00000000000000000000000000000000.wav")
+            .replace("/console/calls/{sid}", &format!("/console/calls/{call}"))
+            .replace(
+                "/console/numbers/{sid}",
+                "/console/numbers/PN00000000000000000000000000000000",
+            )
             .replace(
                 "/Sinks/{sid}",
                 &format!("/Sinks/{}", sink["sid"].as_str().unwrap()),

@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         (name = "Sinks", description = "Event Streams: webhook sinks and subscriptions"),
         (name = "Billing", description = "Rate tables"),
         (name = "Operations", description = "Health, metrics, this document"),
+        (name = "Console", description = "The web console (HTML; a session cookie set by logging in)"),
     ),
 )]
 pub struct ApiDoc;
