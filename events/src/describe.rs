@@ -217,6 +217,17 @@ pub fn summary(event: &Event) -> String {
             "{} event(s) given up after {} attempt(s): {}",
             p.events, p.attempts, p.error
         ),
+        Payload::NodeHeartbeat(p) => format!("{} lease {} ms", p.node, p.lease_ms),
+        Payload::NodeStopped(p) => p.node,
+        Payload::CallAdopted(p) => format!(
+            "{} → {} ({}), owner last seen {}",
+            p.owner_node,
+            p.by_node,
+            p.reason,
+            p.last_heartbeat
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        ),
         Payload::Unknown { data, .. } => quoted(&data.to_string(), 80),
     }
 }

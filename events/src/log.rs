@@ -277,6 +277,7 @@ pub fn family_of(stream: &str) -> Result<&'static str, LogError> {
         Some("CF") => "conferences",
         Some("CM") => "commands",
         Some("DG" | "DF" | "DD") => "sinks",
+        Some("ND") => "nodes",
         _ => return Err(LogError::InvalidStream(stream.to_owned())),
     };
     if stream.len() < 3 || !stream.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -294,6 +295,7 @@ pub const FAMILIES: &[&str] = &[
     "conferences",
     "commands",
     "sinks",
+    "nodes",
 ];
 
 #[cfg(test)]

@@ -141,10 +141,21 @@ sid_types! {
     SinkSid = "DG";
     /// `DF…`: a subscription of event types to a sink.
     SubscriptionSid = "DF";
+    /// `ND…`: a node's liveness (see [`NodeSid::of`]).
+    NodeSid = "ND";
     /// `DD…`: a sink's delivery record (the sink's hex digits; see [`SinkDeliveriesSid::of`]).
     SinkDeliveriesSid = "DD";
     /// `CM…`: a command to the node that owns a call (one stream per command).
     CommandSid = "CM";
+}
+
+impl NodeSid {
+    /// The stream of node `id`: `ND` and the first 32 hex digits of SHA-256(id), so any
+    /// process finds a node's stream from its id alone.
+    pub fn of(node_id: &str) -> NodeSid {
+        use sha2::{Digest, Sha256};
+        NodeSid(format!("ND{}", &hex::encode(Sha256::digest(node_id.as_bytes()))[..32]))
+    }
 }
 
 impl SinkDeliveriesSid {

@@ -532,6 +532,11 @@ impl CallbackTracker {
                 }
                 None
             }
+            Payload::CallAdopted(adopted) => {
+                // The adopter delivers from now on (the owner is gone).
+                self.owner_node = adopted.by_node.clone();
+                None
+            }
             Payload::CallCompleted(completed) => {
                 self.ended = true;
                 let answered =
@@ -1238,6 +1243,7 @@ const WANTED: &[&str] = &[
     "dialtone.call.recording.completed",
     "dialtone.call.callback.delivered",
     "dialtone.call.callback.failed",
+    "dialtone.call.adopted",
     "dialtone.conference.started",
     "dialtone.conference.participant.joined",
     "dialtone.conference.participant.left",
@@ -1371,6 +1377,24 @@ impl Projection for CallbacksProjection {
                     };
                     insert_planned(tx, &target, &planned, event.time)?;
                 }
+                Ok(())
+            }
+            "dialtone.call.adopted" => {
+                let Some(payload) = decode(recorded) else {
+                    return Ok(());
+                };
+                let Payload::CallAdopted(adopted) = &payload else {
+                    return Ok(());
+                };
+                self.staged(tx, call_sid)?
+                    .apply(&payload, event.sequence, event.time);
+                // Callbacks the lost owner had not delivered go out from the adopter.
+                tx.prepare_cached(
+                    "UPDATE callback_outbox SET owner_node = ?2
+                     WHERE call_sid = ?1 AND state = 'pending'",
+                )
+                .and_then(|mut s| s.execute(params![call_sid, adopted.by_node]))
+                .map_err(sql("handing callbacks to the adopting node"))?;
                 Ok(())
             }
             "dialtone.conference.started"

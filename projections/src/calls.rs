@@ -539,6 +539,17 @@ pub fn get_call(
     .transpose()
 }
 
+/// The calls `owner_node` owns that have not ended (queued, ringing, in progress), any
+/// account: what must be ended when the node is lost.
+pub fn live_calls_of(conn: &Connection, owner_node: &str) -> Result<Vec<String>, ProjectionError> {
+    conn.prepare_cached(
+        "SELECT sid FROM calls WHERE owner_node = ?1
+         AND status IN ('queued', 'ringing', 'in-progress') ORDER BY sid",
+    )
+    .and_then(|mut s| s.query_map([owner_node], |r| r.get(0))?.collect())
+    .map_err(sql("listing a node's live calls"))
+}
+
 /// The account's calls, newest first.
 pub fn list_calls(
     conn: &Connection,

@@ -9,7 +9,7 @@
 //! - read models: [`accounts`] (and the auth-token scheme), [`numbers`], [`calls`],
 //!   [`billing`] (rating, usage), [`recordings`], [`callbacks`] (the status-callback
 //!   outbox), [`conferences`] (rooms and their live participants), [`sinks`] (event sinks,
-//!   subscriptions and delivery progress).
+//!   subscriptions and delivery progress), [`nodes`] (liveness: last heartbeats).
 //! - [`paging`]: keyset paging shared by the list queries.
 //! - [`replay`]: read models as they stood at a point of the log (as-of queries, re-rating,
 //!   reconciliation), replayed into a private in-memory database.
@@ -41,6 +41,7 @@ pub mod callbacks;
 pub mod calls;
 pub mod conferences;
 pub mod db;
+pub mod nodes;
 pub mod numbers;
 pub mod paging;
 pub mod projection;
@@ -58,6 +59,7 @@ pub use callbacks::CallbacksProjection;
 pub use calls::CallsProjection;
 pub use conferences::ConferencesProjection;
 pub use db::{open_read_model_db, ReadModels, READ_MODELS_FILE};
+pub use nodes::NodesProjection;
 pub use numbers::{NumberDirectory, NumberRoute, NumbersProjection};
 pub use projection::{Projection, ProjectionError};
 pub use recordings::RecordingsProjection;
@@ -81,5 +83,6 @@ pub fn standard_projections(
         Box::new(CallbacksProjection::new()),
         Box::new(ConferencesProjection::new()),
         Box::new(SinksProjection::new()),
+        Box::new(NodesProjection::new()),
     ]
 }

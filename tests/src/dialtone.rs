@@ -223,12 +223,17 @@ impl Dialtone {
         self.wait_healthy().await;
     }
 
-    /// Kills the server (SIGKILL: no drain) and starts it again on the same data dir.
-    pub async fn crash_and_restart(&mut self) {
+    /// Kills the server (SIGKILL: no drain, no clean stop on the log).
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same data dir.
+    pub async fn crash_and_restart(&mut self) {
+        self.kill();
         self.spawn(false);
         self.wait_healthy().await;
     }

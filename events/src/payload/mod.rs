@@ -8,6 +8,8 @@ use time::OffsetDateTime;
 
 use crate::sid::{CallSid, PhoneNumberSid, RecordingSid};
 
+mod node;
+pub use node::{CallAdopted, NodeHeartbeat, NodeStopped};
 mod sink;
 pub use sink::{
     SinkCreated, SinkDeleted, SinkDelivered, SinkFailed, SinkUpdated, SubscribedType,
@@ -801,6 +803,9 @@ catalogue! {
     SubscriptionDeleted(SubscriptionDeleted) = "dialtone.subscription.deleted";
     SinkDelivered(SinkDelivered) = "dialtone.sink.delivered";
     SinkFailed(SinkFailed) = "dialtone.sink.failed";
+    CallAdopted(CallAdopted) = "dialtone.call.adopted";
+    NodeHeartbeat(NodeHeartbeat) = "dialtone.node.heartbeat";
+    NodeStopped(NodeStopped) = "dialtone.node.stopped";
 }
 
 #[cfg(test)]

@@ -335,6 +335,24 @@ fn samples() -> Vec<Payload> {
             latency_ms: 12,
         }
         .into(),
+        CallAdopted {
+            owner_node: "node-2".into(),
+            by_node: "node-1".into(),
+            reason: "node-failure".into(),
+            last_heartbeat: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        }
+        .into(),
+        NodeHeartbeat {
+            node: "node-1".into(),
+            instance: "0193".into(),
+            lease_ms: 10_000,
+        }
+        .into(),
+        NodeStopped {
+            node: "node-1".into(),
+            instance: "0193".into(),
+        }
+        .into(),
         SinkFailed {
             sink_sid: SinkSid::generate(),
             events: 1,

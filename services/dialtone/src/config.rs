@@ -68,6 +68,26 @@ pub struct Config {
     pub streams: StreamsSettings,
     /// Webhook sinks (Event Streams).
     pub sinks: SinksSettings,
+    /// Liveness of the nodes sharing a log.
+    pub cluster: ClusterSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// How often this node heartbeats on the log.
+    pub heartbeat_ms: u64,
+    /// How long a heartbeat vouches for a node: past it, other nodes end its calls.
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> ClusterSettings {
+        ClusterSettings {
+            heartbeat_ms: 2_000,
+            lease_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +231,7 @@ impl Default for Config {
             outbound: OutboundSettings::default(),
             streams: StreamsSettings::default(),
             sinks: SinksSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }

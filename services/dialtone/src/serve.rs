@@ -30,6 +30,7 @@ use crate::paths::DataDir;
 use crate::roles::conference::Conferences;
 use crate::roles::controller::NodeController;
 use crate::roles::edge::Edge;
+use crate::roles::liveness::{Liveness, LivenessConfig};
 use crate::roles::node::Node;
 use crate::roles::pacing::Pacer;
 use crate::roles::registry::CallRegistry;
@@ -94,6 +95,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         tracing::info!(account = %sid, "created the first account");
     }
+
+    // Liveness: refuse a node id in use, end this node's calls of before a crash, then
+    // heartbeat and watch for lost nodes.
+    let liveness = Liveness::start(
+        log.clone(),
+        ReadModels::new(data.read_models()),
+        runner.handle(),
+        &config.node_id,
+        LivenessConfig {
+            heartbeat: Duration::from_millis(config.cluster.heartbeat_ms.max(100)),
+            lease: Duration::from_millis(config.cluster.lease_ms.max(config.cluster.heartbeat_ms * 2)),
+            check: Duration::from_millis(config.cluster.heartbeat_ms.max(100)),
+        },
+    )
+    .await?;
 
     // Status callbacks of the calls this node owns, in order per call, from the outbox.
     let deliverer = CallbackDeliverer::start(
@@ -255,6 +271,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     deliverer.waker().wake();
     tokio::time::sleep(Duration::from_millis(300)).await;
     deliverer.shutdown().await;
+    liveness.stop().await;
     if let Some(sinks) = sinks {
         sinks.shutdown().await;
     }

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod dial;
 pub mod edge;
 pub mod legs;
+pub mod liveness;
 pub mod node;
 pub mod outbound;
 pub mod pacing;
