@@ -154,7 +154,10 @@ impl NodeSid {
     /// process finds a node's stream from its id alone.
     pub fn of(node_id: &str) -> NodeSid {
         use sha2::{Digest, Sha256};
-        NodeSid(format!("ND{}", &hex::encode(Sha256::digest(node_id.as_bytes()))[..32]))
+        NodeSid(format!(
+            "ND{}",
+            &hex::encode(Sha256::digest(node_id.as_bytes()))[..32]
+        ))
     }
 }
 

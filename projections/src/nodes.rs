@@ -103,7 +103,11 @@ impl Projection for NodesProjection {
         event_type.starts_with("dialtone.node.")
     }
 
-    fn apply(&mut self, recorded: &RecordedEvent, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+    fn apply(
+        &mut self,
+        recorded: &RecordedEvent,
+        tx: &Transaction<'_>,
+    ) -> Result<(), ProjectionError> {
         let time = store_time(recorded.event.time);
         match decode(recorded) {
             Some(Payload::NodeHeartbeat(beat)) => {

@@ -4,11 +4,13 @@
 
 pub mod app;
 pub mod dialtone;
+pub mod kamailio;
 pub mod rtp;
 pub mod sipp;
 
 pub use app::{AppRequest, TwimlApp};
 pub use dialtone::{Backend, Dialtone, NodeOptions};
+pub use kamailio::Kamailio;
 pub use rtp::RtpSink;
 pub use sipp::{Sipp, SippRun};
 

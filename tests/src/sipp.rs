@@ -11,6 +11,7 @@ pub struct Sipp {
     keys: Vec<(String, String)>,
     duration_ms: Option<u64>,
     calls: u32,
+    rate: Option<u32>,
     port: u16,
     tcp: bool,
 }
@@ -42,6 +43,7 @@ impl Sipp {
             keys: Vec::new(),
             duration_ms: None,
             calls: 1,
+            rate: None,
             port: crate::free_sip_port(),
             tcp: false,
         }
@@ -62,6 +64,12 @@ impl Sipp {
     /// How many calls to make or take (sipp `-m`).
     pub fn calls(mut self, calls: u32) -> Sipp {
         self.calls = calls;
+        self
+    }
+
+    /// New calls per second (sipp `-r`; sipp's default is 10).
+    pub fn rate(mut self, calls_per_second: u32) -> Sipp {
+        self.rate = Some(calls_per_second);
         self
     }
 
@@ -109,6 +117,9 @@ impl Sipp {
             .args(["-timeout", "60s", "-timeout_error"]);
         if self.tcp {
             command.args(["-t", "t1"]);
+        }
+        if let Some(rate) = self.rate {
+            command.args(["-r", &rate.to_string()]);
         }
         if let Some(ms) = self.duration_ms {
             command.args(["-d", &ms.to_string()]);

@@ -67,7 +67,10 @@ async fn a_node_restarted_after_a_crash_ends_the_calls_it_owned() {
     })
     .await;
     let duration: u64 = call["duration"].as_str().unwrap().parse().unwrap();
-    assert!((1..=4).contains(&duration), "billed up to the last heartbeat: {call}");
+    assert!(
+        (1..=4).contains(&duration),
+        "billed up to the last heartbeat: {call}"
+    );
     assert_eq!(call["price"], "-0.00850", "{call}");
     let events = node.call_events(&sid).await;
     let adopted = of_type(&events, "dialtone.call.adopted");
@@ -160,5 +163,8 @@ async fn a_surviving_node_ends_the_calls_of_a_dead_one() {
     assert_eq!(adopted["data"]["by_node"], "node-a");
     assert_eq!(adopted["data"]["reason"], "node-failure");
     assert_eq!(adopted["source"], "dialtone://node-a");
-    assert_eq!(of_type(&events, "dialtone.call.completed")["data"]["hangup_by"], "node-failure");
+    assert_eq!(
+        of_type(&events, "dialtone.call.completed")["data"]["hangup_by"],
+        "node-failure"
+    );
 }

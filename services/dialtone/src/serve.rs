@@ -105,7 +105,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &config.node_id,
         LivenessConfig {
             heartbeat: Duration::from_millis(config.cluster.heartbeat_ms.max(100)),
-            lease: Duration::from_millis(config.cluster.lease_ms.max(config.cluster.heartbeat_ms * 2)),
+            lease: Duration::from_millis(
+                config.cluster.lease_ms.max(config.cluster.heartbeat_ms * 2),
+            ),
             check: Duration::from_millis(config.cluster.heartbeat_ms.max(100)),
         },
     )

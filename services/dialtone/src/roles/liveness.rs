@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use dialtone_events::payload::{CallAdopted, CallCompleted, CallStatus, NodeHeartbeat, NodeStopped};
+use dialtone_events::payload::{
+    CallAdopted, CallCompleted, CallStatus, NodeHeartbeat, NodeStopped,
+};
 use dialtone_events::sid::NodeSid;
 use dialtone_events::{EventLog, ExpectedVersion, LogError, NewEvent, Payload, RecordedEvent};
 use dialtone_projections::calls::live_calls_of;
@@ -104,16 +106,25 @@ async fn end_calls_of(
     last_heartbeat: OffsetDateTime,
 ) -> anyhow::Result<usize> {
     let owner_id = owner.to_owned();
-    let calls = read_models.read(move |c| live_calls_of(c, &owner_id)).await?;
+    let calls = read_models
+        .read(move |c| live_calls_of(c, &owner_id))
+        .await?;
     let mut ended = 0;
     for call in calls {
         let events = log.read_stream(&call, 1).await?;
-        let Some((version, ending)) =
-            orphan_ending(&events, by_node, reason, last_heartbeat, OffsetDateTime::now_utc())
-        else {
+        let Some((version, ending)) = orphan_ending(
+            &events,
+            by_node,
+            reason,
+            last_heartbeat,
+            OffsetDateTime::now_utc(),
+        ) else {
             continue;
         };
-        match log.append(&call, ExpectedVersion::Exact(version), ending).await {
+        match log
+            .append(&call, ExpectedVersion::Exact(version), ending)
+            .await
+        {
             Ok(_) => {
                 ended += 1;
                 tracing::warn!(call = %call, owner, reason, "ended a call of a lost node");
@@ -156,7 +167,10 @@ impl Liveness {
             async move { read_models.read(move |c| get_node(c, &id)).await }
         };
         let before = read(&read_models).await?;
-        if let Some(previous) = before.as_ref().filter(|p| !p.lost_at(OffsetDateTime::now_utc())) {
+        if let Some(previous) = before
+            .as_ref()
+            .filter(|p| !p.lost_at(OffsetDateTime::now_utc()))
+        {
             if !previous.stopped {
                 // Alive, or crashed within its lease: a live process heartbeats again soon.
                 tokio::time::sleep(config.heartbeat * 2 + Duration::from_millis(500)).await;
@@ -193,19 +207,33 @@ impl Liveness {
             lease_ms: config.lease.as_millis() as u64,
             tasks: Vec::new(),
         };
-        liveness.beat().await.context("writing the first heartbeat")?;
+        liveness
+            .beat()
+            .await
+            .context("writing the first heartbeat")?;
         liveness.tasks.push(tokio::spawn(heartbeat(
             log.clone(),
             node_id.to_owned(),
             instance,
             config,
         )));
-        liveness.tasks.push(tokio::spawn(watch(log, read_models, node_id.to_owned(), config)));
+        liveness.tasks.push(tokio::spawn(watch(
+            log,
+            read_models,
+            node_id.to_owned(),
+            config,
+        )));
         Ok(liveness)
     }
 
     async fn beat(&self) -> Result<(), LogError> {
-        append_heartbeat(self.log.as_ref(), &self.node_id, &self.instance, self.lease_ms).await
+        append_heartbeat(
+            self.log.as_ref(),
+            &self.node_id,
+            &self.instance,
+            self.lease_ms,
+        )
+        .await
     }
 
     /// Stops heartbeating and says the node stopped cleanly.
@@ -222,7 +250,11 @@ impl Liveness {
         );
         if let Err(error) = self
             .log
-            .append(NodeSid::of(&self.node_id).as_str(), ExpectedVersion::Any, vec![stopped])
+            .append(
+                NodeSid::of(&self.node_id).as_str(),
+                ExpectedVersion::Any,
+                vec![stopped],
+            )
             .await
         {
             tracing::warn!(%error, "could not record the clean stop");
@@ -244,12 +276,21 @@ async fn append_heartbeat(
             lease_ms,
         },
     );
-    log.append(NodeSid::of(node_id).as_str(), ExpectedVersion::Any, vec![beat])
-        .await
-        .map(|_| ())
+    log.append(
+        NodeSid::of(node_id).as_str(),
+        ExpectedVersion::Any,
+        vec![beat],
+    )
+    .await
+    .map(|_| ())
 }
 
-async fn heartbeat(log: Arc<dyn EventLog>, node_id: String, instance: String, config: LivenessConfig) {
+async fn heartbeat(
+    log: Arc<dyn EventLog>,
+    node_id: String,
+    instance: String,
+    config: LivenessConfig,
+) {
     let lease_ms = config.lease.as_millis() as u64;
     let mut tick = tokio::time::interval(config.heartbeat);
     loop {
@@ -261,7 +302,12 @@ async fn heartbeat(log: Arc<dyn EventLog>, node_id: String, instance: String, co
 }
 
 /// Looks for lost nodes and ends their calls.
-async fn watch(log: Arc<dyn EventLog>, read_models: ReadModels, node_id: String, config: LivenessConfig) {
+async fn watch(
+    log: Arc<dyn EventLog>,
+    read_models: ReadModels,
+    node_id: String,
+    config: LivenessConfig,
+) {
     let mut tick = tokio::time::interval(config.check);
     loop {
         tick.tick().await;
@@ -273,7 +319,10 @@ async fn watch(log: Arc<dyn EventLog>, read_models: ReadModels, node_id: String,
             }
         };
         let now = OffsetDateTime::now_utc();
-        for lost in nodes.iter().filter(|n| n.node_id != node_id && n.lost_at(now)) {
+        for lost in nodes
+            .iter()
+            .filter(|n| n.node_id != node_id && n.lost_at(now))
+        {
             if let Err(error) = end_calls_of(
                 log.as_ref(),
                 &read_models,
@@ -347,14 +396,21 @@ mod tests {
         let t0 = datetime!(2026-12-01 10:00:00 UTC);
         let events = vec![
             recorded(1, initiated(), t0),
-            recorded(2, CallAnswered { codec: None }.into(), t0 + time::Duration::seconds(1)),
+            recorded(
+                2,
+                CallAnswered { codec: None }.into(),
+                t0 + time::Duration::seconds(1),
+            ),
         ];
         let beat = t0 + time::Duration::seconds(31);
         let (version, ending) = orphan_ending(&events, "node-1", NODE_FAILURE, beat, beat).unwrap();
         assert_eq!(version, 2);
         match &ending[0].payload {
             Payload::CallAdopted(a) => {
-                assert_eq!((a.owner_node.as_str(), a.by_node.as_str()), ("node-2", "node-1"))
+                assert_eq!(
+                    (a.owner_node.as_str(), a.by_node.as_str()),
+                    ("node-2", "node-1")
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -371,14 +427,13 @@ mod tests {
         let events = vec![recorded(1, initiated(), t0)];
         let (_, ending) = orphan_ending(&events, "n", NODE_FAILURE, t0, t0).unwrap();
         let completed = completed_of(&ending);
-        assert_eq!((completed.status, completed.answered_ms), (CallStatus::Failed, 0));
+        assert_eq!(
+            (completed.status, completed.answered_ms),
+            (CallStatus::Failed, 0)
+        );
         let done = vec![
             recorded(1, initiated(), t0),
-            recorded(
-                2,
-                completed.into(),
-                t0,
-            ),
+            recorded(2, completed.into(), t0),
         ];
         assert!(orphan_ending(&done, "n", NODE_FAILURE, t0, t0).is_none());
         assert!(orphan_ending(&[], "n", NODE_FAILURE, t0, t0).is_none());
@@ -390,9 +445,20 @@ mod tests {
         let events = vec![
             recorded(1, initiated(), t0),
             recorded(2, CallAnswered { codec: None }.into(), t0),
-            recorded(3, CallAnswered { codec: None }.into(), t0 + time::Duration::seconds(20)),
+            recorded(
+                3,
+                CallAnswered { codec: None }.into(),
+                t0 + time::Duration::seconds(20),
+            ),
         ];
-        let (_, ending) = orphan_ending(&events, "n", NODE_FAILURE, t0 + time::Duration::seconds(5), t0).unwrap();
+        let (_, ending) = orphan_ending(
+            &events,
+            "n",
+            NODE_FAILURE,
+            t0 + time::Duration::seconds(5),
+            t0,
+        )
+        .unwrap();
         assert_eq!(completed_of(&ending).answered_ms, 20_000);
     }
 }
