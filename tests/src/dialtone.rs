@@ -28,6 +28,8 @@ pub struct NodeOptions {
     pub secret: Option<String>,
     /// The account to use when the cluster already has one (the node then prints none).
     pub account: Option<(String, String)>,
+    /// `roles = …` (`--roles`); all when `None`.
+    pub roles: Option<String>,
 }
 
 impl Default for NodeOptions {
@@ -39,6 +41,7 @@ impl Default for NodeOptions {
             topic_prefix: None,
             secret: None,
             account: None,
+            roles: None,
         }
     }
 }
@@ -104,6 +107,7 @@ impl Dialtone {
             topic_prefix,
             secret,
             account,
+            roles,
         } = options;
         let data_dir = tempfile::tempdir().unwrap();
         let sip_port = crate::free_sip_port();
@@ -120,11 +124,12 @@ impl Dialtone {
             topic_prefix.unwrap_or_else(|| format!("e2e-{:04x}{:04x}", rand_u16(), rand_u16()));
         let config = format!(
             "data_dir = {data:?}\nlog = {log:?}\nsip_addr = \"127.0.0.1:{sip_port}\"\nhttp_addr = \"127.0.0.1:{http_port}\"\n\
-             rtp_ports = \"{rtp_low}-{rtp_high}\"\npublic_ip = \"127.0.0.1\"\nnode_id = {node_id:?}\n\
+             rtp_ports = \"{rtp_low}-{rtp_high}\"\npublic_ip = \"127.0.0.1\"\nnode_id = {node_id:?}\nroles = {roles:?}\n\
              [kafka]\ntopic_prefix = {topic_prefix:?}\npartitions = 2\n\
              [media]\n# Tests listen for Dialtone's RTP where the SDP says, while sipp sends from elsewhere.\nsymmetric_rtp = false\n{extra_toml}\n",
             data = data_dir.path().join("data"),
             rtp_high = rtp_low + 99,
+            roles = roles.unwrap_or_else(|| "all".to_owned()),
         );
         let config_path = data_dir.path().join("dialtone.toml");
         std::fs::write(&config_path, config).unwrap();

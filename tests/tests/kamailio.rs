@@ -31,6 +31,7 @@ async fn cluster(tag: u32) -> Cluster {
         secret: Some(secret.clone()),
         account,
         extra_toml: LIVENESS.to_owned(),
+        ..NodeOptions::default()
     };
     let a = Dialtone::start_node(node("voice-a", None)).await;
     let b = Dialtone::start_node(node(

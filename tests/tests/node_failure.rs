@@ -130,6 +130,7 @@ async fn a_surviving_node_ends_the_calls_of_a_dead_one() {
         secret: Some(secret.clone()),
         account,
         extra_toml: LIVENESS.to_owned(),
+        ..NodeOptions::default()
     };
     let survivor = Dialtone::start_node(node("node-a", None)).await;
     let mut doomed = Dialtone::start_node(node(

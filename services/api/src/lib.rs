@@ -109,6 +109,8 @@ pub struct ApiState {
     pub event_hub: Option<EventHub>,
     /// Interval of the event stream's heartbeat comments (and WebSocket pings).
     pub stream_heartbeat: Duration,
+    /// The role groups of this process, for `/healthz` (`all` when not told).
+    pub roles: Arc<str>,
     /// Serialises number provisioning on this node, so two requests for the same number
     /// cannot both pass the availability check.
     number_writes: Arc<tokio::sync::Mutex<()>>,
@@ -139,6 +141,7 @@ impl ApiState {
             call_controller: None,
             event_hub: None,
             stream_heartbeat: Duration::from_secs(15),
+            roles: Arc::from("all"),
             number_writes: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -186,6 +189,12 @@ impl ApiState {
 
     pub fn with_stream_heartbeat(mut self, interval: Duration) -> ApiState {
         self.stream_heartbeat = interval;
+        self
+    }
+
+    /// The role groups of this process, as `/healthz` reports them.
+    pub fn with_roles(mut self, roles: &str) -> ApiState {
+        self.roles = Arc::from(roles);
         self
     }
 
@@ -298,6 +307,17 @@ pub fn router(state: ApiState) -> Router {
     routes
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
+        .layer(middleware::from_fn(track_requests))
+        .with_state(state)
+}
+
+/// What a process without the `api` role serves on its HTTP address: `/healthz` and
+/// `/metrics` (for its load balancer and Prometheus); anything else is 404.
+pub fn operations_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(native::healthz))
+        .route("/metrics", axum::routing::get(native::metrics))
+        .fallback(error::not_found_fallback)
         .layer(middleware::from_fn(track_requests))
         .with_state(state)
 }

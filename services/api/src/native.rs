@@ -58,37 +58,59 @@ pub(crate) async fn call_events(
     Ok(([(header::CONTENT_TYPE, CLOUDEVENTS_BATCH)], body).into_response())
 }
 
-/// `GET /healthz`: 200 `ok` with the log backend, or 503 if the projections stopped.
+/// `GET /healthz`: 200 `ok` while this node's dependencies work, 503 (with what failed)
+/// otherwise: the event log answers within 2 s, the read models' projections run. A load
+/// balancer takes a node out on 503.
 #[utoipa::path(
     operation_id = "native_healthz",
     get,
     path = "/healthz",
     tag = "Operations",
-    summary = "Health: 200 while the projections run, 503 otherwise",
+    summary = "Health: 200 while the log answers and the projections run, 503 otherwise",
     responses(
         (status = 200, description = "Plain text", content_type = "text/plain", body = String),
+        (status = 503, description = "What failed, then the same details", content_type = "text/plain", body = String),
     ),
 )]
 pub(crate) async fn healthz(State(state): State<ApiState>) -> Response {
     let progress = state.projections.progress();
+    let log = match tokio::time::timeout(LOG_HEALTH_WAIT, state.log.head()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(format!("event log unreachable: {error}")),
+        Err(_) => Err(format!(
+            "event log unreachable: no answer within {} s",
+            LOG_HEALTH_WAIT.as_secs()
+        )),
+    };
     let details = format!(
-        "log: {}\nnode: {}\nprojections: {} events applied, cursor {}\n",
+        "roles: {}\nlog: {} ({})\nnode: {}\nprojections: {} events applied, cursor {}\n",
+        state.roles,
         state.log.backend(),
+        if log.is_ok() { "ok" } else { "unreachable" },
         state.node_id,
         progress.events,
         progress.cursor.to_json()
     );
-    if progress.stopped {
-        let error = progress.last_error.unwrap_or_default();
-        (
+    let failure = match (log, progress.stopped) {
+        (Err(error), _) => Some(error),
+        (Ok(()), true) => Some(format!(
+            "projections stopped: {}",
+            progress.last_error.unwrap_or_default()
+        )),
+        (Ok(()), false) => None,
+    };
+    match failure {
+        Some(failure) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("projections stopped: {error}\n{details}"),
+            format!("{failure}\n{details}"),
         )
-            .into_response()
-    } else {
-        (StatusCode::OK, format!("ok\n{details}")).into_response()
+            .into_response(),
+        None => (StatusCode::OK, format!("ok\n{details}")).into_response(),
     }
 }
+
+/// How long `/healthz` waits for the event log.
+const LOG_HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `GET /metrics`: Prometheus text format.
 #[utoipa::path(

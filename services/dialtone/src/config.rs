@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// This node's id (the `source` of its events; owner of its calls).
     #[arg(long, env = "DIALTONE_NODE_ID")]
     pub node_id: Option<String>,
+    /// Role groups to run, comma-separated: `edge,voice,media` (one group: SIP, media,
+    /// calls), `api`, `callbacks` (Event Streams sinks), `projector`, or `all` (default).
+    #[arg(long, env = "DIALTONE_ROLES")]
+    pub roles: Option<String>,
 }
 
 /// The effective configuration.
@@ -56,6 +60,8 @@ pub struct Config {
     pub public_ip: Option<IpAddr>,
     pub public_url: Option<String>,
     pub node_id: String,
+    /// Role groups of this process (see `--roles`).
+    pub roles: String,
     pub billing: BillingSettings,
     pub webhooks: WebhookSettings,
     pub media: MediaSettings,
@@ -223,6 +229,7 @@ impl Default for Config {
             public_ip: None,
             public_url: None,
             node_id: "node-1".into(),
+            roles: "all".into(),
             billing: BillingSettings::default(),
             webhooks: WebhookSettings::default(),
             media: MediaSettings::default(),
@@ -288,6 +295,8 @@ pub enum ConfigError {
     Log(String),
     #[error("invalid trunks: {0}")]
     Trunks(dialtone_sip::trunk::TrunkError),
+    #[error("invalid roles: {0}")]
+    Roles(#[from] crate::roles_config::RolesError),
     #[error("invalid price {value:?} for {category}: expected a decimal like 0.0085 with at most 6 decimals")]
     Price { category: String, value: String },
 }
@@ -300,6 +309,11 @@ pub enum LogBackend {
 }
 
 impl Config {
+    /// The role groups this process runs.
+    pub fn roles(&self) -> Result<crate::roles_config::Roles, ConfigError> {
+        Ok(crate::roles_config::Roles::parse(&self.roles)?)
+    }
+
     /// Defaults ← file ← env/flags.
     pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
         let mut config = match &args.config {
@@ -316,6 +330,7 @@ impl Config {
             public_ip,
             public_url,
             node_id,
+            roles,
         } = args.clone();
         if let Some(v) = data_dir {
             config.data_dir = v;
@@ -341,6 +356,10 @@ impl Config {
         if let Some(v) = node_id {
             config.node_id = v;
         }
+        if let Some(v) = roles {
+            config.roles = v;
+        }
+        config.roles()?;
         config.rtp_port_range()?;
         config.log_backend()?;
         config.rates_micros()?;

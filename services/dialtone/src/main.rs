@@ -5,6 +5,7 @@ mod config;
 mod machine;
 mod paths;
 mod roles;
+mod roles_config;
 mod secret;
 mod serve;
 

@@ -1,9 +1,11 @@
-//! `dialtone serve`: every role in one process.
+//! `dialtone serve`: the role groups of `--roles` (all by default) in one process.
 //!
 //! Start-up order: the log, the projections (caught up, so the number and account
-//! directories are complete), the first account on an empty data dir, metrics, the media
-//! runtime, the SIP edge, the HTTP API. Shutdown (Ctrl-C or SIGTERM) drains: new INVITEs get
-//! 503, live calls get BYE and write `call.completed`, then projections and the log stop.
+//! directories are complete), the first account on an empty data dir, metrics, liveness,
+//! then per role: voice (status callbacks, media runtime, SIP edge, commands), callbacks
+//! (sinks), api (event hub, HTTP API; other roles serve only `/healthz` and `/metrics`).
+//! Shutdown (Ctrl-C or SIGTERM) drains: new INVITEs get 503, live calls get BYE and write
+//! `call.completed`, then projections and the log stop.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -57,6 +59,7 @@ pub async fn open_log(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args)?;
+    let roles = config.roles()?;
     let data = DataDir::new(&config.data_dir);
     std::fs::create_dir_all(data.root())
         .with_context(|| format!("creating {}", data.root().display()))?;
@@ -67,6 +70,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
+    for role in roles.names() {
+        metrics::gauge!("dialtone_role", "role" => role).set(1.0);
+    }
 
     // Projections, caught up before anything routes on them.
     let accounts = AccountDirectory::default();
@@ -109,17 +115,172 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 config.cluster.lease_ms.max(config.cluster.heartbeat_ms * 2),
             ),
             check: Duration::from_millis(config.cluster.heartbeat_ms.max(100)),
+            adopt: roles.voice,
         },
     )
     .await?;
 
+    let voice = if roles.voice {
+        Some(start_voice(&config, &data, &log, &secret, &accounts, &numbers, &runner).await?)
+    } else {
+        None
+    };
+
+    // The live event stream's fan-out, from the log's head on (the API's streams and the
+    // sinks read it).
+    let hub = EventHub::start(
+        log.clone(),
+        HubConfig {
+            buffer: config.streams.buffer.max(1),
+            ..HubConfig::default()
+        },
+    )
+    .await
+    .context("starting the event stream hub")?;
+
+    // Webhook sinks, each resuming after its last recorded batch.
+    let sinks = if roles.callbacks && config.sinks.enabled {
+        let mut sink_config = SinkDelivererConfig::new(&secret);
+        sink_config.retry = RetryPolicy {
+            initial_delay: Duration::from_millis(config.sinks.retry_initial_ms),
+            factor: 2.0,
+            max_delay: Duration::from_millis(config.sinks.retry_max_ms),
+            max_attempts: config.sinks.max_attempts.max(1),
+        };
+        sink_config.timeout = Duration::from_millis(config.sinks.timeout_ms.max(1));
+        sink_config.max_batch_events = config.sinks.batch_events.max(1);
+        Some(
+            SinkDeliverer::start(
+                hub.clone(),
+                ReadModels::new(data.read_models()),
+                runner.handle(),
+                accounts.clone(),
+                sink_config,
+            )
+            .context("starting the sink deliverer")?,
+        )
+    } else {
+        None
+    };
+
+    // HTTP API.
+    let state = dialtone_api::ApiState::new(
+        log.clone(),
+        ReadModels::new(data.read_models()),
+        accounts.clone(),
+        numbers.clone(),
+        runner.handle(),
+        config.node_id.clone(),
+    )
+    .with_metrics(metrics)
+    .with_rate_table(rates.clone())
+    .with_data_dir(data.root())
+    .with_public_url(&config.public_base_url())
+    .with_call_controller(Arc::new(match &voice {
+        Some(voice) => NodeController::voice(voice.node.clone()),
+        None => NodeController::commands_only(log.clone()),
+    }))
+    .with_event_hub(hub.clone())
+    .with_roles(&roles.to_string())
+    .with_stream_heartbeat(Duration::from_secs_f64(
+        config.streams.heartbeat_seconds.clamp(0.05, 3600.0),
+    ));
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP API on {}", config.http_addr))?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        let router = if roles.api {
+            dialtone_api::router(state)
+        } else {
+            dialtone_api::operations_router(state)
+        };
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    tracing::info!(
+        roles = %roles,
+        sip = ?voice.as_ref().map(|v| v.endpoint.local_addr()),
+        http = %config.http_addr,
+        "dialtone is ready"
+    );
+
+    shutdown_signal().await;
+    if let Some(voice) = &voice {
+        tracing::info!(
+            live_calls = voice.registry.len(),
+            "shutting down: refusing new calls, hanging up live ones"
+        );
+        let _ = voice.endpoint.shutdown().await;
+        let left = voice.registry.hang_up_all(Duration::from_secs(10)).await;
+        if left > 0 {
+            tracing::warn!(left, "calls still live after the grace period");
+        }
+    }
+    let _ = stop_http.send(());
+    let _ = http.await;
+    // Let the projections apply what the drained calls wrote, and the final status
+    // callbacks go out, before stopping them. Undelivered callbacks stay in the outbox and
+    // go out after the next start.
+    let _ = tokio::time::timeout(Duration::from_secs(5), runner.catch_up(log.as_ref())).await;
+    if let Some(voice) = voice {
+        voice.stop().await;
+    }
+    liveness.stop().await;
+    if let Some(sinks) = sinks {
+        sinks.shutdown().await;
+    }
+    runner.shutdown().await;
+    drop(log);
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The voice role group: what takes, places and runs calls on this node.
+struct Voice {
+    node: Arc<Node>,
+    endpoint: SipEndpoint,
+    registry: CallRegistry,
+    media: Arc<MediaRuntime>,
+    deliverer: CallbackDeliverer,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Voice {
+    /// After the calls drained: the last status callbacks go out (undelivered ones stay in
+    /// the outbox for the next start), then media and SIP stop.
+    async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.deliverer.waker().wake();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.deliverer.shutdown().await;
+        self.media.shutdown();
+        drop(self.node);
+        drop(self.endpoint);
+    }
+}
+
+async fn start_voice(
+    config: &Config,
+    data: &DataDir,
+    log: &Arc<dyn EventLog>,
+    secret: &Arc<Vec<u8>>,
+    accounts: &AccountDirectory,
+    numbers: &NumberDirectory,
+    runner: &ProjectionRunner,
+) -> anyhow::Result<Voice> {
     // Status callbacks of the calls this node owns, in order per call, from the outbox.
     let deliverer = CallbackDeliverer::start(
         log.clone(),
         ReadModels::new(data.read_models()),
         runner.handle(),
         accounts.clone(),
-        DelivererConfig::new(config.node_id.clone(), &secret),
+        DelivererConfig::new(config.node_id.clone(), secret),
     )
     .context("starting the status-callback deliverer")?;
 
@@ -180,109 +341,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("listening for call commands")?;
 
-    // The live event stream's fan-out, from the log's head on.
-    let hub = EventHub::start(
-        log.clone(),
-        HubConfig {
-            buffer: config.streams.buffer.max(1),
-            ..HubConfig::default()
-        },
-    )
-    .await
-    .context("starting the event stream hub")?;
-
-    // Webhook sinks, each resuming after its last recorded batch.
-    let sinks = if config.sinks.enabled {
-        let mut sink_config = SinkDelivererConfig::new(&secret);
-        sink_config.retry = RetryPolicy {
-            initial_delay: Duration::from_millis(config.sinks.retry_initial_ms),
-            factor: 2.0,
-            max_delay: Duration::from_millis(config.sinks.retry_max_ms),
-            max_attempts: config.sinks.max_attempts.max(1),
-        };
-        sink_config.timeout = Duration::from_millis(config.sinks.timeout_ms.max(1));
-        sink_config.max_batch_events = config.sinks.batch_events.max(1);
-        Some(
-            SinkDeliverer::start(
-                hub.clone(),
-                ReadModels::new(data.read_models()),
-                runner.handle(),
-                accounts.clone(),
-                sink_config,
-            )
-            .context("starting the sink deliverer")?,
-        )
-    } else {
-        None
-    };
-
-    // HTTP API.
-    let state = dialtone_api::ApiState::new(
-        log.clone(),
-        ReadModels::new(data.read_models()),
-        accounts.clone(),
-        numbers.clone(),
-        runner.handle(),
-        config.node_id.clone(),
-    )
-    .with_metrics(metrics)
-    .with_rate_table(rates.clone())
-    .with_data_dir(data.root())
-    .with_public_url(&config.public_base_url())
-    .with_call_controller(Arc::new(NodeController(node.clone())))
-    .with_event_hub(hub.clone())
-    .with_stream_heartbeat(Duration::from_secs_f64(
-        config.streams.heartbeat_seconds.clamp(0.05, 3600.0),
-    ));
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("binding the HTTP API on {}", config.http_addr))?;
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, dialtone_api::router(state))
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
-    tracing::info!(
-        sip = %endpoint.local_addr(),
-        http = %config.http_addr,
-        public_ip = %public_ip,
-        "dialtone is ready"
-    );
-
-    shutdown_signal().await;
-    tracing::info!(
-        live_calls = registry.len(),
-        "shutting down: refusing new calls, hanging up live ones"
-    );
-    let _ = endpoint.shutdown().await;
-    let left = registry.hang_up_all(Duration::from_secs(10)).await;
-    if left > 0 {
-        tracing::warn!(left, "calls still live after the grace period");
-    }
-    let _ = stop_http.send(());
-    let _ = http.await;
-    edge_task.abort();
-    commands_task.abort();
-    // Let the projections apply what the drained calls wrote, and the final status
-    // callbacks go out, before stopping them. Undelivered callbacks stay in the outbox and
-    // go out after the next start.
-    let _ = tokio::time::timeout(Duration::from_secs(5), runner.catch_up(log.as_ref())).await;
-    deliverer.waker().wake();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    deliverer.shutdown().await;
-    liveness.stop().await;
-    if let Some(sinks) = sinks {
-        sinks.shutdown().await;
-    }
-    runner.shutdown().await;
-    media.shutdown();
-    drop(endpoint);
-    drop(log);
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(Voice {
+        node,
+        endpoint,
+        registry,
+        media,
+        deliverer,
+        tasks: vec![edge_task, commands_task],
+    })
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,6 @@
-//! The REST API's handle on calls: creating them here, and sending live updates to the node
-//! that owns each call through the log (see [`crate::roles::commands`]).
+//! The REST API's handle on calls: creating them here (on a node with the voice role), and
+//! sending live updates to the node that owns each call through the log (see
+//! [`crate::roles::commands`]), from any node.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use dialtone_api::{
 };
 use dialtone_events::payload::CallControlAction;
 use dialtone_events::sid::{AccountSid, CallSid};
+use dialtone_events::EventLog;
 
 use crate::roles::commands::{self, CommandError, INVALID_STATE};
 use crate::roles::node::Node;
@@ -17,7 +19,26 @@ use crate::roles::node::Node;
 /// How long an update waits for the owner's answer (a hangup waits up to 5 s itself).
 const COMMAND_WAIT: Duration = Duration::from_secs(10);
 
-pub struct NodeController(pub Arc<Node>);
+pub struct NodeController {
+    log: Arc<dyn EventLog>,
+    /// This node's calls, when it runs the voice role: outbound calls start here.
+    voice: Option<Arc<Node>>,
+}
+
+impl NodeController {
+    /// On a node with the voice role.
+    pub fn voice(node: Arc<Node>) -> NodeController {
+        NodeController {
+            log: node.log.clone(),
+            voice: Some(node),
+        }
+    }
+
+    /// On a node without it: live updates still reach every call's owner through the log.
+    pub fn commands_only(log: Arc<dyn EventLog>) -> NodeController {
+        NodeController { log, voice: None }
+    }
+}
 
 #[async_trait]
 impl CallController for NodeController {
@@ -26,7 +47,14 @@ impl CallController for NodeController {
         account: &AccountSid,
         request: CreateCall,
     ) -> Result<CallSid, ControlError> {
-        crate::roles::outbound::originate(self.0.clone(), account.clone(), request).await
+        match &self.voice {
+            Some(node) => {
+                crate::roles::outbound::originate(node.clone(), account.clone(), request).await
+            }
+            None => Err(ControlError::Unavailable(
+                "this node does not run the voice role: place outbound calls through a node started with --roles voice (or all)".into(),
+            )),
+        }
     }
 
     async fn update_call(
@@ -77,7 +105,7 @@ impl NodeController {
         twiml: bool,
     ) -> Result<(), ControlError> {
         match commands::send(
-            self.0.log.as_ref(),
+            self.log.as_ref(),
             account.as_str(),
             call,
             action,

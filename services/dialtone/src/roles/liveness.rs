@@ -32,6 +32,9 @@ pub struct LivenessConfig {
     pub lease: Duration,
     /// How often lost nodes are looked for.
     pub check: Duration,
+    /// Whether this node ends the calls of lost nodes (voice nodes do: the adopter delivers
+    /// the adopted calls' status callbacks).
+    pub adopt: bool,
 }
 
 /// Why a call stream is ended on its owner's behalf.
@@ -217,12 +220,14 @@ impl Liveness {
             instance,
             config,
         )));
-        liveness.tasks.push(tokio::spawn(watch(
-            log,
-            read_models,
-            node_id.to_owned(),
-            config,
-        )));
+        if config.adopt {
+            liveness.tasks.push(tokio::spawn(watch(
+                log,
+                read_models,
+                node_id.to_owned(),
+                config,
+            )));
+        }
         Ok(liveness)
     }
 
