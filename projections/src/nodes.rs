@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     instance       TEXT    NOT NULL,
     last_heartbeat TEXT    NOT NULL,
     lease_ms       INTEGER NOT NULL,
-    stopped        INTEGER NOT NULL
+    stopped        INTEGER NOT NULL,
+    roles          TEXT    NOT NULL DEFAULT ''
 );
 ";
 
@@ -27,6 +28,8 @@ pub struct NodeRow {
     pub lease_ms: u64,
     /// It shut down cleanly after its last heartbeat.
     pub stopped: bool,
+    /// Its role groups, as its last heartbeat named them.
+    pub roles: Vec<String>,
 }
 
 impl NodeRow {
@@ -34,26 +37,45 @@ impl NodeRow {
     pub fn lost_at(&self, now: OffsetDateTime) -> bool {
         !self.stopped && self.last_heartbeat + Duration::milliseconds(self.lease_ms as i64) < now
     }
+
+    /// Running (its lease holds, it has not stopped) with role group `role`.
+    pub fn serves(&self, role: &str, now: OffsetDateTime) -> bool {
+        !self.stopped && !self.lost_at(now) && self.roles.iter().any(|r| r == role)
+    }
 }
 
-fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, u64, bool)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+type RawNode = (String, String, String, u64, bool, String);
+
+fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawNode> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
-fn to_row(raw: (String, String, String, u64, bool)) -> Result<NodeRow, ProjectionError> {
-    let (node_id, instance, last, lease_ms, stopped) = raw;
+fn to_row(raw: RawNode) -> Result<NodeRow, ProjectionError> {
+    let (node_id, instance, last, lease_ms, stopped, roles) = raw;
     Ok(NodeRow {
         node_id,
         instance,
         last_heartbeat: load_time("nodes", &last)?,
         lease_ms,
         stopped,
+        roles: roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
 pub fn get_node(conn: &Connection, node_id: &str) -> Result<Option<NodeRow>, ProjectionError> {
     conn.prepare_cached(
-        "SELECT node_id, instance, last_heartbeat, lease_ms, stopped FROM nodes WHERE node_id = ?1",
+        "SELECT node_id, instance, last_heartbeat, lease_ms, stopped, roles FROM nodes WHERE node_id = ?1",
     )
     .and_then(|mut s| s.query_row([node_id], read).optional())
     .map_err(sql("reading a node"))?
@@ -65,7 +87,7 @@ pub fn get_node(conn: &Connection, node_id: &str) -> Result<Option<NodeRow>, Pro
 pub fn list_nodes(conn: &Connection) -> Result<Vec<NodeRow>, ProjectionError> {
     let raw = conn
         .prepare_cached(
-            "SELECT node_id, instance, last_heartbeat, lease_ms, stopped FROM nodes ORDER BY node_id",
+            "SELECT node_id, instance, last_heartbeat, lease_ms, stopped, roles FROM nodes ORDER BY node_id",
         )
         .and_then(|mut s| s.query_map([], read)?.collect::<Result<Vec<_>, _>>())
         .map_err(sql("listing nodes"))?;
@@ -88,7 +110,7 @@ impl Projection for NodesProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -112,14 +134,22 @@ impl Projection for NodesProjection {
         match decode(recorded) {
             Some(Payload::NodeHeartbeat(beat)) => {
                 tx.prepare_cached(
-                    "INSERT INTO nodes (node_id, instance, last_heartbeat, lease_ms, stopped)
-                     VALUES (?1, ?2, ?3, ?4, 0)
+                    "INSERT INTO nodes (node_id, instance, last_heartbeat, lease_ms, stopped, roles)
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5)
                      ON CONFLICT (node_id) DO UPDATE SET instance = excluded.instance,
                         last_heartbeat = excluded.last_heartbeat, lease_ms = excluded.lease_ms,
-                        stopped = 0
+                        stopped = 0, roles = excluded.roles
                      WHERE excluded.last_heartbeat >= nodes.last_heartbeat",
                 )
-                .and_then(|mut s| s.execute(params![beat.node, beat.instance, time, beat.lease_ms]))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        beat.node,
+                        beat.instance,
+                        time,
+                        beat.lease_ms,
+                        beat.roles.join(",")
+                    ])
+                })
                 .map_err(sql("recording a heartbeat"))?;
             }
             Some(Payload::NodeStopped(stopped)) => {

@@ -47,24 +47,9 @@ async fn a_rest_hangup_on_one_node_ends_a_call_owned_by_another() {
         "{edge_metrics}"
     );
     assert!(!edge_metrics.contains("dialtone_role{role=\"api\"}"));
-    // The voice node serves no API; the API node places no calls itself.
+    // The voice node serves no API.
     let (status, _) = edge.get("Calls.json").await;
     assert_eq!(status, 404);
-    let (status, body) = api
-        .post(
-            "Calls.json",
-            &[
-                ("To", "+14155550111"),
-                ("From", "+14155550100"),
-                ("Url", "http://127.0.0.1:9/x"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("voice role"),
-        "{body}"
-    );
 
     let app = TwimlApp::start().await;
     app.set_auth_token(&api.auth_token);
@@ -113,4 +98,64 @@ async fn a_rest_hangup_on_one_node_ends_a_call_owned_by_another() {
     assert_eq!(completed["type"], "dialtone.call.completed");
     assert_eq!(completed["data"]["hangup_by"], "api");
     assert_eq!(completed["source"], "dialtone://node-edge");
+
+    // An outbound call through the API node, which has no voice role: a live voice node
+    // places it.
+    app.twiml("/outbound", r#"<Response><Say>Hello.</Say></Response>"#);
+    let callee_rtp = RtpSink::start();
+    let callee = Sipp::scenario("callee_answer.xml").key("rtp_port", callee_rtp.port);
+    let to = format!("sip:callee@127.0.0.1:{}", callee.port());
+    let callee = callee.spawn_uas();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let outbound = app.url("/outbound");
+    let (code, call) = api
+        .post(
+            "Calls.json",
+            &[
+                ("To", to.as_str()),
+                ("From", "+14155550100"),
+                ("Url", outbound.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(code, 201, "{call}\n{}", edge.log());
+    assert_eq!(call["status"], "queued");
+    let sid = call["sid"].as_str().unwrap().to_owned();
+    callee.await.unwrap().assert_success("the callee", &edge);
+    eventually(20, "the outbound call to complete", || async {
+        let (_, call) = api.get(&format!("Calls/{sid}.json")).await;
+        (call["status"] == "completed").then_some(())
+    })
+    .await;
+    let events = api.call_events(&sid).await;
+    assert_eq!(events[0]["data"]["owner_node"], "node-edge");
+    assert_eq!(events[0]["source"], "dialtone://node-api");
+    assert!(
+        events[1..]
+            .iter()
+            .all(|e| e["source"] == "dialtone://node-edge"),
+        "{events:?}"
+    );
+    assert_eq!(app.requests_to("/outbound").len(), 1);
+    // SIP credentials are never written to the log: such calls need a voice node's API.
+    let (code, body) = api
+        .post(
+            "Calls.json",
+            &[
+                ("To", to.as_str()),
+                ("From", "+14155550100"),
+                ("Url", outbound.as_str()),
+                ("SipAuthUsername", "u"),
+                ("SipAuthPassword", "p"),
+            ],
+        )
+        .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("never written to the log"),
+        "{body}"
+    );
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::sid::{CallSid, PhoneNumberSid, RecordingSid};
 
 mod node;
-pub use node::{CallAdopted, NodeHeartbeat, NodeStopped};
+pub use node::{CallAdopted, NodeHeartbeat, NodeStopped, OriginateOptions};
 mod sink;
 pub use sink::{
     SinkCreated, SinkDeleted, SinkDelivered, SinkFailed, SinkUpdated, SubscribedType,
@@ -664,6 +664,9 @@ pub enum CallControlAction {
     ConferenceKick,
     /// REST conference update `Status=completed`: end the call's conference for everyone.
     ConferenceEnd,
+    /// REST `POST …/Calls.json` on a node without the voice role: the owner (a voice node
+    /// named in the call's `call.initiated`) dials the call.
+    Originate(OriginateOptions),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

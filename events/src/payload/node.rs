@@ -14,6 +14,10 @@ pub struct NodeHeartbeat {
     /// A UUID per process start: two processes with one node id are told apart.
     pub instance: String,
     pub lease_ms: u64,
+    /// The role groups it runs (`voice`, `api`, …): an API node places outbound calls on a
+    /// live node with `voice`. Absent in heartbeats of before roles existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// The node shut down cleanly: nothing of it needs recovering.
@@ -34,4 +38,28 @@ pub struct CallAdopted {
     pub reason: String,
     #[serde(with = "time::serde::rfc3339")]
     pub last_heartbeat: OffsetDateTime,
+}
+
+/// What a command `Originate` tells a voice node about an outbound call another node (an API
+/// node without the voice role) created: the REST request's dialing options. The call's
+/// `call.initiated` holds its parties and application. No SIP digest password: credentials
+/// never go into the log (such calls are placed on a voice node's own API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginateOptions {
+    pub timeout_s: u32,
+    #[serde(default)]
+    pub record: bool,
+    pub recording_channels: u8,
+    pub recording_trim_silence: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_status_callback: Option<String>,
+    pub recording_status_callback_method: crate::payload::HttpMethod,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recording_status_callback_events: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_digits: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_s: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<String>,
 }

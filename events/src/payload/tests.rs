@@ -346,6 +346,7 @@ fn samples() -> Vec<Payload> {
             node: "node-1".into(),
             instance: "0193".into(),
             lease_ms: 10_000,
+            roles: vec!["voice".into()],
         }
         .into(),
         NodeStopped {

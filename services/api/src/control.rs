@@ -6,7 +6,7 @@
 //! call's events; the API then waits for the projections and answers with the Call resource.
 
 use async_trait::async_trait;
-use dialtone_events::payload::{CallApplication, HttpMethod};
+use dialtone_events::payload::{CallApplication, HttpMethod, OriginateOptions};
 use dialtone_events::sid::{AccountSid, CallSid};
 
 /// A validated outbound call request (`POST …/Calls.json`).
@@ -61,6 +61,58 @@ pub struct CreateCall {
 }
 
 impl CreateCall {
+    /// The dialing options another node needs to place this call (`command` `Originate`):
+    /// everything but the parties and the application, which `call.initiated` holds, and the
+    /// SIP digest credentials, which never go into the log.
+    pub fn originate_options(&self) -> OriginateOptions {
+        OriginateOptions {
+            timeout_s: self.timeout_s,
+            record: self.record,
+            recording_channels: self.recording_channels,
+            recording_trim_silence: self.recording_trim_silence,
+            recording_status_callback: self.recording_status_callback.clone(),
+            recording_status_callback_method: self.recording_status_callback_method,
+            recording_status_callback_events: self.recording_status_callback_events.clone(),
+            send_digits: self.send_digits.clone(),
+            time_limit_s: self.time_limit_s,
+            caller_id: self.caller_id.clone(),
+        }
+    }
+
+    /// The request back from a call's `call.initiated` and its `Originate` options (the
+    /// inverse of [`CreateCall::application`] and [`CreateCall::originate_options`]).
+    pub fn from_log(
+        to: &str,
+        from: &str,
+        application: &CallApplication,
+        options: &OriginateOptions,
+    ) -> CreateCall {
+        CreateCall {
+            to: to.to_owned(),
+            from: from.to_owned(),
+            url: application.url.clone(),
+            method: application.method,
+            twiml: application.twiml.clone(),
+            fallback_url: application.fallback_url.clone(),
+            fallback_method: application.fallback_method,
+            status_callback: application.status_callback.clone(),
+            status_callback_method: application.status_callback_method,
+            status_callback_events: application.status_callback_events.clone(),
+            timeout_s: options.timeout_s,
+            record: options.record,
+            recording_channels: options.recording_channels,
+            recording_trim_silence: options.recording_trim_silence,
+            recording_status_callback: options.recording_status_callback.clone(),
+            recording_status_callback_method: options.recording_status_callback_method,
+            recording_status_callback_events: options.recording_status_callback_events.clone(),
+            send_digits: options.send_digits.clone(),
+            time_limit_s: options.time_limit_s,
+            sip_auth_username: None,
+            sip_auth_password: None,
+            caller_id: options.caller_id.clone(),
+        }
+    }
+
     /// The `application` of the call's `call.initiated` event: where its TwiML comes from
     /// and where its status callbacks go.
     pub fn application(&self) -> CallApplication {

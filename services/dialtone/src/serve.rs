@@ -109,6 +109,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ReadModels::new(data.read_models()),
         runner.handle(),
         &config.node_id,
+        roles.names().into_iter().map(str::to_owned).collect(),
         LivenessConfig {
             heartbeat: Duration::from_millis(config.cluster.heartbeat_ms.max(100)),
             lease: Duration::from_millis(
@@ -178,7 +179,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .with_public_url(&config.public_base_url())
     .with_call_controller(Arc::new(match &voice {
         Some(voice) => NodeController::voice(voice.node.clone()),
-        None => NodeController::commands_only(log.clone()),
+        None => NodeController::remote(log.clone(), ReadModels::new(data.read_models())),
     }))
     .with_event_hub(hub.clone())
     .with_roles(&roles.to_string())

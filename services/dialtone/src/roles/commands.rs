@@ -49,7 +49,7 @@ pub async fn listen(
             let stream = recorded.event.subject.clone();
             let account = recorded.event.accountsid.clone();
             tokio::spawn(async move {
-                let outcome = execute(&node, &request).await;
+                let outcome = execute(&node, &account, &request).await;
                 let completed = CommandCompleted {
                     node: node.node_id.clone(),
                     ok: outcome.is_ok(),
@@ -69,7 +69,11 @@ pub async fn listen(
 }
 
 /// Carries a command out on a call of this node.
-async fn execute(node: &Node, request: &CallControlRequested) -> Result<(), String> {
+async fn execute(
+    node: &Arc<Node>,
+    account: &str,
+    request: &CallControlRequested,
+) -> Result<(), String> {
     let registry = &node.registry;
     let call = &request.call_sid;
     let ask = |control: CallControl| {
@@ -123,6 +127,9 @@ async fn execute(node: &Node, request: &CallControlRequested) -> Result<(), Stri
             let (reply, answer) = tokio::sync::oneshot::channel();
             ask(CallControl::ConferenceEnd { reply })?;
             answer.await.map_err(|_| INVALID_STATE.to_owned())?
+        }
+        CallControlAction::Originate(options) => {
+            crate::roles::outbound::dial_created(node.clone(), account, call, options).await
         }
     }
 }

@@ -9,9 +9,16 @@ use async_trait::async_trait;
 use dialtone_api::{
     CallAction, CallController, ControlError, CreateCall, ParticipantAction, UpdateCall,
 };
-use dialtone_events::payload::CallControlAction;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dialtone_events::payload::{CallControlAction, CallStatus};
 use dialtone_events::sid::{AccountSid, CallSid};
-use dialtone_events::EventLog;
+use dialtone_events::{EventLog, ExpectedVersion, NewEvent};
+use dialtone_projections::nodes::list_nodes;
+use dialtone_projections::ReadModels;
+use time::OffsetDateTime;
+
+use crate::roles::call::completed_unanswered;
 
 use crate::roles::commands::{self, CommandError, INVALID_STATE};
 use crate::roles::node::Node;
@@ -23,6 +30,8 @@ pub struct NodeController {
     log: Arc<dyn EventLog>,
     /// This node's calls, when it runs the voice role: outbound calls start here.
     voice: Option<Arc<Node>>,
+    /// Without it: the nodes read model, to hand outbound calls to live voice nodes in turn.
+    nodes: Option<(ReadModels, AtomicUsize)>,
 }
 
 impl NodeController {
@@ -31,12 +40,98 @@ impl NodeController {
         NodeController {
             log: node.log.clone(),
             voice: Some(node),
+            nodes: None,
         }
     }
 
-    /// On a node without it: live updates still reach every call's owner through the log.
-    pub fn commands_only(log: Arc<dyn EventLog>) -> NodeController {
-        NodeController { log, voice: None }
+    /// On a node without it: outbound calls go to a live voice node, live updates to each
+    /// call's owner, both through the log.
+    pub fn remote(log: Arc<dyn EventLog>, read_models: ReadModels) -> NodeController {
+        NodeController {
+            log,
+            voice: None,
+            nodes: Some((read_models, AtomicUsize::new(0))),
+        }
+    }
+
+    /// A live node with the voice role, round-robin.
+    async fn voice_node(&self) -> Result<String, ControlError> {
+        let Some((read_models, turn)) = &self.nodes else {
+            return Err(ControlError::Unavailable("no voice role here".into()));
+        };
+        let nodes = read_models
+            .read(list_nodes)
+            .await
+            .map_err(|error| ControlError::Unavailable(error.to_string()))?;
+        let now = OffsetDateTime::now_utc();
+        let live: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| n.serves("voice", now))
+            .map(|n| n.node_id)
+            .collect();
+        if live.is_empty() {
+            return Err(ControlError::Unavailable(
+                "no live node with the voice role to place the call".into(),
+            ));
+        }
+        Ok(live[turn.fetch_add(1, Ordering::Relaxed) % live.len()].clone())
+    }
+
+    /// Creates the call for a voice node (`call.initiated` naming it the owner) and hands it
+    /// over with an `Originate` command.
+    async fn originate_remotely(
+        &self,
+        account: &AccountSid,
+        request: CreateCall,
+    ) -> Result<CallSid, ControlError> {
+        if request.sip_auth_password.is_some() {
+            return Err(ControlError::Unavailable(
+                "SIP credentials are never written to the log: place calls with SipAuthPassword through a node with the voice role".into(),
+            ));
+        }
+        let owner = self.voice_node().await?;
+        let sid = CallSid::generate();
+        let initiated = crate::roles::outbound::initiated_by_api(&request, &owner);
+        self.log
+            .append(
+                sid.as_str(),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(account.as_str(), initiated)],
+            )
+            .await
+            .map_err(|error| ControlError::Unavailable(error.to_string()))?;
+        let handed = commands::send(
+            self.log.as_ref(),
+            account.as_str(),
+            &sid,
+            CallControlAction::Originate(request.originate_options()),
+            COMMAND_WAIT,
+        )
+        .await;
+        match handed {
+            Ok(()) => Ok(sid),
+            // The owner heartbeats but has not answered yet: the call is queued on it (and
+            // ended by liveness should that node be lost).
+            Err(CommandError::NoAnswer { owner }) => {
+                tracing::warn!(call = %sid, %owner, "the voice node has not confirmed the call yet");
+                Ok(sid)
+            }
+            Err(error) => {
+                // Refused (it will not write the stream): end the call here, failed.
+                let failed = completed_unanswered(CallStatus::Failed, 500, "api");
+                let _ = self
+                    .log
+                    .append(
+                        sid.as_str(),
+                        ExpectedVersion::Exact(1),
+                        vec![NewEvent::new(account.as_str(), failed)],
+                    )
+                    .await;
+                Err(ControlError::Unavailable(format!(
+                    "node {owner} did not take the call: {error:?}"
+                )))
+            }
+        }
     }
 }
 
@@ -51,9 +146,7 @@ impl CallController for NodeController {
             Some(node) => {
                 crate::roles::outbound::originate(node.clone(), account.clone(), request).await
             }
-            None => Err(ControlError::Unavailable(
-                "this node does not run the voice role: place outbound calls through a node started with --roles voice (or all)".into(),
-            )),
+            None => self.originate_remotely(account, request).await,
         }
     }
 

@@ -147,9 +147,8 @@ async fn end_calls_of(
 /// This node's liveness: its heartbeat and the watch for lost nodes.
 pub struct Liveness {
     log: Arc<dyn EventLog>,
-    node_id: String,
-    instance: String,
-    lease_ms: u64,
+    /// What every heartbeat of this process says.
+    beat: NodeHeartbeat,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -161,6 +160,7 @@ impl Liveness {
         read_models: ReadModels,
         projections: RunnerHandle,
         node_id: &str,
+        roles: Vec<String>,
         config: LivenessConfig,
     ) -> anyhow::Result<Liveness> {
         let instance = uuid::Uuid::now_v7().to_string();
@@ -205,19 +205,20 @@ impl Liveness {
         }
         let mut liveness = Liveness {
             log: log.clone(),
-            node_id: node_id.to_owned(),
-            instance: instance.clone(),
-            lease_ms: config.lease.as_millis() as u64,
+            beat: NodeHeartbeat {
+                node: node_id.to_owned(),
+                instance,
+                lease_ms: config.lease.as_millis() as u64,
+                roles,
+            },
             tasks: Vec::new(),
         };
-        liveness
-            .beat()
+        append_heartbeat(log.as_ref(), &liveness.beat)
             .await
             .context("writing the first heartbeat")?;
         liveness.tasks.push(tokio::spawn(heartbeat(
             log.clone(),
-            node_id.to_owned(),
-            instance,
+            liveness.beat.clone(),
             config,
         )));
         if config.adopt {
@@ -231,16 +232,6 @@ impl Liveness {
         Ok(liveness)
     }
 
-    async fn beat(&self) -> Result<(), LogError> {
-        append_heartbeat(
-            self.log.as_ref(),
-            &self.node_id,
-            &self.instance,
-            self.lease_ms,
-        )
-        .await
-    }
-
     /// Stops heartbeating and says the node stopped cleanly.
     pub async fn stop(self) {
         for task in &self.tasks {
@@ -249,14 +240,14 @@ impl Liveness {
         let stopped = NewEvent::new(
             "",
             NodeStopped {
-                node: self.node_id.clone(),
-                instance: self.instance.clone(),
+                node: self.beat.node.clone(),
+                instance: self.beat.instance.clone(),
             },
         );
         if let Err(error) = self
             .log
             .append(
-                NodeSid::of(&self.node_id).as_str(),
+                NodeSid::of(&self.beat.node).as_str(),
                 ExpectedVersion::Any,
                 vec![stopped],
             )
@@ -267,40 +258,19 @@ impl Liveness {
     }
 }
 
-async fn append_heartbeat(
-    log: &dyn EventLog,
-    node_id: &str,
-    instance: &str,
-    lease_ms: u64,
-) -> Result<(), LogError> {
-    let beat = NewEvent::new(
-        "",
-        NodeHeartbeat {
-            node: node_id.to_owned(),
-            instance: instance.to_owned(),
-            lease_ms,
-        },
-    );
-    log.append(
-        NodeSid::of(node_id).as_str(),
-        ExpectedVersion::Any,
-        vec![beat],
-    )
-    .await
-    .map(|_| ())
+async fn append_heartbeat(log: &dyn EventLog, beat: &NodeHeartbeat) -> Result<(), LogError> {
+    let stream = NodeSid::of(&beat.node);
+    let beat = NewEvent::new("", beat.clone());
+    log.append(stream.as_str(), ExpectedVersion::Any, vec![beat])
+        .await
+        .map(|_| ())
 }
 
-async fn heartbeat(
-    log: Arc<dyn EventLog>,
-    node_id: String,
-    instance: String,
-    config: LivenessConfig,
-) {
-    let lease_ms = config.lease.as_millis() as u64;
+async fn heartbeat(log: Arc<dyn EventLog>, beat: NodeHeartbeat, config: LivenessConfig) {
     let mut tick = tokio::time::interval(config.heartbeat);
     loop {
         tick.tick().await;
-        if let Err(error) = append_heartbeat(log.as_ref(), &node_id, &instance, lease_ms).await {
+        if let Err(error) = append_heartbeat(log.as_ref(), &beat).await {
             tracing::warn!(%error, "heartbeat failed; other nodes may take this node's calls over");
         }
     }

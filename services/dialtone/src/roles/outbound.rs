@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use dialtone_api::{ControlError, CreateCall};
 use dialtone_events::payload::{
-    CallAnswered, CallInitiated, CallRinging, CallStatus, Direction, RecordingStarted,
+    CallAnswered, CallInitiated, CallRinging, CallStatus, Direction, OriginateOptions,
+    RecordingStarted,
 };
 use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
 use dialtone_events::{ExpectedVersion, NewEvent, Payload};
@@ -34,18 +35,7 @@ pub async fn originate(
         return Err(ControlError::NotFound);
     }
     let sid = CallSid::generate();
-    let initiated = CallInitiated {
-        direction: Direction::OutboundApi,
-        from: request.from.clone(),
-        to: request.to.clone(),
-        owner_node: node.node_id.clone(),
-        sip_call_id: None,
-        source_addr: None,
-        phone_number_sid: None,
-        parent_call_sid: None,
-        forwarded_from: None,
-        application: request.application(),
-    };
+    let initiated = initiated_by_api(&request, &node.node_id);
     node.log
         .append(
             sid.as_str(),
@@ -57,6 +47,65 @@ pub async fn originate(
     let control = node.registry.register(sid.clone());
     tokio::spawn(run(node, account, sid.clone(), request, control));
     Ok(sid)
+}
+
+/// The first event of a REST-created call that `owner_node` places.
+pub fn initiated_by_api(request: &CreateCall, owner_node: &str) -> CallInitiated {
+    CallInitiated {
+        direction: Direction::OutboundApi,
+        from: request.from.clone(),
+        to: request.to.clone(),
+        owner_node: owner_node.to_owned(),
+        sip_call_id: None,
+        source_addr: None,
+        phone_number_sid: None,
+        parent_call_sid: None,
+        forwarded_from: None,
+        application: request.application(),
+    }
+}
+
+/// Places an outbound call another node created for this one (an API node without the voice
+/// role wrote its `call.initiated` naming this node the owner, then the `Originate`
+/// command): the same as [`originate`] from the queue on. Refuses (`invalid-state`) a call
+/// that is not a fresh outbound call of this node, or one already placed.
+pub async fn dial_created(
+    node: Arc<Node>,
+    account: &str,
+    sid: &CallSid,
+    options: &OriginateOptions,
+) -> Result<(), String> {
+    const REFUSED: &str = crate::roles::commands::INVALID_STATE;
+    let account = AccountSid::parse(account).map_err(|_| REFUSED.to_owned())?;
+    let history = node
+        .log
+        .read_stream(sid.as_str(), 1)
+        .await
+        .map_err(|error| error.to_string())?;
+    let initiated = match history.as_slice() {
+        [only] => match only.event.payload() {
+            Ok(Payload::CallInitiated(initiated))
+                if initiated.owner_node == node.node_id
+                    && initiated.direction == Direction::OutboundApi =>
+            {
+                initiated
+            }
+            _ => return Err(REFUSED.to_owned()),
+        },
+        _ => return Err(REFUSED.to_owned()),
+    };
+    if node.registry.contains(sid) {
+        return Err(REFUSED.to_owned());
+    }
+    let request = CreateCall::from_log(
+        &initiated.to,
+        &initiated.from,
+        &initiated.application,
+        options,
+    );
+    let control = node.registry.register(sid.clone());
+    tokio::spawn(run(node, account, sid.clone(), request, control));
+    Ok(())
 }
 
 async fn append(node: &Node, account: &AccountSid, sid: &CallSid, payload: impl Into<Payload>) {
