@@ -30,6 +30,8 @@ pub struct NodeOptions {
     pub account: Option<(String, String)>,
     /// `roles = …` (`--roles`); all when `None`.
     pub roles: Option<String>,
+    /// Kafka bootstrap servers (default `DIALTONE_KAFKA_BROKERS`, else 127.0.0.1:9092).
+    pub brokers: Option<String>,
 }
 
 impl Default for NodeOptions {
@@ -42,6 +44,7 @@ impl Default for NodeOptions {
             secret: None,
             account: None,
             roles: None,
+            brokers: None,
         }
     }
 }
@@ -108,6 +111,7 @@ impl Dialtone {
             secret,
             account,
             roles,
+            brokers,
         } = options;
         let data_dir = tempfile::tempdir().unwrap();
         let sip_port = crate::free_sip_port();
@@ -117,7 +121,8 @@ impl Dialtone {
             Backend::Sqlite => "sqlite".to_owned(),
             Backend::Kafka => format!(
                 "kafka://{}",
-                std::env::var("DIALTONE_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+                brokers.unwrap_or_else(|| std::env::var("DIALTONE_KAFKA_BROKERS")
+                    .unwrap_or_else(|_| "127.0.0.1:9092".into()))
             ),
         };
         let topic_prefix =
