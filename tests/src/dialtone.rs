@@ -49,6 +49,21 @@ impl Default for NodeOptions {
     }
 }
 
+impl NodeOptions {
+    /// Node `node_id` of the Kafka cluster `cluster` (its topics and secret, unique to this
+    /// test process): the account of `first` when the cluster has one already.
+    pub fn member(cluster: &str, node_id: &str, first: Option<&Dialtone>) -> NodeOptions {
+        NodeOptions {
+            backend: Backend::Kafka,
+            node_id: node_id.to_owned(),
+            topic_prefix: Some(format!("{cluster}-{:08x}", std::process::id())),
+            secret: Some(format!("{cluster}-test-secret-0123456789abcdef")),
+            account: first.map(|d| (d.account_sid.clone(), d.auth_token.clone())),
+            ..NodeOptions::default()
+        }
+    }
+}
+
 /// A running server. Killed (SIGTERM, then SIGKILL) on drop.
 pub struct Dialtone {
     child: Option<Child>,

@@ -3,28 +3,16 @@
 //! that owns the call, through the log; each process reports its roles on `/healthz` and
 //! `/metrics`, and serves nothing else of a role it does not run.
 
-use dialtone_tests::{eventually, Backend, Dialtone, NodeOptions, RtpSink, Sipp, TwimlApp};
+use dialtone_tests::{eventually, Dialtone, NodeOptions, RtpSink, Sipp, TwimlApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rest_hangup_on_one_node_ends_a_call_owned_by_another() {
-    let prefix = format!("cluster-{:08x}", std::process::id() ^ 0x5eed);
-    let secret = "cluster-test-secret-0123456789abcdef".to_owned();
-    let node = |id: &str, roles: &str, account| NodeOptions {
-        backend: Backend::Kafka,
-        node_id: id.to_owned(),
-        topic_prefix: Some(prefix.clone()),
-        secret: Some(secret.clone()),
-        account,
+    let node = |id: &str, roles: &str, first| NodeOptions {
         roles: Some(roles.to_owned()),
-        ..NodeOptions::default()
+        ..NodeOptions::member("cluster", id, first)
     };
     let api = Dialtone::start_node(node("node-api", "api,projector", None)).await;
-    let edge = Dialtone::start_node(node(
-        "node-edge",
-        "edge,voice,media",
-        Some((api.account_sid.clone(), api.auth_token.clone())),
-    ))
-    .await;
+    let edge = Dialtone::start_node(node("node-edge", "edge,voice,media", Some(&api))).await;
 
     // Each process says what it runs, for its load balancer and for Prometheus.
     let health = |node: &Dialtone| {

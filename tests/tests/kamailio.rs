@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use dialtone_tests::{
-    eventually, Backend, Dialtone, Kamailio, NodeOptions, RtpSink, Sipp, TwimlApp,
-};
+use dialtone_tests::{eventually, Dialtone, Kamailio, NodeOptions, RtpSink, Sipp, TwimlApp};
 
 const NUMBER: &str = "+14155550177";
 const LIVENESS: &str = "[cluster]\nheartbeat_ms = 300\nlease_ms = 1500\n";
@@ -21,24 +19,13 @@ struct Cluster {
     _app: TwimlApp,
 }
 
-async fn cluster(tag: u32) -> Cluster {
-    let prefix = format!("kamailio-{:08x}", std::process::id() ^ tag);
-    let secret = "kamailio-test-secret-0123456789abcdef".to_owned();
-    let node = |id: &str, account| NodeOptions {
-        backend: Backend::Kafka,
-        node_id: id.to_owned(),
-        topic_prefix: Some(prefix.clone()),
-        secret: Some(secret.clone()),
-        account,
+async fn cluster(name: &str) -> Cluster {
+    let node = |id: &str, first| NodeOptions {
         extra_toml: LIVENESS.to_owned(),
-        ..NodeOptions::default()
+        ..NodeOptions::member(name, id, first)
     };
     let a = Dialtone::start_node(node("voice-a", None)).await;
-    let b = Dialtone::start_node(node(
-        "voice-b",
-        Some((a.account_sid.clone(), a.auth_token.clone())),
-    ))
-    .await;
+    let b = Dialtone::start_node(node("voice-b", Some(&a))).await;
     let app = TwimlApp::start().await;
     app.set_auth_token(&a.auth_token);
     app.twiml(
@@ -94,7 +81,7 @@ async fn owner(node: &Dialtone, sid: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_through_kamailio_spread_over_both_nodes_and_in_dialog_requests_reach_the_owner() {
-    let c = cluster(0x6a3).await;
+    let c = cluster("kamailio-spread").await;
 
     // 200 calls; each caller hangs up with a BYE that must pass Kamailio to the owner.
     let rtp = RtpSink::start();
@@ -153,7 +140,7 @@ async fn calls_through_kamailio_spread_over_both_nodes_and_in_dialog_requests_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voice_node_killed_mid_load_leaves_no_call_unfinished_and_gets_no_new_calls() {
-    let mut c = cluster(0x6b7).await;
+    let mut c = cluster("kamailio-kill").await;
 
     // 40 calls of 6 s each; voice-b dies while they are up.
     let rtp = RtpSink::start();

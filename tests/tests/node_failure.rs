@@ -121,23 +121,12 @@ async fn a_second_process_cannot_take_a_live_node_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_surviving_node_ends_the_calls_of_a_dead_one() {
-    let prefix = format!("failure-{:08x}", std::process::id() ^ 0xdead);
-    let secret = "failure-test-secret-0123456789abcdef".to_owned();
-    let node = |id: &str, account| NodeOptions {
-        backend: Backend::Kafka,
-        node_id: id.to_owned(),
-        topic_prefix: Some(prefix.clone()),
-        secret: Some(secret.clone()),
-        account,
+    let node = |id: &str, first| NodeOptions {
         extra_toml: LIVENESS.to_owned(),
-        ..NodeOptions::default()
+        ..NodeOptions::member("failure", id, first)
     };
     let survivor = Dialtone::start_node(node("node-a", None)).await;
-    let mut doomed = Dialtone::start_node(node(
-        "node-b",
-        Some((survivor.account_sid.clone(), survivor.auth_token.clone())),
-    ))
-    .await;
+    let mut doomed = Dialtone::start_node(node("node-b", Some(&survivor))).await;
     let app = app_for(&survivor).await;
     survivor.provision(NUMBER, &app.url("/voice"), None).await;
     eventually(30, "node-b to know the number", || async {

@@ -90,16 +90,9 @@ impl NodeController {
             ));
         }
         let owner = self.voice_node().await?;
-        let sid = CallSid::generate();
-        let initiated = crate::roles::outbound::initiated_by_api(&request, &owner);
-        self.log
-            .append(
-                sid.as_str(),
-                ExpectedVersion::NoStream,
-                vec![NewEvent::new(account.as_str(), initiated)],
-            )
-            .await
-            .map_err(|error| ControlError::Unavailable(error.to_string()))?;
+        let sid =
+            crate::roles::outbound::record_created(self.log.as_ref(), account, &request, &owner)
+                .await?;
         let handed = commands::send(
             self.log.as_ref(),
             account.as_str(),

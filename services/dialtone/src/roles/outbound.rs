@@ -11,7 +11,7 @@ use dialtone_events::payload::{
     RecordingStarted,
 };
 use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
-use dialtone_events::{ExpectedVersion, NewEvent, Payload};
+use dialtone_events::{EventLog, ExpectedVersion, NewEvent, Payload};
 use dialtone_media::runtime::MediaCommand as MediaRuntimeCommand;
 use dialtone_media::{CallRecordingOptions, RecordingChannels, RecordingTrack};
 use dialtone_sip::endpoint::CallEvent;
@@ -34,23 +34,36 @@ pub async fn originate(
     if node.accounts.get(account.as_str()).is_none() {
         return Err(ControlError::NotFound);
     }
-    let sid = CallSid::generate();
-    let initiated = initiated_by_api(&request, &node.node_id);
-    node.log
-        .append(
-            sid.as_str(),
-            ExpectedVersion::NoStream,
-            vec![NewEvent::new(account.as_str(), initiated)],
-        )
-        .await
-        .map_err(|error| ControlError::Unavailable(error.to_string()))?;
+    let sid = record_created(node.log.as_ref(), &account, &request, &node.node_id).await?;
     let control = node.registry.register(sid.clone());
     tokio::spawn(run(node, account, sid.clone(), request, control));
     Ok(sid)
 }
 
+/// Records a REST-created call that `owner_node` places (its `call.initiated`, durably);
+/// returns its new SID.
+pub async fn record_created(
+    log: &dyn EventLog,
+    account: &AccountSid,
+    request: &CreateCall,
+    owner_node: &str,
+) -> Result<CallSid, ControlError> {
+    let sid = CallSid::generate();
+    log.append(
+        sid.as_str(),
+        ExpectedVersion::NoStream,
+        vec![NewEvent::new(
+            account.as_str(),
+            initiated_by_api(request, owner_node),
+        )],
+    )
+    .await
+    .map_err(|error| ControlError::Unavailable(error.to_string()))?;
+    Ok(sid)
+}
+
 /// The first event of a REST-created call that `owner_node` places.
-pub fn initiated_by_api(request: &CreateCall, owner_node: &str) -> CallInitiated {
+fn initiated_by_api(request: &CreateCall, owner_node: &str) -> CallInitiated {
     CallInitiated {
         direction: Direction::OutboundApi,
         from: request.from.clone(),
