@@ -172,6 +172,20 @@ pub fn summary(event: &Event) -> String {
         Payload::NumberReleased(p) => p.phone_number,
         Payload::AccountCreated(p) => format!("{:?}", p.friendly_name),
         Payload::AccountTokenRotated(_) => "auth token rotated".to_owned(),
+        Payload::AccountUpdated(p) => format!(
+            "{}{}",
+            p.friendly_name
+                .as_ref()
+                .map(|n| format!("name {n:?} "))
+                .unwrap_or_default(),
+            p.status
+                .as_ref()
+                .map(|s| format!("status {s}"))
+                .unwrap_or_default()
+        ),
+        Payload::ApiKeyCreated(p) => format!("key {} {:?}", p.key_sid, p.friendly_name),
+        Payload::ApiKeyUpdated(p) => format!("key {} {:?}", p.key_sid, p.friendly_name),
+        Payload::ApiKeyDeleted(p) => format!("key {} deleted", p.key_sid),
         Payload::RatePublished(p) => format!(
             "{} prices in {} from {}",
             p.prices.len(),

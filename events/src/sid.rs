@@ -147,6 +147,8 @@ sid_types! {
     SinkDeliveriesSid = "DD";
     /// `CM…`: a command to the node that owns a call (one stream per command).
     CommandSid = "CM";
+    /// `SK…`: an API key of an account (its events are on the account's stream).
+    KeySid = "SK";
 }
 
 impl NodeSid {

@@ -105,8 +105,34 @@ pub struct AccountEntry {
     pub friendly_name: String,
     pub token_sha256: String,
     pub token_salt: String,
+    /// `active`, `suspended` or `closed`.
+    pub status: String,
+    /// Its API keys (not deleted), oldest first.
+    pub keys: Vec<ApiKey>,
     pub date_created: OffsetDateTime,
     pub date_updated: OffsetDateTime,
+}
+
+/// An API key (`SK…`): Basic auth with its SID and secret works as the account's own
+/// credentials do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub sid: String,
+    pub friendly_name: String,
+    pub secret_sha256: String,
+    pub date_created: OffsetDateTime,
+    pub date_updated: OffsetDateTime,
+}
+
+/// Account statuses (Twilio's).
+pub const ACTIVE: &str = "active";
+pub const SUSPENDED: &str = "suspended";
+pub const CLOSED: &str = "closed";
+
+/// A new API key secret: 32 hex digits of randomness (Twilio's secrets are 32 characters).
+/// Shown once; the log keeps its [`token_sha256`].
+pub fn new_api_key_secret() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 impl AccountEntry {
@@ -121,6 +147,8 @@ impl AccountEntry {
 #[derive(Clone, Default)]
 pub struct AccountDirectory {
     inner: Arc<RwLock<HashMap<String, Arc<AccountEntry>>>>,
+    /// API key SID → its account's SID.
+    keys: Arc<RwLock<HashMap<String, String>>>,
 }
 
 /// Hash compared against when the account is unknown, so that the time to reject does not
@@ -132,17 +160,45 @@ impl AccountDirectory {
         self.inner.read().ok()?.get(sid).cloned()
     }
 
-    /// The account if `token` is its auth token (constant-time comparison of the hashes).
-    pub fn authenticate(&self, sid: &str, token: &str) -> Option<Arc<AccountEntry>> {
-        let entry = self.get(sid);
+    /// The account whose credentials `user:password` are: its SID and auth token, or one of
+    /// its API keys' SID and secret (constant-time comparison of the hashes). Accounts of any
+    /// status: what a closed or suspended one may do is the caller's rule.
+    pub fn authenticate(&self, user: &str, password: &str) -> Option<Arc<AccountEntry>> {
+        if user.starts_with("SK") {
+            return self.authenticate_key(user, password);
+        }
+        let entry = self.get(user);
         let expected = entry
             .as_ref()
             .map(|e| e.token_sha256.as_str())
             .unwrap_or(NO_ACCOUNT_HASH);
-        let presented = token_sha256(token);
+        let presented = token_sha256(password);
         let equal: bool = presented.as_bytes().ct_eq(expected.as_bytes()).into();
         if equal {
             entry
+        } else {
+            None
+        }
+    }
+
+    fn authenticate_key(&self, key_sid: &str, secret: &str) -> Option<Arc<AccountEntry>> {
+        let account = self
+            .keys
+            .read()
+            .ok()
+            .and_then(|keys| keys.get(key_sid).cloned())
+            .and_then(|account| self.get(&account));
+        let expected = account
+            .as_ref()
+            .and_then(|a| a.keys.iter().find(|k| k.sid == key_sid))
+            .map(|k| k.secret_sha256.clone())
+            .unwrap_or_else(|| NO_ACCOUNT_HASH.to_owned());
+        let equal: bool = token_sha256(secret)
+            .as_bytes()
+            .ct_eq(expected.as_bytes())
+            .into();
+        if equal {
+            account
         } else {
             None
         }
@@ -157,20 +213,30 @@ impl AccountDirectory {
     }
 
     fn replace_all(&self, entries: Vec<AccountEntry>) {
-        if let Ok(mut map) = self.inner.write() {
-            *map = entries
-                .into_iter()
-                .map(|e| (e.sid.clone(), Arc::new(e)))
-                .collect();
+        if let (Ok(mut map), Ok(mut keys)) = (self.inner.write(), self.keys.write()) {
+            map.clear();
+            keys.clear();
+            for entry in entries {
+                index_keys(&mut keys, &entry);
+                map.insert(entry.sid.clone(), Arc::new(entry));
+            }
         }
     }
 
     fn upsert(&self, entries: impl IntoIterator<Item = AccountEntry>) {
-        if let Ok(mut map) = self.inner.write() {
+        if let (Ok(mut map), Ok(mut keys)) = (self.inner.write(), self.keys.write()) {
             for entry in entries {
+                keys.retain(|_, account| *account != entry.sid);
+                index_keys(&mut keys, &entry);
                 map.insert(entry.sid.clone(), Arc::new(entry));
             }
         }
+    }
+}
+
+fn index_keys(keys: &mut HashMap<String, String>, entry: &AccountEntry) {
+    for key in &entry.keys {
+        keys.insert(key.sid.clone(), entry.sid.clone());
     }
 }
 
@@ -180,10 +246,20 @@ CREATE TABLE IF NOT EXISTS accounts (
     friendly_name TEXT NOT NULL,
     token_sha256  TEXT NOT NULL,
     token_salt    TEXT NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'active',
     version       INTEGER NOT NULL,
     date_created  TEXT NOT NULL,
     date_updated  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    sid           TEXT PRIMARY KEY,
+    account_sid   TEXT NOT NULL,
+    friendly_name TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    date_created  TEXT NOT NULL,
+    date_updated  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_account ON api_keys (account_sid, date_created);
 ";
 
 /// Projects `dialtone.account.*` into `accounts` and the [`AccountDirectory`].
@@ -208,6 +284,8 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(AccountEntry, Stri
             friendly_name: row.get(1)?,
             token_sha256: row.get(2)?,
             token_salt: row.get(3)?,
+            status: row.get(6)?,
+            keys: Vec::new(),
             date_created: OffsetDateTime::UNIX_EPOCH,
             date_updated: OffsetDateTime::UNIX_EPOCH,
         },
@@ -224,15 +302,52 @@ fn with_times(
     Ok(entry)
 }
 
-const SELECT: &str =
-    "SELECT sid, friendly_name, token_sha256, token_salt, date_created, date_updated FROM accounts";
+const SELECT: &str = "SELECT sid, friendly_name, token_sha256, token_salt, date_created, date_updated, status FROM accounts";
+
+/// The API keys of `account`, oldest first.
+fn keys_of(conn: &Connection, account: &str) -> Result<Vec<ApiKey>, ProjectionError> {
+    let raw = conn
+        .prepare_cached(
+            "SELECT sid, friendly_name, secret_sha256, date_created, date_updated FROM api_keys
+             WHERE account_sid = ?1 ORDER BY date_created, sid",
+        )
+        .and_then(|mut s| {
+            s.query_map([account], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(sql("reading API keys"))?;
+    raw.into_iter()
+        .map(|(sid, friendly_name, secret_sha256, created, updated)| {
+            Ok(ApiKey {
+                sid,
+                friendly_name,
+                secret_sha256,
+                date_created: load_time("api_keys", &created)?,
+                date_updated: load_time("api_keys", &updated)?,
+            })
+        })
+        .collect()
+}
+
+fn with_keys(conn: &Connection, mut entry: AccountEntry) -> Result<AccountEntry, ProjectionError> {
+    entry.keys = keys_of(conn, &entry.sid)?;
+    Ok(entry)
+}
 
 /// One account from the read model.
 pub fn get_account(conn: &Connection, sid: &str) -> Result<Option<AccountEntry>, ProjectionError> {
     conn.query_row(&format!("{SELECT} WHERE sid = ?1"), [sid], row_to_entry)
         .optional()
         .map_err(sql("reading an account"))?
-        .map(with_times)
+        .map(|raw| with_keys(conn, with_times(raw)?))
         .transpose()
 }
 
@@ -246,7 +361,17 @@ pub fn list_accounts(conn: &Connection) -> Result<Vec<AccountEntry>, ProjectionE
         .map_err(sql("listing accounts"))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(sql("listing accounts"))?;
-    rows.into_iter().map(with_times).collect()
+    rows.into_iter()
+        .map(|raw| with_keys(conn, with_times(raw)?))
+        .collect()
+}
+
+/// The account's stream version, which every write to the stream checks against.
+fn bump_version(tx: &Transaction<'_>, account: &str, sequence: u64) -> Result<(), ProjectionError> {
+    tx.prepare_cached("UPDATE accounts SET version = ?2 WHERE sid = ?1")
+        .and_then(|mut s| s.execute(params![account, sequence]))
+        .map_err(sql("recording an account's version"))
+        .map(|_| ())
 }
 
 impl Projection for AccountsProjection {
@@ -255,11 +380,11 @@ impl Projection for AccountsProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["accounts"]
+        &["accounts", "api_keys"]
     }
 
     fn init(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -311,6 +436,58 @@ impl Projection for AccountsProjection {
                     ])
                 })
                 .map_err(sql("rotating an account token"))?;
+            }
+            Some(Payload::AccountUpdated(updated)) => {
+                tx.prepare_cached(
+                    "UPDATE accounts SET friendly_name = COALESCE(?2, friendly_name),
+                        status = CASE WHEN status = 'closed' THEN status ELSE COALESCE(?3, status) END,
+                        version = ?4, date_updated = ?5
+                     WHERE sid = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        event.subject,
+                        updated.friendly_name,
+                        updated.status,
+                        event.sequence,
+                        time
+                    ])
+                })
+                .map_err(sql("updating an account"))?;
+            }
+            Some(Payload::ApiKeyCreated(key)) => {
+                tx.prepare_cached(
+                    "INSERT INTO api_keys (sid, account_sid, friendly_name, secret_sha256, date_created, date_updated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (sid) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        key.key_sid,
+                        event.subject,
+                        key.friendly_name,
+                        key.secret_sha256,
+                        time
+                    ])
+                })
+                .map_err(sql("creating an API key"))?;
+                bump_version(tx, &event.subject, event.sequence)?;
+            }
+            Some(Payload::ApiKeyUpdated(key)) => {
+                tx.prepare_cached(
+                    "UPDATE api_keys SET friendly_name = ?3, date_updated = ?4
+                     WHERE sid = ?1 AND account_sid = ?2",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![key.key_sid, event.subject, key.friendly_name, time])
+                })
+                .map_err(sql("updating an API key"))?;
+                bump_version(tx, &event.subject, event.sequence)?;
+            }
+            Some(Payload::ApiKeyDeleted(key)) => {
+                tx.prepare_cached("DELETE FROM api_keys WHERE sid = ?1 AND account_sid = ?2")
+                    .and_then(|mut s| s.execute(params![key.key_sid, event.subject]))
+                    .map_err(sql("deleting an API key"))?;
+                bump_version(tx, &event.subject, event.sequence)?;
             }
             _ => return Ok(()),
         }
@@ -375,11 +552,28 @@ mod tests {
             friendly_name: "a".into(),
             token_sha256: token_sha256("tok"),
             token_salt: "s".into(),
+            status: ACTIVE.into(),
+            keys: vec![ApiKey {
+                sid: "SK01".into(),
+                friendly_name: "ci".into(),
+                secret_sha256: token_sha256("key-secret"),
+                date_created: OffsetDateTime::UNIX_EPOCH,
+                date_updated: OffsetDateTime::UNIX_EPOCH,
+            }],
             date_created: OffsetDateTime::UNIX_EPOCH,
             date_updated: OffsetDateTime::UNIX_EPOCH,
         }]);
         assert!(dir.authenticate(&sid, "tok").is_some());
         assert!(dir.authenticate(&sid, "tok2").is_none());
         assert!(dir.authenticate("ACnope", "tok").is_none());
+        // An API key authenticates as its account; its secret only, not the token.
+        assert_eq!(dir.authenticate("SK01", "key-secret").unwrap().sid, sid);
+        assert!(dir.authenticate("SK01", "tok").is_none());
+        assert!(dir.authenticate("SK02", "key-secret").is_none());
+        // Deleted (the account upserted without it): it no longer authenticates.
+        let mut without = (*dir.get(&sid).unwrap()).clone();
+        without.keys.clear();
+        dir.upsert([without]);
+        assert!(dir.authenticate("SK01", "key-secret").is_none());
     }
 }

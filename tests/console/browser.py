@@ -34,10 +34,10 @@ def shot(page, name):
     page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
 
 
-def log_in(page, token=TOKEN):
+def log_in(page, token=TOKEN, sid=AC):
     page.goto(URL + "/console")
     expect(page).to_have_url(re.compile(r"/console/login$"))
-    page.get_by_label("Account SID").fill(AC)
+    page.get_by_label("Account SID").fill(sid)
     page.get_by_label("Auth token").fill(token)
     page.get_by_role("button", name="Log in").click()
 
@@ -45,7 +45,7 @@ def log_in(page, token=TOKEN):
 def numbers(page, context):
     # Wrong credentials: the page says so, and no session cookie is set.
     log_in(page, token="not-the-token")
-    expect(page.get_by_role("alert")).to_have_text("Wrong account SID or auth token.")
+    expect(page.get_by_role("alert")).to_have_text("Wrong SID or secret.")
     assert not [c for c in context.cookies() if c["name"] == "dialtone_console"], context.cookies()
     shot(page, "login")
     log_in(page)
@@ -157,6 +157,11 @@ def calls(page, context):
     expect(page).to_have_url(re.compile(r"/console/login$"))
     page.goto(URL + "/console/calls")
     expect(page).to_have_url(re.compile(r"/console/login$"))
+
+    # An API key logs in as its account.
+    log_in(page, token=os.environ["DIALTONE_KEY_SECRET"], sid=os.environ["DIALTONE_KEY_SID"])
+    expect(page).to_have_url(re.compile(r"/console/calls$"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Calls")
 
 
 def main(phase):

@@ -12,7 +12,13 @@ use dialtone_tests::{eventually, Backend, Dialtone, RtpSink, Sipp, TwimlApp};
 
 const NUMBER: &str = "+14155550177";
 
-fn browser(phase: &str, dialtone: &Dialtone, app: &TwimlApp, shots: &std::path::Path) {
+fn browser(
+    phase: &str,
+    dialtone: &Dialtone,
+    app: &TwimlApp,
+    key: &(String, String),
+    shots: &std::path::Path,
+) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/console/browser.py");
     let python = std::env::var("DIALTONE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let output = std::process::Command::new(python)
@@ -24,6 +30,8 @@ fn browser(phase: &str, dialtone: &Dialtone, app: &TwimlApp, shots: &std::path::
         .env("DIALTONE_NUMBER", NUMBER)
         .env("DIALTONE_VOICE_URL", app.url("/voice"))
         .env("DIALTONE_SCREENSHOTS", shots)
+        .env("DIALTONE_KEY_SID", &key.0)
+        .env("DIALTONE_KEY_SECRET", &key.1)
         .output()
         .expect("python with playwright (DIALTONE_PYTHON; ./infra/test.sh installs it)");
     assert!(
@@ -51,11 +59,19 @@ async fn the_console_in_a_real_browser() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| temp.path().to_path_buf());
 
+    let (status, created) = dialtone
+        .post("Keys.json", &[("FriendlyName", "console")])
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = (
+        created["sid"].as_str().unwrap().to_owned(),
+        created["secret"].as_str().unwrap().to_owned(),
+    );
     let phase = {
-        let (dialtone, app, shots) = (&dialtone, &app, shots.clone());
+        let (dialtone, app, key, shots) = (&dialtone, &app, &key, shots.clone());
         move |name: &'static str| {
-            let (dialtone, app, shots) = (dialtone, app, shots.clone());
-            tokio::task::block_in_place(move || browser(name, dialtone, app, &shots))
+            let shots = shots.clone();
+            tokio::task::block_in_place(move || browser(name, dialtone, app, key, &shots))
         }
     };
     phase("numbers");

@@ -550,6 +550,37 @@ pub struct AccountTokenRotated {
     pub token_salt: String,
 }
 
+/// REST `POST /Accounts/{AC}.json`: what changed (absent: unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountUpdated {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friendly_name: Option<String>,
+    /// `active`, `suspended` or `closed` (closed is final).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// An API key of the account (`SK…`). Its secret was shown once, at creation; the log keeps
+/// only its SHA-256 (a random 32-character secret: no salt needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyCreated {
+    pub key_sid: String,
+    pub friendly_name: String,
+    pub secret_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyUpdated {
+    pub key_sid: String,
+    pub friendly_name: String,
+}
+
+/// The key no longer authenticates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyDeleted {
+    pub key_sid: String,
+}
+
 // ---------------------------------------------------------------------------------------
 // rate family (stream `RT…`)
 
@@ -790,6 +821,10 @@ catalogue! {
     NumberReleased(NumberReleased) = "dialtone.number.released";
     AccountCreated(AccountCreated) = "dialtone.account.created";
     AccountTokenRotated(AccountTokenRotated) = "dialtone.account.token.rotated";
+    AccountUpdated(AccountUpdated) = "dialtone.account.updated";
+    ApiKeyCreated(ApiKeyCreated) = "dialtone.account.key.created";
+    ApiKeyUpdated(ApiKeyUpdated) = "dialtone.account.key.updated";
+    ApiKeyDeleted(ApiKeyDeleted) = "dialtone.account.key.deleted";
     RatePublished(RatePublished) = "dialtone.rate.published";
     ConferenceStarted(ConferenceStarted) = "dialtone.conference.started";
     ParticipantJoined(ParticipantJoined) = "dialtone.conference.participant.joined";

@@ -243,6 +243,26 @@ fn samples() -> Vec<Payload> {
             token_salt: "s2".into(),
         }
         .into(),
+        AccountUpdated {
+            friendly_name: Some("Acme Inc".into()),
+            status: Some("suspended".into()),
+        }
+        .into(),
+        ApiKeyCreated {
+            key_sid: "SK0123456789abcdef0123456789abcdef".into(),
+            friendly_name: "ci".into(),
+            secret_sha256: "ef".repeat(32),
+        }
+        .into(),
+        ApiKeyUpdated {
+            key_sid: "SK0123456789abcdef0123456789abcdef".into(),
+            friendly_name: "deploys".into(),
+        }
+        .into(),
+        ApiKeyDeleted {
+            key_sid: "SK0123456789abcdef0123456789abcdef".into(),
+        }
+        .into(),
         RatePublished {
             effective_from: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             currency: "USD".into(),

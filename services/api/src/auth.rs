@@ -1,12 +1,14 @@
-//! HTTP Basic authentication with `AccountSid:AuthToken`.
+//! HTTP Basic authentication with `AccountSid:AuthToken` or `ApiKeySid:Secret`, and what
+//! the account's status admits.
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use base64::Engine;
+use dialtone_projections::accounts::{CLOSED, SUSPENDED};
 use dialtone_projections::AccountEntry;
 
 use crate::error::ApiError;
@@ -59,12 +61,36 @@ impl FromRequestParts<ApiState> for Authenticated {
         let path_account = params
             .iter()
             .find(|(name, _)| *name == "account_sid")
-            .map(|(_, value)| value);
+            .map(|(_, value)| value.strip_suffix(".json").unwrap_or(value));
         if path_account != Some(account.sid.as_str()) {
             return Err(ApiError::not_found(parts.uri.path()));
         }
+        admit(&account, &parts.method, parts.uri.path())?;
         Ok(Authenticated { account })
     }
+}
+
+/// What an account's status allows (Twilio's 20005, "Account not active"): a closed account
+/// nothing; a suspended one reads, and may change its own status (`POST /Accounts/{AC}`).
+fn admit(account: &AccountEntry, method: &Method, path: &str) -> Result<(), ApiError> {
+    match account.status.as_str() {
+        CLOSED => Err(ApiError::account_not_active(&account.status)),
+        SUSPENDED
+            if method != Method::GET
+                && method != Method::HEAD
+                && !is_account_resource(path, &account.sid) =>
+        {
+            Err(ApiError::account_not_active(&account.status))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_account_resource(path: &str, sid: &str) -> bool {
+    let rest = path
+        .strip_prefix("/2010-04-01/Accounts/")
+        .unwrap_or_default();
+    rest == sid || rest.strip_suffix(".json") == Some(sid)
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub mod codes {
     pub const AUTHENTICATE: u32 = 20003;
     /// Method not allowed.
     pub const METHOD_NOT_ALLOWED: u32 = 20004;
+    /// Account not active (suspended or closed).
+    pub const ACCOUNT_NOT_ACTIVE: u32 = 20005;
     /// Resource not found.
     pub const NOT_FOUND: u32 = 20404;
     /// Conflicting concurrent modification.
@@ -64,6 +66,15 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             codes::AUTHENTICATE,
             "Authenticate",
+        )
+    }
+
+    /// 20005: the account is suspended (writes) or closed (everything).
+    pub fn account_not_active(status: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::ACCOUNT_NOT_ACTIVE,
+            format!("Account not active: the account is {status}"),
         )
     }
 

@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod accounts;
 mod as_of;
 mod auth;
 mod calls;
@@ -231,6 +232,13 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(native::healthz))
         .routes(routes!(native::metrics))
         .routes(routes!(openapi_json))
+        .routes(routes!(accounts::fetch, accounts::update))
+        .routes(routes!(accounts::list_keys, accounts::create_key))
+        .routes(routes!(
+            accounts::fetch_key,
+            accounts::update_key,
+            accounts::delete_key
+        ))
         .routes(routes!(numbers::list, numbers::create))
         .routes(routes!(numbers::fetch, numbers::update, numbers::release))
         .routes(routes!(calls::list, calls_write::create))

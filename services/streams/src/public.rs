@@ -4,8 +4,9 @@ use dialtone_events::Event;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// Members of account events that never leave the server: the auth token's hash and salt.
-const SECRET_MEMBERS: &[&str] = &["token_sha256", "token_salt"];
+/// Members of account events that never leave the server: the auth token's hash and salt,
+/// an API key's secret hash.
+const SECRET_MEMBERS: &[&str] = &["token_sha256", "token_salt", "secret_sha256"];
 
 /// The CloudEvent JSON a subscriber of `event`'s account receives: exactly the stored
 /// canonical JSON, so its hash chain can be re-checked, except for account events

@@ -193,10 +193,10 @@ fn login_form(message: Option<&str>) -> Page {
     }
     page.html(
         r#"<form method="post" action="/console/login" class="card narrow">
-<p>Log in with your account SID and auth token (as for the REST API).</p>
-<label for="account_sid">Account SID</label>
-<input id="account_sid" name="account_sid" autocomplete="username" required pattern="AC[0-9a-f]{32}" spellcheck="false">
-<label for="auth_token">Auth token</label>
+<p>Log in with your account SID and auth token, or an API key's SID and secret (as for the REST API).</p>
+<label for="account_sid">Account SID or API key SID</label>
+<input id="account_sid" name="account_sid" autocomplete="username" required pattern="(AC|SK)[0-9a-f]{32}" spellcheck="false">
+<label for="auth_token">Auth token or API key secret</label>
 <input id="auth_token" name="auth_token" type="password" autocomplete="current-password" required>
 <button type="submit">Log in</button>
 </form>"#,
@@ -235,8 +235,7 @@ async fn login(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -
         .to_owned();
     let token = params.get("auth_token").unwrap_or_default().to_owned();
     if state.accounts.authenticate(&sid, &token).is_none() {
-        return login_form(Some("Wrong account SID or auth token."))
-            .respond(StatusCode::UNAUTHORIZED);
+        return login_form(Some("Wrong SID or secret.")).respond(StatusCode::UNAUTHORIZED);
     }
     let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{sid}:{token}"));
     let secure = headers

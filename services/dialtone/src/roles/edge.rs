@@ -63,6 +63,18 @@ impl Edge {
                 return;
             }
         }
+        // A suspended or closed account's numbers take no calls (the caller gets 403).
+        if node
+            .accounts
+            .get(&route.account_sid)
+            .is_some_and(|a| a.status != dialtone_projections::accounts::ACTIVE)
+        {
+            tracing::info!(number = %dialed, account = %route.account_sid, "the number's account is not active: 403");
+            metrics::counter!("dialtone_calls_rejected_total", "reason" => "account-inactive")
+                .increment(1);
+            let _ = incoming.call.reject(403, None).await;
+            return;
+        }
         let (Some(webhooks), Ok(account)) = (
             node.webhook_session(&route.account_sid),
             AccountSid::parse(&route.account_sid),
