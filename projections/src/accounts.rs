@@ -12,7 +12,9 @@ use std::sync::{Arc, RwLock};
 
 use dialtone_events::payload::{AccountCreated, AccountTokenRotated};
 use dialtone_events::sid::AccountSid;
-use dialtone_events::{EventLog, ExpectedVersion, LogError, NewEvent, Payload, RecordedEvent};
+use dialtone_events::{
+    EventLog, ExpectedVersion, LogError, NewEvent, Payload, Position, RecordedEvent,
+};
 use hmac::{KeyInit, Mac};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
@@ -55,23 +57,38 @@ pub async fn create_account(
     node_secret: &[u8],
     friendly_name: &str,
 ) -> Result<(AccountSid, String), LogError> {
+    create_subaccount(log, node_secret, friendly_name, None)
+        .await
+        .map(|(sid, token, _)| (sid, token))
+}
+
+/// Creates an account owned by `owner` (a subaccount), or a top-level one: returns its SID,
+/// its auth token (shown once) and the event's positions.
+pub async fn create_subaccount(
+    log: &dyn EventLog,
+    node_secret: &[u8],
+    friendly_name: &str,
+    owner: Option<&str>,
+) -> Result<(AccountSid, String, Vec<Position>), LogError> {
     let sid = AccountSid::generate();
     let salt = new_token_salt();
     let token = derive_auth_token(node_secret, sid.as_str(), &salt);
-    log.append(
-        sid.as_str(),
-        ExpectedVersion::NoStream,
-        vec![NewEvent::new(
+    let appended = log
+        .append(
             sid.as_str(),
-            AccountCreated {
-                friendly_name: friendly_name.to_owned(),
-                token_sha256: token_sha256(&token),
-                token_salt: salt,
-            },
-        )],
-    )
-    .await?;
-    Ok((sid, token))
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(
+                sid.as_str(),
+                AccountCreated {
+                    friendly_name: friendly_name.to_owned(),
+                    owner_account_sid: owner.map(str::to_owned),
+                    token_sha256: token_sha256(&token),
+                    token_salt: salt,
+                },
+            )],
+        )
+        .await?;
+    Ok((sid, token, appended.positions))
 }
 
 /// Gives an account a new auth token (a new salt); the old token stops working once the
@@ -107,6 +124,8 @@ pub struct AccountEntry {
     pub token_salt: String,
     /// `active`, `suspended` or `closed`.
     pub status: String,
+    /// The parent account, for a subaccount.
+    pub owner_account_sid: Option<String>,
     /// Its API keys (not deleted), oldest first.
     pub keys: Vec<ApiKey>,
     pub date_created: OffsetDateTime,
@@ -204,6 +223,22 @@ impl AccountDirectory {
         }
     }
 
+    /// `owner`'s subaccounts, oldest first.
+    pub fn subaccounts_of(&self, owner: &str) -> Vec<Arc<AccountEntry>> {
+        let mut subaccounts: Vec<Arc<AccountEntry>> = self
+            .inner
+            .read()
+            .map(|m| {
+                m.values()
+                    .filter(|a| a.owner_account_sid.as_deref() == Some(owner))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        subaccounts.sort_by(|a, b| (a.date_created, &a.sid).cmp(&(b.date_created, &b.sid)));
+        subaccounts
+    }
+
     pub fn len(&self) -> usize {
         self.inner.read().map(|m| m.len()).unwrap_or(0)
     }
@@ -247,6 +282,7 @@ CREATE TABLE IF NOT EXISTS accounts (
     token_sha256  TEXT NOT NULL,
     token_salt    TEXT NOT NULL,
     status        TEXT NOT NULL DEFAULT 'active',
+    owner_account_sid TEXT,
     version       INTEGER NOT NULL,
     date_created  TEXT NOT NULL,
     date_updated  TEXT NOT NULL
@@ -285,6 +321,7 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(AccountEntry, Stri
             token_sha256: row.get(2)?,
             token_salt: row.get(3)?,
             status: row.get(6)?,
+            owner_account_sid: row.get(7)?,
             keys: Vec::new(),
             date_created: OffsetDateTime::UNIX_EPOCH,
             date_updated: OffsetDateTime::UNIX_EPOCH,
@@ -302,7 +339,7 @@ fn with_times(
     Ok(entry)
 }
 
-const SELECT: &str = "SELECT sid, friendly_name, token_sha256, token_salt, date_created, date_updated, status FROM accounts";
+const SELECT: &str = "SELECT sid, friendly_name, token_sha256, token_salt, date_created, date_updated, status, owner_account_sid FROM accounts";
 
 /// The API keys of `account`, oldest first.
 fn keys_of(conn: &Connection, account: &str) -> Result<Vec<ApiKey>, ProjectionError> {
@@ -380,7 +417,7 @@ impl Projection for AccountsProjection {
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -405,8 +442,8 @@ impl Projection for AccountsProjection {
         match decode(recorded) {
             Some(Payload::AccountCreated(created)) => {
                 tx.prepare_cached(
-                    "INSERT INTO accounts (sid, friendly_name, token_sha256, token_salt, version, date_created, date_updated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                    "INSERT INTO accounts (sid, friendly_name, token_sha256, token_salt, version, date_created, date_updated, owner_account_sid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
                      ON CONFLICT (sid) DO NOTHING",
                 )
                 .and_then(|mut s| {
@@ -416,7 +453,8 @@ impl Projection for AccountsProjection {
                         created.token_sha256,
                         created.token_salt,
                         event.sequence,
-                        time
+                        time,
+                        created.owner_account_sid
                     ])
                 })
                 .map_err(sql("inserting an account"))?;
@@ -553,6 +591,7 @@ mod tests {
             token_sha256: token_sha256("tok"),
             token_salt: "s".into(),
             status: ACTIVE.into(),
+            owner_account_sid: None,
             keys: vec![ApiKey {
                 sid: "SK01".into(),
                 friendly_name: "ci".into(),

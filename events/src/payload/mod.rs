@@ -538,6 +538,10 @@ pub struct NumberReleased {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountCreated {
     pub friendly_name: String,
+    /// The parent account of a subaccount: its credentials reach this one (never the
+    /// reverse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_account_sid: Option<String>,
     /// Hex SHA-256 of the auth token. The token itself is never in the log.
     pub token_sha256: String,
     /// Public salt from which the token is derived with the node secret.

@@ -234,6 +234,7 @@ fn samples() -> Vec<Payload> {
         .into(),
         AccountCreated {
             friendly_name: "Acme".into(),
+            owner_account_sid: Some("AC0123456789abcdef0123456789abcdef".into()),
             token_sha256: "ab".repeat(32),
             token_salt: "s1".into(),
         }

@@ -1,5 +1,6 @@
 //! The account itself (`/2010-04-01/Accounts/{AC}.json`: fetch, update `FriendlyName` and
-//! `Status`) and its API keys (`Keys`: create — the secret shown once — list, fetch, update,
+//! `Status`), its subaccounts (`/2010-04-01/Accounts.json`: create, list; the parent's
+//! credentials reach them, never the reverse) and its API keys (`Keys`: create — the secret shown once — list, fetch, update,
 //! delete). Every change is an event on the account's `AC…` stream.
 //!
 //! Status, as Twilio: `active`; `suspended` (reads work, writes fail with 20005, its numbers
@@ -8,26 +9,27 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dialtone_events::payload::{AccountUpdated, ApiKeyCreated, ApiKeyDeleted, ApiKeyUpdated};
 use dialtone_events::{ExpectedVersion, NewEvent, Payload};
 use dialtone_projections::accounts::{
-    new_api_key_secret, token_sha256, AccountEntry, ApiKey, ACTIVE, CLOSED, SUSPENDED,
+    create_subaccount, new_api_key_secret, token_sha256, AccountEntry, ApiKey, ACTIVE, CLOSED,
+    SUSPENDED,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-use crate::auth::Authenticated;
+use crate::auth::{admit, authenticate, Authenticated};
 use crate::error::{codes, ApiError};
 use crate::format::{rfc2822, sid_segment};
 use crate::params::Params;
 use crate::ApiState;
 
-/// The Account resource (Twilio's shape). `auth_token` is always null: Dialtone shows a
-/// token once, when it is created, and stores only its hash.
+/// The Account resource (Twilio's shape). `auth_token` is null but in the answer that
+/// creates a subaccount: Dialtone shows a token once and stores only its hash.
 #[derive(Serialize, ToSchema)]
 pub struct AccountResource {
     pub auth_token: Option<String>,
@@ -42,6 +44,20 @@ pub struct AccountResource {
     /// `Full`.
     #[serde(rename = "type")]
     pub account_type: String,
+    pub uri: String,
+}
+
+/// `GET /Accounts.json`: the authenticated account and its subaccounts.
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    pub accounts: Vec<AccountResource>,
+    pub end: usize,
+    pub first_page_uri: String,
+    pub next_page_uri: Option<String>,
+    pub page: u32,
+    pub page_size: usize,
+    pub previous_page_uri: Option<String>,
+    pub start: usize,
     pub uri: String,
 }
 
@@ -108,7 +124,10 @@ fn account_resource(account: &AccountEntry) -> AccountResource {
         date_created: rfc2822(account.date_created),
         date_updated: rfc2822(account.date_updated),
         friendly_name: account.friendly_name.clone(),
-        owner_account_sid: account.sid.clone(),
+        owner_account_sid: account
+            .owner_account_sid
+            .clone()
+            .unwrap_or_else(|| account.sid.clone()),
         sid: account.sid.clone(),
         status: account.status.clone(),
         subresource_uris,
@@ -152,6 +171,119 @@ async fn write(
         .accounts
         .get(auth.sid())
         .ok_or_else(ApiError::internal)
+}
+
+#[utoipa::path(
+    operation_id = "accounts_list",
+    get,
+    path = "/2010-04-01/Accounts.json",
+    tag = "Accounts",
+    summary = "The authenticated account and its subaccounts",
+    params(
+        ("FriendlyName" = Option<String>, Query, description = "Exact"),
+        ("Status" = Option<String>, Query, description = "active, suspended or closed"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = AccountList),
+        (status = 401, description = "Wrong or missing credentials (20003)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Json<AccountList>, ApiError> {
+    let caller = authenticate(&state, &headers)?;
+    admit(&caller, &axum::http::Method::GET, uri.path())?;
+    let params = Params::from_query(uri.query());
+    let name = params.get("FriendlyName");
+    let status = params.get("Status");
+    let mut all = vec![caller.clone()];
+    all.extend(state.accounts.subaccounts_of(&caller.sid));
+    let accounts: Vec<AccountResource> = all
+        .iter()
+        .filter(|a| name.is_none_or(|n| a.friendly_name == n))
+        .filter(|a| status.is_none_or(|s| a.status == s))
+        .map(|a| account_resource(a))
+        .collect();
+    let path = "/2010-04-01/Accounts.json".to_owned();
+    Ok(Json(AccountList {
+        end: accounts.len().saturating_sub(1),
+        first_page_uri: format!("{path}?PageSize=1000&Page=0"),
+        next_page_uri: None,
+        page: 0,
+        page_size: accounts.len().max(1000),
+        previous_page_uri: None,
+        start: 0,
+        uri: path,
+        accounts,
+    }))
+}
+
+#[utoipa::path(
+    operation_id = "accounts_create",
+    post,
+    path = "/2010-04-01/Accounts.json",
+    tag = "Accounts",
+    summary = "Create a subaccount of the authenticated account; its auth_token is in this answer only",
+    responses(
+        (status = 201, description = "Created", body = AccountResource),
+        (status = 400, description = "Invalid parameter, or a subaccount asking for one (20001)", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, description = "Wrong or missing credentials (20003), or the account is not active (20005)", body = crate::openapi::schemas::ErrorBody),
+    ),
+    security(("accountSid_authToken" = [])),
+)]
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers)?;
+    admit(&caller, &axum::http::Method::POST, uri.path())?;
+    if caller.owner_account_sid.is_some() {
+        return Err(ApiError::invalid("a subaccount cannot have subaccounts"));
+    }
+    let secret = state.node_secret.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            "this node cannot create accounts",
+        )
+    })?;
+    let params = Params::parse(&body);
+    let now = time::OffsetDateTime::now_utc();
+    let friendly_name = params
+        .get("FriendlyName")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("SubAccount Created at {}", rfc2822(now)));
+    if friendly_name.chars().count() > 64 {
+        return Err(ApiError::invalid(
+            "FriendlyName is longer than 64 characters",
+        ));
+    }
+    let (sid, token, positions) = create_subaccount(
+        state.log.as_ref(),
+        &secret,
+        &friendly_name,
+        Some(&caller.sid),
+    )
+    .await?;
+    if !state.await_projections(&positions).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            "the account is recorded but not applied yet",
+        ));
+    }
+    let account = state
+        .accounts
+        .get(sid.as_str())
+        .ok_or_else(ApiError::internal)?;
+    let mut shown = account_resource(&account);
+    shown.auth_token = Some(token);
+    Ok((StatusCode::CREATED, Json(shown)).into_response())
 }
 
 #[utoipa::path(

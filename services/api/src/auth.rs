@@ -50,11 +50,7 @@ impl FromRequestParts<ApiState> for Authenticated {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Authenticated, ApiError> {
-        let (user, token) = basic_credentials(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let account = state
-            .accounts
-            .authenticate(&user, &token)
-            .ok_or_else(ApiError::unauthorized)?;
+        let caller = authenticate(state, &parts.headers)?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found(parts.uri.path()))?;
@@ -62,17 +58,36 @@ impl FromRequestParts<ApiState> for Authenticated {
             .iter()
             .find(|(name, _)| *name == "account_sid")
             .map(|(_, value)| value.strip_suffix(".json").unwrap_or(value));
-        if path_account != Some(account.sid.as_str()) {
-            return Err(ApiError::not_found(parts.uri.path()));
-        }
+        let account = match path_account {
+            Some(sid) if sid == caller.sid => caller,
+            // A parent's credentials reach its subaccounts (never the reverse).
+            Some(sid) => state
+                .accounts
+                .get(sid)
+                .filter(|a| a.owner_account_sid.as_deref() == Some(caller.sid.as_str()))
+                .ok_or_else(|| ApiError::not_found(parts.uri.path()))?,
+            None => return Err(ApiError::not_found(parts.uri.path())),
+        };
         admit(&account, &parts.method, parts.uri.path())?;
         Ok(Authenticated { account })
     }
 }
 
+/// The account whose Basic credentials `headers` carry (401/20003 otherwise).
+pub(crate) fn authenticate(
+    state: &ApiState,
+    headers: &HeaderMap,
+) -> Result<Arc<AccountEntry>, ApiError> {
+    let (user, password) = basic_credentials(headers).ok_or_else(ApiError::unauthorized)?;
+    state
+        .accounts
+        .authenticate(&user, &password)
+        .ok_or_else(ApiError::unauthorized)
+}
+
 /// What an account's status allows (Twilio's 20005, "Account not active"): a closed account
 /// nothing; a suspended one reads, and may change its own status (`POST /Accounts/{AC}`).
-fn admit(account: &AccountEntry, method: &Method, path: &str) -> Result<(), ApiError> {
+pub(crate) fn admit(account: &AccountEntry, method: &Method, path: &str) -> Result<(), ApiError> {
     match account.status.as_str() {
         CLOSED => Err(ApiError::account_not_active(&account.status)),
         SUSPENDED

@@ -112,6 +112,9 @@ pub struct ApiState {
     pub stream_heartbeat: Duration,
     /// The role groups of this process, for `/healthz` (`all` when not told).
     pub roles: Arc<str>,
+    /// The cluster's secret, from which accounts' auth tokens derive: creating a subaccount
+    /// needs it (`None` answers 503 there).
+    pub node_secret: Option<Arc<Vec<u8>>>,
     /// Serialises number provisioning on this node, so two requests for the same number
     /// cannot both pass the availability check.
     number_writes: Arc<tokio::sync::Mutex<()>>,
@@ -143,6 +146,7 @@ impl ApiState {
             event_hub: None,
             stream_heartbeat: Duration::from_secs(15),
             roles: Arc::from("all"),
+            node_secret: None,
             number_writes: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -193,6 +197,12 @@ impl ApiState {
         self
     }
 
+    /// Enables subaccount creation (tokens derive from the cluster's secret).
+    pub fn with_node_secret(mut self, secret: Arc<Vec<u8>>) -> ApiState {
+        self.node_secret = Some(secret);
+        self
+    }
+
     /// The role groups of this process, as `/healthz` reports them.
     pub fn with_roles(mut self, roles: &str) -> ApiState {
         self.roles = Arc::from(roles);
@@ -232,6 +242,7 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(native::healthz))
         .routes(routes!(native::metrics))
         .routes(routes!(openapi_json))
+        .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::fetch, accounts::update))
         .routes(routes!(accounts::list_keys, accounts::create_key))
         .routes(routes!(

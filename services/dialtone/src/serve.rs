@@ -183,6 +183,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }))
     .with_event_hub(hub.clone())
     .with_roles(&roles.to_string())
+    .with_node_secret(secret.clone())
     .with_stream_heartbeat(Duration::from_secs_f64(
         config.streams.heartbeat_seconds.clamp(0.05, 3600.0),
     ));
