@@ -2,7 +2,7 @@
 //! the console's timelines. The JSON stays the record; this is only its reading aid.
 
 use crate::envelope::Event;
-use crate::payload::{DtmfSource, Payload};
+use crate::payload::{ApplicationCreated, ApplicationUpdated, DtmfSource, Payload};
 
 fn quoted(text: &str, max: usize) -> String {
     let mut short: String = text.chars().take(max).collect();
@@ -186,6 +186,19 @@ pub fn summary(event: &Event) -> String {
         Payload::ApiKeyCreated(p) => format!("key {} {:?}", p.key_sid, p.friendly_name),
         Payload::ApiKeyUpdated(p) => format!("key {} {:?}", p.key_sid, p.friendly_name),
         Payload::ApiKeyDeleted(p) => format!("key {} deleted", p.key_sid),
+        Payload::ApplicationCreated(ApplicationCreated {
+            application_sid,
+            config,
+        })
+        | Payload::ApplicationUpdated(ApplicationUpdated {
+            application_sid,
+            config,
+        }) => format!(
+            "application {application_sid} {:?}{}",
+            config.friendly_name,
+            opt("voice", &config.voice_url)
+        ),
+        Payload::ApplicationDeleted(p) => format!("application {} deleted", p.application_sid),
         Payload::RatePublished(p) => format!(
             "{} prices in {} from {}",
             p.prices.len(),

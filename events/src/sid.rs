@@ -149,6 +149,8 @@ sid_types! {
     CommandSid = "CM";
     /// `SK…`: an API key of an account (its events are on the account's stream).
     KeySid = "SK";
+    /// `AP…`: a TwiML Application of an account (its events are on the account's stream).
+    ApplicationSid = "AP";
 }
 
 impl NodeSid {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use dialtone_events::payload::{AccountCreated, AccountTokenRotated};
+use dialtone_events::payload::{AccountCreated, AccountTokenRotated, ApplicationConfig};
 use dialtone_events::sid::AccountSid;
 use dialtone_events::{
     EventLog, ExpectedVersion, LogError, NewEvent, Payload, Position, RecordedEvent,
@@ -128,6 +128,8 @@ pub struct AccountEntry {
     pub owner_account_sid: Option<String>,
     /// Its API keys (not deleted), oldest first.
     pub keys: Vec<ApiKey>,
+    /// Its TwiML Applications (not deleted), oldest first.
+    pub applications: Vec<Application>,
     pub date_created: OffsetDateTime,
     pub date_updated: OffsetDateTime,
 }
@@ -141,6 +143,23 @@ pub struct ApiKey {
     pub secret_sha256: String,
     pub date_created: OffsetDateTime,
     pub date_updated: OffsetDateTime,
+}
+
+/// A TwiML Application (`AP…`): voice (and SMS) URLs that numbers and outbound calls can
+/// name instead of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    pub sid: String,
+    pub config: ApplicationConfig,
+    pub date_created: OffsetDateTime,
+    pub date_updated: OffsetDateTime,
+}
+
+impl AccountEntry {
+    /// The application `sid` of this account.
+    pub fn application(&self, sid: &str) -> Option<&Application> {
+        self.applications.iter().find(|a| a.sid == sid)
+    }
 }
 
 /// Account statuses (Twilio's).
@@ -296,6 +315,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
     date_updated  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_account ON api_keys (account_sid, date_created);
+CREATE TABLE IF NOT EXISTS applications (
+    sid                   TEXT PRIMARY KEY,
+    account_sid           TEXT NOT NULL,
+    config                TEXT NOT NULL,
+    date_created          TEXT NOT NULL,
+    date_updated          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS applications_by_account ON applications (account_sid, date_created);
 ";
 
 /// Projects `dialtone.account.*` into `accounts` and the [`AccountDirectory`].
@@ -323,6 +350,7 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(AccountEntry, Stri
             status: row.get(6)?,
             owner_account_sid: row.get(7)?,
             keys: Vec::new(),
+            applications: Vec::new(),
             date_created: OffsetDateTime::UNIX_EPOCH,
             date_updated: OffsetDateTime::UNIX_EPOCH,
         },
@@ -374,8 +402,43 @@ fn keys_of(conn: &Connection, account: &str) -> Result<Vec<ApiKey>, ProjectionEr
         .collect()
 }
 
+/// The applications of `account`, oldest first.
+fn applications_of(conn: &Connection, account: &str) -> Result<Vec<Application>, ProjectionError> {
+    let raw = conn
+        .prepare_cached(
+            "SELECT sid, config, date_created, date_updated FROM applications
+             WHERE account_sid = ?1 ORDER BY date_created, sid",
+        )
+        .and_then(|mut s| {
+            s.query_map([account], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(sql("reading applications"))?;
+    raw.into_iter()
+        .map(|(sid, config, created, updated)| {
+            Ok(Application {
+                config: serde_json::from_str(&config).map_err(|e| ProjectionError::CorruptRow {
+                    table: "applications",
+                    message: format!("application {sid}: {e}"),
+                })?,
+                sid,
+                date_created: load_time("applications", &created)?,
+                date_updated: load_time("applications", &updated)?,
+            })
+        })
+        .collect()
+}
+
 fn with_keys(conn: &Connection, mut entry: AccountEntry) -> Result<AccountEntry, ProjectionError> {
     entry.keys = keys_of(conn, &entry.sid)?;
+    entry.applications = applications_of(conn, &entry.sid)?;
     Ok(entry)
 }
 
@@ -403,6 +466,13 @@ pub fn list_accounts(conn: &Connection) -> Result<Vec<AccountEntry>, ProjectionE
         .collect()
 }
 
+fn encode_application(config: &ApplicationConfig) -> Result<String, ProjectionError> {
+    serde_json::to_string(config).map_err(|e| ProjectionError::CorruptRow {
+        table: "applications",
+        message: format!("cannot encode an application: {e}"),
+    })
+}
+
 /// The account's stream version, which every write to the stream checks against.
 fn bump_version(tx: &Transaction<'_>, account: &str, sequence: u64) -> Result<(), ProjectionError> {
     tx.prepare_cached("UPDATE accounts SET version = ?2 WHERE sid = ?1")
@@ -417,11 +487,11 @@ impl Projection for AccountsProjection {
     }
 
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["accounts", "api_keys"]
+        &["accounts", "api_keys", "applications"]
     }
 
     fn init(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -521,6 +591,41 @@ impl Projection for AccountsProjection {
                 .map_err(sql("updating an API key"))?;
                 bump_version(tx, &event.subject, event.sequence)?;
             }
+            Some(Payload::ApplicationCreated(created)) => {
+                let config = encode_application(&created.config)?;
+                tx.prepare_cached(
+                    "INSERT INTO applications (sid, account_sid, config, date_created, date_updated)
+                     VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (sid) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![created.application_sid, event.subject, config, time])
+                })
+                .map_err(sql("creating an application"))?;
+                bump_version(tx, &event.subject, event.sequence)?;
+            }
+            Some(Payload::ApplicationUpdated(updated)) => {
+                let config = encode_application(&updated.config)?;
+                tx.prepare_cached(
+                    "UPDATE applications SET config = ?3, date_updated = ?4
+                     WHERE sid = ?1 AND account_sid = ?2",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        updated.application_sid,
+                        event.subject,
+                        config,
+                        time
+                    ])
+                })
+                .map_err(sql("updating an application"))?;
+                bump_version(tx, &event.subject, event.sequence)?;
+            }
+            Some(Payload::ApplicationDeleted(deleted)) => {
+                tx.prepare_cached("DELETE FROM applications WHERE sid = ?1 AND account_sid = ?2")
+                    .and_then(|mut s| s.execute(params![deleted.application_sid, event.subject]))
+                    .map_err(sql("deleting an application"))?;
+                bump_version(tx, &event.subject, event.sequence)?;
+            }
             Some(Payload::ApiKeyDeleted(key)) => {
                 tx.prepare_cached("DELETE FROM api_keys WHERE sid = ?1 AND account_sid = ?2")
                     .and_then(|mut s| s.execute(params![key.key_sid, event.subject]))
@@ -592,6 +697,7 @@ mod tests {
             token_salt: "s".into(),
             status: ACTIVE.into(),
             owner_account_sid: None,
+            applications: Vec::new(),
             keys: vec![ApiKey {
                 sid: "SK01".into(),
                 friendly_name: "ci".into(),

@@ -139,6 +139,7 @@ CREATE TABLE IF NOT EXISTS numbers (
     voice_fallback_method  TEXT NOT NULL,
     status_callback        TEXT,
     status_callback_method TEXT NOT NULL,
+    voice_application_sid  TEXT,
     version                INTEGER NOT NULL,
     date_created           TEXT NOT NULL,
     date_updated           TEXT NOT NULL
@@ -149,7 +150,7 @@ CREATE INDEX IF NOT EXISTS numbers_by_account ON numbers (account_sid, date_crea
 const SELECT: &str =
     "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method,
     voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, version,
-    date_created, date_updated FROM numbers";
+    date_created, date_updated, voice_application_sid FROM numbers";
 
 fn method(value: String) -> HttpMethod {
     HttpMethod::parse(&value).unwrap_or_default()
@@ -169,6 +170,7 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(NumberRecord, String, 
                 voice_fallback_method: method(row.get(7)?),
                 status_callback: row.get(8)?,
                 status_callback_method: method(row.get(9)?),
+                voice_application_sid: row.get(13)?,
             },
             version: row.get(10)?,
             date_created: OffsetDateTime::UNIX_EPOCH,
@@ -302,7 +304,7 @@ impl Projection for NumbersProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -339,8 +341,9 @@ impl Projection for NumbersProjection {
                 tx.prepare_cached(
                     "INSERT INTO numbers (sid, account_sid, phone_number, friendly_name, voice_url,
                         voice_method, voice_fallback_url, voice_fallback_method, status_callback,
-                        status_callback_method, version, date_created, date_updated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+                        status_callback_method, version, date_created, date_updated,
+                        voice_application_sid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)
                      ON CONFLICT (sid) DO NOTHING",
                 )
                 .and_then(|mut s| {
@@ -357,6 +360,7 @@ impl Projection for NumbersProjection {
                         config.status_callback_method.as_str(),
                         event.sequence,
                         time,
+                        config.voice_application_sid,
                     ])
                 })
                 .map_err(sql("inserting a number"))?;
@@ -368,7 +372,8 @@ impl Projection for NumbersProjection {
                 tx.prepare_cached(
                     "UPDATE numbers SET friendly_name = ?2, voice_url = ?3, voice_method = ?4,
                         voice_fallback_url = ?5, voice_fallback_method = ?6, status_callback = ?7,
-                        status_callback_method = ?8, version = ?9, date_updated = ?10
+                        status_callback_method = ?8, version = ?9, date_updated = ?10,
+                        voice_application_sid = ?11
                      WHERE sid = ?1",
                 )
                 .and_then(|mut s| {
@@ -383,6 +388,7 @@ impl Projection for NumbersProjection {
                         config.status_callback_method.as_str(),
                         event.sequence,
                         time,
+                        config.voice_application_sid,
                     ])
                 })
                 .map_err(sql("updating a number"))?;

@@ -293,6 +293,7 @@ fn number_config(number: &str, url: &str) -> NumberConfig {
         voice_fallback_method: HttpMethod::Post,
         status_callback: Some("https://app.example/status".into()),
         status_callback_method: HttpMethod::Get,
+        voice_application_sid: None,
     }
 }
 

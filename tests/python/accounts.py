@@ -67,6 +67,20 @@ assert with_key.calls.list() == []
 main.keys(key.sid).delete()
 refused(lambda: with_key.calls.list(), 401, 20003)
 
+# TwiML Applications, and a number that uses one.
+app = main.applications.create(friendly_name="IVR", voice_url="https://ivr.example.com/voice",
+                               voice_method="GET")
+assert app.sid.startswith("AP") and app.voice_method == "GET", app
+assert [a.sid for a in main.applications.list(friendly_name="IVR")] == [app.sid]
+app = main.applications(app.sid).update(status_callback="https://ivr.example.com/status")
+assert app.status_callback == "https://ivr.example.com/status"
+line = main.incoming_phone_numbers.create(phone_number="+14155550430", voice_application_sid=app.sid)
+assert line.voice_application_sid == app.sid, line
+refused(lambda: main.incoming_phone_numbers(line.sid).update(
+    voice_application_sid="AP00000000000000000000000000000000"), 400, 21218)
+main.applications(app.sid).delete()
+refused(lambda: main.applications(app.sid).fetch(), 404, 20404)
+
 # The parent suspends the subaccount: it reads, cannot write (20005); then reactivates it.
 main.api.accounts(sub.sid).update(status="suspended")
 assert customer.incoming_phone_numbers.list()[0].phone_number == "+14155550420"

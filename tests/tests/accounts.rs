@@ -153,3 +153,85 @@ async fn accounts_keys_and_status_behave_as_on_twilio() {
         String::from_utf8_lossy(&audit.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_with_a_voice_application_uses_the_applications_urls() {
+    let dialtone = Dialtone::start(Backend::Sqlite).await;
+    let app = dialtone_tests::TwimlApp::start().await;
+    app.set_auth_token(&dialtone.auth_token);
+    app.twiml(
+        "/app-voice",
+        "<Response><Say>From the application.</Say><Pause length=\"5\"/></Response>",
+    );
+    app.twiml(
+        "/number-voice",
+        "<Response><Say>From the number.</Say><Pause length=\"5\"/></Response>",
+    );
+    let (status, created) = dialtone
+        .post(
+            "Applications.json",
+            &[
+                ("FriendlyName", "IVR"),
+                ("VoiceUrl", &app.url("/app-voice")),
+            ],
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let ap = created["sid"].as_str().unwrap().to_owned();
+    assert!(ap.starts_with("AP"));
+    assert_eq!(created["voice_method"], "POST");
+    let (status, bad) = dialtone
+        .post(
+            "IncomingPhoneNumbers.json",
+            &[
+                ("PhoneNumber", NUMBER),
+                ("VoiceApplicationSid", "AP00000000000000000000000000000000"),
+            ],
+        )
+        .await;
+    assert_eq!((status, bad["code"].as_u64()), (400, Some(21218)), "{bad}");
+    let (status, number) = dialtone
+        .post(
+            "IncomingPhoneNumbers.json",
+            &[
+                ("PhoneNumber", NUMBER),
+                ("VoiceUrl", &app.url("/number-voice")),
+                ("VoiceApplicationSid", &ap),
+            ],
+        )
+        .await;
+    assert_eq!(status, 201, "{number}");
+    assert_eq!(number["voice_application_sid"], ap.as_str());
+
+    let rtp = dialtone_tests::RtpSink::start();
+    Sipp::scenario("inbound_call.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .pause_ms(1_500)
+        .run(dialtone.sip_addr())
+        .await
+        .assert_success("the call", &dialtone);
+    assert_eq!(
+        app.requests_to("/app-voice").len(),
+        1,
+        "{:?}",
+        app.requests()
+    );
+    assert!(app.requests_to("/number-voice").is_empty());
+
+    // Deleted, the number falls back to its own URL.
+    assert_eq!(
+        dialtone.delete(&format!("Applications/{ap}.json")).await,
+        204
+    );
+    let (status, _) = dialtone.get(&format!("Applications/{ap}.json")).await;
+    assert_eq!(status, 404);
+    Sipp::scenario("inbound_call.xml")
+        .key("dialed", NUMBER)
+        .key("rtp_port", rtp.port)
+        .pause_ms(1_500)
+        .run(dialtone.sip_addr())
+        .await
+        .assert_success("the second call", &dialtone);
+    assert_eq!(app.requests_to("/number-voice").len(), 1);
+}

@@ -512,6 +512,10 @@ pub struct NumberConfig {
     pub status_callback: Option<String>,
     #[serde(default)]
     pub status_callback_method: HttpMethod,
+    /// A TwiML Application (`AP…`) of the account: when set, its voice URLs and status
+    /// callback are used instead of the number's own (Twilio's `VoiceApplicationSid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_application_sid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -583,6 +587,54 @@ pub struct ApiKeyUpdated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyDeleted {
     pub key_sid: String,
+}
+
+/// A TwiML Application's settings (the whole of them in every event).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationConfig {
+    pub friendly_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_url: Option<String>,
+    #[serde(default)]
+    pub voice_method: HttpMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_fallback_url: Option<String>,
+    #[serde(default)]
+    pub voice_fallback_method: HttpMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_callback: Option<String>,
+    #[serde(default)]
+    pub status_callback_method: HttpMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_url: Option<String>,
+    #[serde(default)]
+    pub sms_method: HttpMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_fallback_url: Option<String>,
+    #[serde(default)]
+    pub sms_fallback_method: HttpMethod,
+}
+
+/// A TwiML Application (`AP…`) of the account, on the account's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationCreated {
+    pub application_sid: String,
+    #[serde(flatten)]
+    pub config: ApplicationConfig,
+}
+
+/// The application's whole new configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationUpdated {
+    pub application_sid: String,
+    #[serde(flatten)]
+    pub config: ApplicationConfig,
+}
+
+/// Numbers pointing at it fall back to their own URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationDeleted {
+    pub application_sid: String,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -829,6 +881,9 @@ catalogue! {
     ApiKeyCreated(ApiKeyCreated) = "dialtone.account.key.created";
     ApiKeyUpdated(ApiKeyUpdated) = "dialtone.account.key.updated";
     ApiKeyDeleted(ApiKeyDeleted) = "dialtone.account.key.deleted";
+    ApplicationCreated(ApplicationCreated) = "dialtone.account.application.created";
+    ApplicationUpdated(ApplicationUpdated) = "dialtone.account.application.updated";
+    ApplicationDeleted(ApplicationDeleted) = "dialtone.account.application.deleted";
     RatePublished(RatePublished) = "dialtone.rate.published";
     ConferenceStarted(ConferenceStarted) = "dialtone.conference.started";
     ParticipantJoined(ParticipantJoined) = "dialtone.conference.participant.joined";

@@ -13,6 +13,7 @@ fn number_config() -> NumberConfig {
         voice_fallback_method: HttpMethod::Get,
         status_callback: Some("https://app.example/status".into()),
         status_callback_method: HttpMethod::Post,
+        voice_application_sid: None,
     }
 }
 
@@ -262,6 +263,24 @@ fn samples() -> Vec<Payload> {
         .into(),
         ApiKeyDeleted {
             key_sid: "SK0123456789abcdef0123456789abcdef".into(),
+        }
+        .into(),
+        ApplicationCreated {
+            application_sid: "AP0123456789abcdef0123456789abcdef".into(),
+            config: ApplicationConfig {
+                friendly_name: "IVR".into(),
+                voice_url: Some("https://app.example.com/voice".into()),
+                ..ApplicationConfig::default()
+            },
+        }
+        .into(),
+        ApplicationUpdated {
+            application_sid: "AP0123456789abcdef0123456789abcdef".into(),
+            config: ApplicationConfig::default(),
+        }
+        .into(),
+        ApplicationDeleted {
+            application_sid: "AP0123456789abcdef0123456789abcdef".into(),
         }
         .into(),
         RatePublished {

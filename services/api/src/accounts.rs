@@ -147,7 +147,7 @@ fn key_resource(key: &ApiKey) -> KeyResource {
 
 /// Appends `payload` to the account's stream, waits for the projections, and returns the
 /// account as it is then.
-async fn write(
+pub(crate) async fn write(
     state: &ApiState,
     auth: &Authenticated,
     payload: impl Into<Payload>,

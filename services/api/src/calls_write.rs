@@ -36,7 +36,7 @@ mod call_codes {
     pub const INVALID_FROM: u32 = 21212;
     /// No `From` number is specified.
     pub const MISSING_FROM: u32 = 21213;
-    /// Invalid `ApplicationSid` (Dialtone has no Applications).
+    /// `ApplicationSid` is not an application of the account.
     pub const INVALID_APPLICATION: u32 = 21218;
     /// The call is not in a valid state for the update.
     pub const INVALID_CALL_STATE: u32 = 21220;
@@ -282,6 +282,53 @@ fn parse_send_digits(params: &Params) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// With `ApplicationSid` naming one of the account's applications, its voice URLs and
+/// status callback replace the request's own (Twilio ignores `Url`, `Method`, `FallbackUrl`,
+/// `FallbackMethod`, `StatusCallback`, `StatusCallbackMethod` then). An unknown one stays for
+/// [`parse_create`] to refuse (21218).
+fn with_application(params: Params, auth: &Authenticated) -> Params {
+    let Some(app) = params
+        .non_empty("ApplicationSid")
+        .and_then(|sid| auth.account.application(sid))
+        .map(|a| a.config.clone())
+    else {
+        return params;
+    };
+    const REPLACED: [&str; 8] = [
+        "ApplicationSid",
+        "Url",
+        "Method",
+        "Twiml",
+        "FallbackUrl",
+        "FallbackMethod",
+        "StatusCallback",
+        "StatusCallbackMethod",
+    ];
+    let mut pairs: Vec<(String, String)> = params
+        .0
+        .into_iter()
+        .filter(|(name, _)| !REPLACED.contains(&name.as_str()))
+        .collect();
+    let mut set = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            pairs.push((name.to_owned(), value));
+        }
+    };
+    set("Url", app.voice_url);
+    set("Method", Some(app.voice_method.as_str().to_owned()));
+    set("FallbackUrl", app.voice_fallback_url);
+    set(
+        "FallbackMethod",
+        Some(app.voice_fallback_method.as_str().to_owned()),
+    );
+    set("StatusCallback", app.status_callback);
+    set(
+        "StatusCallbackMethod",
+        Some(app.status_callback_method.as_str().to_owned()),
+    );
+    Params(pairs)
+}
+
 /// Validates `POST …/Calls.json` parameters into a [`CreateCall`].
 pub(crate) fn parse_create(params: &Params) -> Result<CreateCall, ApiError> {
     let raw_to = params.get("To").map(str::trim).filter(|v| !v.is_empty());
@@ -299,9 +346,7 @@ pub(crate) fn parse_create(params: &Params) -> Result<CreateCall, ApiError> {
     if let Some(application) = params.non_empty("ApplicationSid") {
         return Err(ApiError::bad_request(
             call_codes::INVALID_APPLICATION,
-            format!(
-                "ApplicationSid {application} is invalid: Dialtone has no Applications; send Url or Twiml"
-            ),
+            format!("ApplicationSid {application} is not an application of this account"),
         ));
     }
     let url = optional_url(params, "Url")?;
@@ -619,7 +664,7 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let controller = controller(&state, "Creating calls")?;
-    let request = parse_create(&Params::parse(&body))?;
+    let request = parse_create(&with_application(Params::parse(&body), &auth))?;
     let account = account_sid(&auth)?;
     let sid = controller
         .create_call(&account, request.clone())

@@ -29,6 +29,8 @@ pub mod codes {
     pub const UNAVAILABLE: u32 = 20503;
     /// Invalid URL.
     pub const INVALID_URL: u32 = 21205;
+    /// The ApplicationSid is not an application of the account.
+    pub const INVALID_APPLICATION: u32 = 21218;
     /// Invalid phone number.
     pub const INVALID_PHONE_NUMBER: u32 = 21421;
     /// Phone number not available (already provisioned).

@@ -32,6 +32,7 @@
 //! ```
 
 mod accounts;
+mod applications;
 mod as_of;
 mod auth;
 mod calls;
@@ -249,6 +250,12 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             accounts::fetch_key,
             accounts::update_key,
             accounts::delete_key
+        ))
+        .routes(routes!(applications::list, applications::create))
+        .routes(routes!(
+            applications::fetch,
+            applications::update,
+            applications::delete
         ))
         .routes(routes!(numbers::list, numbers::create))
         .routes(routes!(numbers::fetch, numbers::update, numbers::release))

@@ -75,7 +75,7 @@ pub(crate) fn number_json(record: &NumberRecord) -> Value {
         },
         "trunk_sid": null,
         "uri": number_path(&record.account_sid, &record.sid),
-        "voice_application_sid": null,
+        "voice_application_sid": config.voice_application_sid,
         "voice_caller_id_lookup": false,
         "voice_fallback_method": config.voice_fallback_method.as_str(),
         "voice_fallback_url": url(&config.voice_fallback_url),
@@ -87,7 +87,23 @@ pub(crate) fn number_json(record: &NumberRecord) -> Value {
 
 /// Applies the voice parameters present in `params` to `config` (absent: unchanged; sent
 /// empty: cleared).
-fn apply_params(config: &mut NumberConfig, params: &Params) -> Result<(), ApiError> {
+fn apply_params(
+    config: &mut NumberConfig,
+    params: &Params,
+    auth: &Authenticated,
+) -> Result<(), ApiError> {
+    if let Some(sid) = params.get("VoiceApplicationSid") {
+        config.voice_application_sid = if sid.is_empty() {
+            None
+        } else if auth.account.application(sid).is_some() {
+            Some(sid.to_owned())
+        } else {
+            return Err(ApiError::bad_request(
+                codes::INVALID_APPLICATION,
+                format!("VoiceApplicationSid {sid} is not an application of this account"),
+            ));
+        };
+    }
     if let Some(name) = params.get("FriendlyName") {
         if name.chars().count() > 64 {
             return Err(ApiError::invalid(
@@ -239,8 +255,9 @@ pub(crate) async fn create(
         voice_fallback_method: Default::default(),
         status_callback: None,
         status_callback_method: Default::default(),
+        voice_application_sid: None,
     };
-    apply_params(&mut config, &params)?;
+    apply_params(&mut config, &params, &auth)?;
 
     let _serialised = state.number_writes.lock().await;
     let unavailable = || {
@@ -406,7 +423,7 @@ pub(crate) async fn update(
     let params = Params::parse(&body);
     let (before, payload, applied) = versioned_write(&state, &auth, &sid, &path, |record| {
         let mut config = record.config.clone();
-        apply_params(&mut config, &params)?;
+        apply_params(&mut config, &params, &auth)?;
         Ok(NumberUpdated { config }.into())
     })
     .await?;

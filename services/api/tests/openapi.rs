@@ -280,6 +280,10 @@ async fn the_document_is_valid_every_operation_is_routed_and_responses_match_it(
                 &format!("/Sinks/{}", sink["sid"].as_str().unwrap()),
             )
             .replace(
+                "/Applications/{sid}",
+                "/Applications/AP00000000000000000000000000000000.json",
+            )
+            .replace(
                 "/Keys/{sid}",
                 "/Keys/SK00000000000000000000000000000000.json",
             )

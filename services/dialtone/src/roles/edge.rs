@@ -120,16 +120,35 @@ impl Edge {
         let from = caller_id(&incoming.from);
         let forwarded_from = incoming.diversion.as_ref().map(caller_id);
         let config = &route.config;
-        let application = CallApplication {
-            url: config.voice_url.clone(),
-            method: config.voice_method,
-            twiml: None,
-            fallback_url: config.voice_fallback_url.clone(),
-            fallback_method: config.voice_fallback_method,
-            status_callback: config.status_callback.clone(),
-            status_callback_method: config.status_callback_method,
-            // A number's status callback reports the completed call only (Twilio).
-            status_callback_events: Vec::new(),
+        // The number's TwiML Application, when it names one (Twilio's VoiceApplicationSid),
+        // replaces its own URLs.
+        let owner = node.accounts.get(&route.account_sid);
+        let app = config
+            .voice_application_sid
+            .as_deref()
+            .and_then(|sid| owner.as_ref()?.application(sid).map(|a| a.config.clone()));
+        let application = match app {
+            Some(app) => CallApplication {
+                url: app.voice_url,
+                method: app.voice_method,
+                twiml: None,
+                fallback_url: app.voice_fallback_url,
+                fallback_method: app.voice_fallback_method,
+                status_callback: app.status_callback,
+                status_callback_method: app.status_callback_method,
+                status_callback_events: Vec::new(),
+            },
+            None => CallApplication {
+                url: config.voice_url.clone(),
+                method: config.voice_method,
+                twiml: None,
+                fallback_url: config.voice_fallback_url.clone(),
+                fallback_method: config.voice_fallback_method,
+                status_callback: config.status_callback.clone(),
+                status_callback_method: config.status_callback_method,
+                // A number's status callback reports the completed call only (Twilio).
+                status_callback_events: Vec::new(),
+            },
         };
         let initiated = CallInitiated {
             direction: Direction::Inbound,
