@@ -47,10 +47,10 @@ pub struct AccountResource {
     pub uri: String,
 }
 
-/// `GET /Accounts.json`: the authenticated account and its subaccounts.
+/// Twilio's paging members of a list that fits one page (accounts, keys and applications
+/// are few per account).
 #[derive(Serialize, ToSchema)]
-pub struct AccountList {
-    pub accounts: Vec<AccountResource>,
+pub struct SinglePage {
     pub end: usize,
     pub first_page_uri: String,
     pub next_page_uri: Option<String>,
@@ -59,6 +59,29 @@ pub struct AccountList {
     pub previous_page_uri: Option<String>,
     pub start: usize,
     pub uri: String,
+}
+
+impl SinglePage {
+    pub fn of(uri: String, items: usize) -> SinglePage {
+        SinglePage {
+            end: items.saturating_sub(1),
+            first_page_uri: format!("{uri}?PageSize=1000&Page=0"),
+            next_page_uri: None,
+            page: 0,
+            page_size: items.max(1000),
+            previous_page_uri: None,
+            start: 0,
+            uri,
+        }
+    }
+}
+
+/// `GET /Accounts.json`: the authenticated account and its subaccounts.
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    pub accounts: Vec<AccountResource>,
+    #[serde(flatten)]
+    pub page: SinglePage,
 }
 
 /// An API key (`SK…`) as listed and fetched: never its secret.
@@ -84,14 +107,8 @@ pub struct NewKeyResource {
 #[derive(Serialize, ToSchema)]
 pub struct KeyList {
     pub keys: Vec<KeyResource>,
-    pub end: usize,
-    pub first_page_uri: String,
-    pub next_page_uri: Option<String>,
-    pub page: u32,
-    pub page_size: usize,
-    pub previous_page_uri: Option<String>,
-    pub start: usize,
-    pub uri: String,
+    #[serde(flatten)]
+    pub page: SinglePage,
 }
 
 fn account_resource(account: &AccountEntry) -> AccountResource {
@@ -207,16 +224,8 @@ pub(crate) async fn list(
         .filter(|a| status.is_none_or(|s| a.status == s))
         .map(|a| account_resource(a))
         .collect();
-    let path = "/2010-04-01/Accounts.json".to_owned();
     Ok(Json(AccountList {
-        end: accounts.len().saturating_sub(1),
-        first_page_uri: format!("{path}?PageSize=1000&Page=0"),
-        next_page_uri: None,
-        page: 0,
-        page_size: accounts.len().max(1000),
-        previous_page_uri: None,
-        start: 0,
-        uri: path,
+        page: SinglePage::of("/2010-04-01/Accounts.json".to_owned(), accounts.len()),
         accounts,
     }))
 }
@@ -255,14 +264,9 @@ pub(crate) async fn create(
     let params = Params::parse(&body);
     let now = time::OffsetDateTime::now_utc();
     let friendly_name = params
-        .get("FriendlyName")
+        .friendly_name()?
         .map(str::to_owned)
         .unwrap_or_else(|| format!("SubAccount Created at {}", rfc2822(now)));
-    if friendly_name.chars().count() > 64 {
-        return Err(ApiError::invalid(
-            "FriendlyName is longer than 64 characters",
-        ));
-    }
     let (sid, token, positions) = create_subaccount(
         state.log.as_ref(),
         &secret,
@@ -323,7 +327,7 @@ pub(crate) async fn update(
     body: Bytes,
 ) -> Result<Json<AccountResource>, ApiError> {
     let params = Params::parse(&body);
-    let friendly_name = params.get("FriendlyName").map(str::to_owned);
+    let friendly_name = params.friendly_name()?.map(str::to_owned);
     let status = match params.get("Status") {
         None => None,
         Some(s @ (ACTIVE | SUSPENDED | CLOSED)) => Some(s.to_owned()),
@@ -333,14 +337,6 @@ pub(crate) async fn update(
             )))
         }
     };
-    if friendly_name
-        .as_deref()
-        .is_some_and(|n| n.chars().count() > 64)
-    {
-        return Err(ApiError::invalid(
-            "FriendlyName is longer than 64 characters",
-        ));
-    }
     if friendly_name.is_none() && status.is_none() {
         return Ok(Json(account_resource(&auth.account)));
     }
@@ -373,14 +369,7 @@ pub(crate) async fn list_keys(auth: Authenticated) -> Json<KeyList> {
     let uri = format!("/2010-04-01/Accounts/{}/Keys.json", auth.sid());
     let keys: Vec<KeyResource> = auth.account.keys.iter().map(key_resource).collect();
     Json(KeyList {
-        end: keys.len().saturating_sub(1),
-        first_page_uri: format!("{uri}?PageSize=1000&Page=0"),
-        next_page_uri: None,
-        page: 0,
-        page_size: keys.len().max(1000),
-        previous_page_uri: None,
-        start: 0,
-        uri,
+        page: SinglePage::of(uri, keys.len()),
         keys,
     })
 }
@@ -405,12 +394,7 @@ pub(crate) async fn create_key(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(&body);
-    let friendly_name = params.get("FriendlyName").unwrap_or_default().to_owned();
-    if friendly_name.chars().count() > 64 {
-        return Err(ApiError::invalid(
-            "FriendlyName is longer than 64 characters",
-        ));
-    }
+    let friendly_name = params.friendly_name()?.unwrap_or_default().to_owned();
     let key_sid = dialtone_events::sid::KeySid::generate().to_string();
     let secret = new_api_key_secret();
     let account = write(
@@ -503,14 +487,9 @@ pub(crate) async fn update_key(
 ) -> Result<Json<KeyResource>, ApiError> {
     let key_sid = key_of(&auth, &segment, uri.path())?.sid.clone();
     let params = Params::parse(&body);
-    let Some(friendly_name) = params.get("FriendlyName") else {
+    let Some(friendly_name) = params.friendly_name()? else {
         return Ok(Json(key_resource(key_of(&auth, &segment, uri.path())?)));
     };
-    if friendly_name.chars().count() > 64 {
-        return Err(ApiError::invalid(
-            "FriendlyName is longer than 64 characters",
-        ));
-    }
     let account = write(
         &state,
         &auth,

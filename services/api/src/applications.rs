@@ -16,7 +16,7 @@ use dialtone_projections::accounts::Application;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::accounts::write;
+use crate::accounts::{write, SinglePage};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::format::{rfc2822, sid_segment};
@@ -52,14 +52,8 @@ pub struct ApplicationResource {
 #[derive(Serialize, ToSchema)]
 pub struct ApplicationList {
     pub applications: Vec<ApplicationResource>,
-    pub end: usize,
-    pub first_page_uri: String,
-    pub next_page_uri: Option<String>,
-    pub page: u32,
-    pub page_size: usize,
-    pub previous_page_uri: Option<String>,
-    pub start: usize,
-    pub uri: String,
+    #[serde(flatten)]
+    pub page: SinglePage,
 }
 
 fn resource(account: &str, app: &Application) -> ApplicationResource {
@@ -95,12 +89,7 @@ fn resource(account: &str, app: &Application) -> ApplicationResource {
 
 /// Applies the parameters present (absent: unchanged; sent empty: cleared).
 fn apply(config: &mut ApplicationConfig, params: &Params) -> Result<(), ApiError> {
-    if let Some(name) = params.get("FriendlyName") {
-        if name.chars().count() > 64 {
-            return Err(ApiError::invalid(
-                "FriendlyName must be at most 64 characters",
-            ));
-        }
+    if let Some(name) = params.friendly_name()? {
         config.friendly_name = name.to_owned();
     }
     let urls: [(&str, &mut Option<String>); 5] = [
@@ -165,14 +154,7 @@ pub(crate) async fn list(auth: Authenticated, uri: Uri) -> Json<ApplicationList>
         .collect();
     let path = format!("/2010-04-01/Accounts/{}/Applications.json", auth.sid());
     Json(ApplicationList {
-        end: applications.len().saturating_sub(1),
-        first_page_uri: format!("{path}?PageSize=1000&Page=0"),
-        next_page_uri: None,
-        page: 0,
-        page_size: applications.len().max(1000),
-        previous_page_uri: None,
-        start: 0,
-        uri: path,
+        page: SinglePage::of(path, applications.len()),
         applications,
     })
 }

@@ -31,6 +31,16 @@ impl Params {
     }
 
     /// The first non-empty value of `name`.
+    /// `FriendlyName`, if sent: at most 64 characters (Twilio's limit), else 400/20001.
+    pub fn friendly_name(&self) -> Result<Option<&str>, ApiError> {
+        match self.get("FriendlyName") {
+            Some(name) if name.chars().count() > 64 => Err(ApiError::invalid(
+                "FriendlyName must be at most 64 characters",
+            )),
+            name => Ok(name),
+        }
+    }
+
     pub fn non_empty(&self, name: &str) -> Option<&str> {
         self.get(name).filter(|v| !v.is_empty())
     }
