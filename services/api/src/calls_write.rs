@@ -751,6 +751,68 @@ mod tests {
         )
     }
 
+    #[test]
+    fn an_application_sid_replaces_the_urls_and_status_callback() {
+        use dialtone_events::payload::ApplicationConfig;
+        use dialtone_projections::accounts::{AccountEntry, Application, ACTIVE};
+        use time::OffsetDateTime;
+        let app = Application {
+            sid: "AP0123456789abcdef0123456789abcdef".into(),
+            config: ApplicationConfig {
+                friendly_name: "IVR".into(),
+                voice_url: Some("https://ivr.example/voice".into()),
+                voice_method: HttpMethod::Get,
+                status_callback: Some("https://ivr.example/status".into()),
+                ..ApplicationConfig::default()
+            },
+            date_created: OffsetDateTime::UNIX_EPOCH,
+            date_updated: OffsetDateTime::UNIX_EPOCH,
+        };
+        let auth = Authenticated {
+            account: std::sync::Arc::new(AccountEntry {
+                sid: "AC0123456789abcdef0123456789abcdef".into(),
+                friendly_name: "a".into(),
+                token_sha256: String::new(),
+                token_salt: String::new(),
+                status: ACTIVE.into(),
+                owner_account_sid: None,
+                keys: Vec::new(),
+                applications: vec![app],
+                date_created: OffsetDateTime::UNIX_EPOCH,
+                date_updated: OffsetDateTime::UNIX_EPOCH,
+            }),
+        };
+        let call = parse_create(&with_application(
+            params(&[
+                ("To", "+14155550123"),
+                ("From", "+14155550100"),
+                ("ApplicationSid", "AP0123456789abcdef0123456789abcdef"),
+                // Ignored next to an ApplicationSid, as on Twilio.
+                ("Url", "https://app.example/answer"),
+                ("StatusCallback", "https://app.example/status"),
+            ]),
+            &auth,
+        ))
+        .unwrap();
+        assert_eq!(call.url.as_deref(), Some("https://ivr.example/voice"));
+        assert_eq!(call.method, HttpMethod::Get);
+        assert_eq!(
+            call.status_callback.as_deref(),
+            Some("https://ivr.example/status")
+        );
+        // Another account's (or no) application: refused with 21218.
+        let unknown = parse_create(&with_application(
+            params(&[
+                ("To", "+14155550123"),
+                ("From", "+14155550100"),
+                ("ApplicationSid", "AP00000000000000000000000000000000"),
+            ]),
+            &auth,
+        ))
+        .unwrap_err();
+        assert_eq!(unknown.code, call_codes::INVALID_APPLICATION);
+    }
+
     fn base() -> Vec<(&'static str, &'static str)> {
         vec![
             ("To", "+14155550123"),
