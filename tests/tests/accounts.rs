@@ -101,10 +101,27 @@ async fn accounts_keys_and_status_behave_as_on_twilio() {
     let (status, _) = dialtone.get(&format!("Keys/{key_sid}.json")).await;
     assert_eq!(status, 404);
 
-    // Suspended: reads work, writes fail with 20005, the number rejects calls.
+    // Suspended: reads work, writes fail with 20005 (on its subaccounts too), the number
+    // rejects calls.
     dialtone
         .provision(NUMBER, "http://127.0.0.1:9/voice", None)
         .await;
+    let http = reqwest::Client::new();
+    let subaccount: Value = http
+        .post(format!("{}/2010-04-01/Accounts.json", dialtone.http_url))
+        .basic_auth(&dialtone.account_sid, Some(&dialtone.auth_token))
+        .form(&[("FriendlyName", "customer")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sub_keys = format!(
+        "{}/2010-04-01/Accounts/{}/Keys.json",
+        dialtone.http_url,
+        subaccount["sid"].as_str().unwrap()
+    );
     let (status, suspended) = account(&dialtone, Some(&[("Status", "suspended")])).await;
     assert_eq!(
         (status, suspended["status"].as_str()),
@@ -119,6 +136,17 @@ async fn accounts_keys_and_status_behave_as_on_twilio() {
         (status, refused["code"].as_u64()),
         (401, Some(20005)),
         "{refused}"
+    );
+    let through_parent = http
+        .post(&sub_keys)
+        .basic_auth(&dialtone.account_sid, Some(&dialtone.auth_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        through_parent.status(),
+        401,
+        "a suspended parent wrote to its subaccount"
     );
     let caller = Sipp::scenario("inbound_forbidden.xml")
         .key("dialed", NUMBER)

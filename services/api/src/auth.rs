@@ -61,11 +61,16 @@ impl FromRequestParts<ApiState> for Authenticated {
         let account = match path_account {
             Some(sid) if sid == caller.sid => caller,
             // A parent's credentials reach its subaccounts (never the reverse).
-            Some(sid) => state
-                .accounts
-                .get(sid)
-                .filter(|a| a.owner_account_sid.as_deref() == Some(caller.sid.as_str()))
-                .ok_or_else(|| ApiError::not_found(parts.uri.path()))?,
+            Some(sid) => {
+                let sub = state
+                    .accounts
+                    .get(sid)
+                    .filter(|a| a.owner_account_sid.as_deref() == Some(caller.sid.as_str()))
+                    .ok_or_else(|| ApiError::not_found(parts.uri.path()))?;
+                // The parent's own status limits what it does to its subaccounts too.
+                admit(&caller, &parts.method, parts.uri.path())?;
+                sub
+            }
             None => return Err(ApiError::not_found(parts.uri.path())),
         };
         admit(&account, &parts.method, parts.uri.path())?;

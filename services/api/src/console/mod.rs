@@ -102,6 +102,9 @@ impl FromRequestParts<ApiState> for Session {
             .accounts
             .authenticate(&sid, &token)
             .ok_or_else(to_login)?;
+        // The console's forms call the REST handlers directly: the same status rules apply.
+        crate::auth::admit(&account, &parts.method, parts.uri.path())
+            .map_err(IntoResponse::into_response)?;
         Ok(Session {
             csrf: csrf_token(&sid, &token),
             auth: Authenticated { account },
