@@ -25,8 +25,10 @@ use utoipa::ToSchema;
 use crate::auth::{admit, authenticate, Authenticated};
 use crate::error::{codes, ApiError};
 use crate::format::{rfc2822, sid_segment};
+use crate::paging::{page_of, Paging};
 use crate::params::Params;
 use crate::ApiState;
+use serde_json::Value;
 
 /// The Account resource (Twilio's shape). `auth_token` is null but in the answer that
 /// creates a subaccount: Dialtone shows a token once and stores only its hash.
@@ -47,10 +49,10 @@ pub struct AccountResource {
     pub uri: String,
 }
 
-/// Twilio's paging members of a list that fits one page (accounts, keys and applications
-/// are few per account).
+/// Twilio's paging members of a list (for the OpenAPI schemas of the lists here: the answers
+/// themselves are [`crate::paging::page_of`]'s).
 #[derive(Serialize, ToSchema)]
-pub struct SinglePage {
+pub struct PageMembers {
     pub end: usize,
     pub first_page_uri: String,
     pub next_page_uri: Option<String>,
@@ -61,27 +63,12 @@ pub struct SinglePage {
     pub uri: String,
 }
 
-impl SinglePage {
-    pub fn of(uri: String, items: usize) -> SinglePage {
-        SinglePage {
-            end: items.saturating_sub(1),
-            first_page_uri: format!("{uri}?PageSize=1000&Page=0"),
-            next_page_uri: None,
-            page: 0,
-            page_size: items.max(1000),
-            previous_page_uri: None,
-            start: 0,
-            uri,
-        }
-    }
-}
-
 /// `GET /Accounts.json`: the authenticated account and its subaccounts.
 #[derive(Serialize, ToSchema)]
 pub struct AccountList {
     pub accounts: Vec<AccountResource>,
     #[serde(flatten)]
-    pub page: SinglePage,
+    pub page: PageMembers,
 }
 
 /// An API key (`SK…`) as listed and fetched: never its secret.
@@ -103,12 +90,12 @@ pub struct NewKeyResource {
     pub secret: String,
 }
 
-/// `GET …/Keys.json`: every key of the account, one page.
+/// `GET …/Keys.json`: the account's keys (without secrets), paged.
 #[derive(Serialize, ToSchema)]
 pub struct KeyList {
     pub keys: Vec<KeyResource>,
     #[serde(flatten)]
-    pub page: SinglePage,
+    pub page: PageMembers,
 }
 
 fn account_resource(account: &AccountEntry) -> AccountResource {
@@ -162,6 +149,11 @@ fn key_resource(key: &ApiKey) -> KeyResource {
     }
 }
 
+/// A resource as the JSON of a list's items.
+pub(crate) fn json_of(resource: impl Serialize) -> Value {
+    serde_json::to_value(resource).unwrap_or(Value::Null)
+}
+
 /// Appends `payload` to the account's stream, waits for the projections, and returns the
 /// account as it is then.
 pub(crate) async fn write(
@@ -210,24 +202,25 @@ pub(crate) async fn list(
     State(state): State<ApiState>,
     headers: HeaderMap,
     uri: axum::http::Uri,
-) -> Result<Json<AccountList>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let caller = authenticate(&state, &headers)?;
     admit(&caller, &axum::http::Method::GET, uri.path())?;
     let params = Params::from_query(uri.query());
+    let paging = Paging::parse(&params)?;
     let name = params.get("FriendlyName");
     let status = params.get("Status");
     let mut all = vec![caller.clone()];
     all.extend(state.accounts.subaccounts_of(&caller.sid));
-    let accounts: Vec<AccountResource> = all
-        .iter()
-        .filter(|a| name.is_none_or(|n| a.friendly_name == n))
-        .filter(|a| status.is_none_or(|s| a.status == s))
-        .map(|a| account_resource(a))
-        .collect();
-    Ok(Json(AccountList {
-        page: SinglePage::of("/2010-04-01/Accounts.json".to_owned(), accounts.len()),
-        accounts,
-    }))
+    all.retain(|a| name.is_none_or(|n| a.friendly_name == n));
+    all.retain(|a| status.is_none_or(|s| a.status == s));
+    Ok(Json(page_of(
+        "accounts",
+        &all,
+        |a| json_of(account_resource(a)),
+        "/2010-04-01/Accounts.json",
+        &params,
+        &paging,
+    )))
 }
 
 #[utoipa::path(
@@ -365,13 +358,20 @@ pub(crate) async fn update(
     ),
     security(("accountSid_authToken" = [])),
 )]
-pub(crate) async fn list_keys(auth: Authenticated) -> Json<KeyList> {
-    let uri = format!("/2010-04-01/Accounts/{}/Keys.json", auth.sid());
-    let keys: Vec<KeyResource> = auth.account.keys.iter().map(key_resource).collect();
-    Json(KeyList {
-        page: SinglePage::of(uri, keys.len()),
-        keys,
-    })
+pub(crate) async fn list_keys(
+    auth: Authenticated,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::from_query(uri.query());
+    let paging = Paging::parse(&params)?;
+    Ok(Json(page_of(
+        "keys",
+        &auth.account.keys,
+        |k| json_of(key_resource(k)),
+        &format!("/2010-04-01/Accounts/{}/Keys.json", auth.sid()),
+        &params,
+        &paging,
+    )))
 }
 
 #[utoipa::path(

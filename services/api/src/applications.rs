@@ -16,12 +16,14 @@ use dialtone_projections::accounts::Application;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::accounts::{write, SinglePage};
+use crate::accounts::{json_of, write, PageMembers};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::format::{rfc2822, sid_segment};
+use crate::paging::{page_of, Paging};
 use crate::params::Params;
 use crate::ApiState;
+use serde_json::Value;
 
 /// An Application (Twilio's shape).
 #[derive(Serialize, ToSchema)]
@@ -53,7 +55,7 @@ pub struct ApplicationResource {
 pub struct ApplicationList {
     pub applications: Vec<ApplicationResource>,
     #[serde(flatten)]
-    pub page: SinglePage,
+    pub page: PageMembers,
 }
 
 fn resource(account: &str, app: &Application) -> ApplicationResource {
@@ -142,21 +144,24 @@ fn of<'a>(auth: &'a Authenticated, segment: &str, path: &str) -> Result<&'a Appl
     ),
     security(("accountSid_authToken" = [])),
 )]
-pub(crate) async fn list(auth: Authenticated, uri: Uri) -> Json<ApplicationList> {
+pub(crate) async fn list(auth: Authenticated, uri: Uri) -> Result<Json<Value>, ApiError> {
     let params = Params::from_query(uri.query());
+    let paging = Paging::parse(&params)?;
     let name = params.get("FriendlyName");
-    let applications: Vec<ApplicationResource> = auth
+    let matching: Vec<&Application> = auth
         .account
         .applications
         .iter()
         .filter(|a| name.is_none_or(|n| a.config.friendly_name == n))
-        .map(|a| resource(auth.sid(), a))
         .collect();
-    let path = format!("/2010-04-01/Accounts/{}/Applications.json", auth.sid());
-    Json(ApplicationList {
-        page: SinglePage::of(path, applications.len()),
-        applications,
-    })
+    Ok(Json(page_of(
+        "applications",
+        &matching,
+        |a| json_of(resource(auth.sid(), a)),
+        &format!("/2010-04-01/Accounts/{}/Applications.json", auth.sid()),
+        &params,
+        &paging,
+    )))
 }
 
 #[utoipa::path(

@@ -131,6 +131,30 @@ pub fn envelope(
     })
 }
 
+/// The page `paging` asks for of a list held in memory (`Page` and `PageSize`, no tokens):
+/// the envelope around those of `all` that fall in it, with links to its neighbours.
+pub fn page_of<T>(
+    key: &str,
+    all: &[T],
+    to_json: impl Fn(&T) -> Value,
+    path: &str,
+    params: &Params,
+    paging: &Paging,
+) -> Value {
+    let offset = paging.page.saturating_mul(paging.size).min(all.len());
+    let until = offset.saturating_add(paging.size).min(all.len());
+    let items = all[offset..until].iter().map(to_json).collect();
+    let next = (until < all.len()).then(|| Link {
+        page: paging.page + 1,
+        token: None,
+    });
+    let previous = (paging.page > 0).then(|| Link {
+        page: paging.page - 1,
+        token: None,
+    });
+    envelope(key, items, path, params, paging, next, previous)
+}
+
 /// Links of a keyset page read from the projections.
 pub fn keyset_links<T>(
     paging: &Paging,

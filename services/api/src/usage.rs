@@ -18,7 +18,7 @@ use crate::as_of;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::format::as_of;
-use crate::paging::{envelope, Link, Paging};
+use crate::paging::{page_of, Paging};
 use crate::params::{encode_query, Params};
 use crate::{ApiState, API_VERSION};
 
@@ -284,33 +284,18 @@ async fn records(
         )
             .into_response());
     }
-    let offset = paging.page.saturating_mul(paging.size).min(all.len());
-    let until = offset.saturating_add(paging.size).min(all.len());
-    let items = all[offset..until]
-        .iter()
-        .map(|r| record_json(auth.sid(), period, r, now))
-        .collect();
-    let next = (until < all.len()).then(|| Link {
-        page: paging.page + 1,
-        token: None,
-    });
-    let previous = (paging.page > 0).then(|| Link {
-        page: paging.page - 1,
-        token: None,
-    });
     let base = format!("/{API_VERSION}/Accounts/{}/Usage/Records", auth.sid());
     let path = match period {
         None => format!("{base}.json"),
         Some(p) => format!("{base}/{}.json", period_name(p)),
     };
-    Ok(Json(envelope(
+    Ok(Json(page_of(
         "usage_records",
-        items,
+        &all,
+        |r| record_json(auth.sid(), period, r, now),
         &path,
         &params,
         &paging,
-        next,
-        previous,
     ))
     .into_response())
 }

@@ -64,9 +64,9 @@ impl Edge {
             }
         }
         // A suspended or closed account's numbers take no calls (the caller gets 403).
-        if node
-            .accounts
-            .get(&route.account_sid)
+        let owner = node.accounts.get(&route.account_sid);
+        if owner
+            .as_ref()
             .is_some_and(|a| a.status != dialtone_projections::accounts::ACTIVE)
         {
             tracing::info!(number = %dialed, account = %route.account_sid, "the number's account is not active: 403");
@@ -122,7 +122,6 @@ impl Edge {
         let config = &route.config;
         // The number's TwiML Application, when it names one (Twilio's VoiceApplicationSid),
         // replaces its own URLs.
-        let owner = node.accounts.get(&route.account_sid);
         let app = config
             .voice_application_sid
             .as_deref()
