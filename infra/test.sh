@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # --- 1. system packages ---------------------------------------------------------------
-packages=(sip-tester espeak-ng kamailio sqlite3 build-essential pkg-config python3 python3-pip python3-venv chromium curl ca-certificates procps)
+packages=(sip-tester espeak-ng kamailio postgresql sqlite3 build-essential pkg-config python3 python3-pip python3-venv chromium curl ca-certificates procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,6 +11,9 @@
 //!   outbox), [`conferences`] (rooms and their live participants), [`sinks`] (event sinks,
 //!   subscriptions and delivery progress), [`nodes`] (liveness: last heartbeats).
 //! - [`paging`]: keyset paging shared by the list queries.
+//! - [`replica`]: the read models shared in PostgreSQL (`--read-models postgres://…`):
+//!   triggers capture each committed batch's rows, a shipper writes them to PostgreSQL
+//!   under per-projection advisory locks.
 //! - [`replay`]: read models as they stood at a point of the log (as-of queries, re-rating,
 //!   reconciliation), replayed into a private in-memory database.
 //!
@@ -47,6 +50,7 @@ pub mod paging;
 pub mod projection;
 pub mod recordings;
 pub mod replay;
+pub mod replica;
 pub mod runner;
 pub mod sinks;
 
@@ -63,6 +67,10 @@ pub use nodes::NodesProjection;
 pub use numbers::{NumberDirectory, NumberRoute, NumbersProjection};
 pub use projection::{Projection, ProjectionError};
 pub use recordings::RecordingsProjection;
+pub use replica::{
+    replica_channel, ReplicaCapture, ReplicaConfig, ReplicaError, ReplicaFeed, ReplicaShipper,
+    ReplicaStatus,
+};
 pub use runner::{rebuild, Progress, ProjectionRunner, RebuildReport, RunnerConfig, RunnerHandle};
 pub use sinks::SinksProjection;
 

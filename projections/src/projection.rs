@@ -62,6 +62,12 @@ pub trait Projection: Send + 'static {
     /// The tables this projection owns (dropped on a version change or a rebuild).
     fn tables(&self) -> &'static [&'static str];
 
+    /// Whether the rows are shared read models, copied to PostgreSQL when the node replicates
+    /// them ([`crate::replica`]); node-local operational state says no.
+    fn replicated(&self) -> bool {
+        true
+    }
+
     /// Creates the tables and indexes if missing.
     fn init(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError>;
 

@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::db::open_read_model_db;
 use crate::projection::{sql, Projection, ProjectionError};
+use crate::replica::capture::{CaptureState, ReplicaCapture};
+use crate::replica::changes::ChangeBatch;
 
 /// Tuning of the runner.
 #[derive(Debug, Clone)]
@@ -29,6 +31,9 @@ pub struct RunnerConfig {
     pub max_batch: usize,
     /// Wait before resubscribing after a storage or log error.
     pub retry_backoff: Duration,
+    /// Where each committed batch's row changes go, when the read models are replicated to
+    /// PostgreSQL ([`crate::replica`]).
+    pub replica: Option<ReplicaCapture>,
 }
 
 impl Default for RunnerConfig {
@@ -36,6 +41,7 @@ impl Default for RunnerConfig {
         RunnerConfig {
             max_batch: 4096,
             retry_backoff: Duration::from_secs(1),
+            replica: None,
         }
     }
 }
@@ -55,7 +61,7 @@ pub struct Progress {
 }
 
 /// Whether `progress` has passed every offset named in `target`.
-fn covers(progress: &Cursor, target: &Cursor) -> bool {
+pub(crate) fn covers(progress: &Cursor, target: &Cursor) -> bool {
     target
         .0
         .iter()
@@ -148,10 +154,16 @@ struct Slot {
     events_seen: u64,
 }
 
+/// A projection's checkpoint as a batch leaves it: cursor, events seen in total, events
+/// seen in the batch.
+type StagedCheckpoint = (Cursor, u64, u64);
+
 /// Everything the blocking side of the runner owns.
 struct RunnerState {
     conn: Connection,
     slots: Vec<Slot>,
+    /// Records each batch's row changes for the PostgreSQL replica, if there is one.
+    capture: Option<CaptureState>,
 }
 
 pub(crate) fn read_checkpoint(
@@ -253,6 +265,7 @@ impl RunnerState {
     fn open(
         db_path: &Path,
         projections: Vec<Box<dyn Projection>>,
+        replica: Option<ReplicaCapture>,
     ) -> Result<RunnerState, ProjectionError> {
         let mut conn = open_read_model_db(db_path)?;
         let mut names = HashSet::new();
@@ -274,7 +287,16 @@ impl RunnerState {
                 events_seen,
             });
         }
-        Ok(RunnerState { conn, slots })
+        // After `prepare`: the triggers need the tables, and a rebuild's drops and
+        // re-creations are not changes to ship (the shipper copies a rebuilt projection).
+        let capture = replica
+            .map(|capture| CaptureState::install(&conn, capture))
+            .transpose()?;
+        Ok(RunnerState {
+            conn,
+            slots,
+            capture,
+        })
     }
 
     fn min_cursor(&self) -> Cursor {
@@ -284,39 +306,51 @@ impl RunnerState {
     /// Applies `batch` to every projection that has not passed each event, with the new
     /// checkpoints, in one transaction.
     fn apply_batch(&mut self, batch: &[RecordedEvent]) -> Result<(), ProjectionError> {
-        let RunnerState { conn, slots } = self;
-        let staged = (|| -> Result<Vec<(Cursor, u64, u64)>, ProjectionError> {
-            let tx = conn.transaction().map_err(sql("beginning a batch"))?;
-            let mut staged = Vec::with_capacity(slots.len());
-            for slot in slots.iter_mut() {
-                let mut cursor = slot.cursor.clone();
-                let mut seen = 0u64;
-                for recorded in batch {
-                    if cursor.has_passed(&recorded.position) {
-                        continue;
+        let RunnerState {
+            conn,
+            slots,
+            capture,
+        } = self;
+        let staged =
+            (|| -> Result<(Vec<StagedCheckpoint>, Option<ChangeBatch>), ProjectionError> {
+                let tx = conn.transaction().map_err(sql("beginning a batch"))?;
+                let mut staged = Vec::with_capacity(slots.len());
+                for slot in slots.iter_mut() {
+                    let mut cursor = slot.cursor.clone();
+                    let mut seen = 0u64;
+                    for recorded in batch {
+                        if cursor.has_passed(&recorded.position) {
+                            continue;
+                        }
+                        if slot.projection.wants(&recorded.event.event_type) {
+                            slot.projection.apply(recorded, &tx)?;
+                        }
+                        cursor.advance(&recorded.position);
+                        seen += 1;
                     }
-                    if slot.projection.wants(&recorded.event.event_type) {
-                        slot.projection.apply(recorded, &tx)?;
+                    slot.projection.before_commit(&tx)?;
+                    if seen > 0 {
+                        write_checkpoint(
+                            &tx,
+                            slot.projection.as_ref(),
+                            &cursor,
+                            slot.events_seen + seen,
+                        )?;
                     }
-                    cursor.advance(&recorded.position);
-                    seen += 1;
+                    staged.push((cursor, slot.events_seen + seen, seen));
                 }
-                slot.projection.before_commit(&tx)?;
-                if seen > 0 {
-                    write_checkpoint(
-                        &tx,
-                        slot.projection.as_ref(),
-                        &cursor,
-                        slot.events_seen + seen,
-                    )?;
-                }
-                staged.push((cursor, slot.events_seen + seen, seen));
-            }
-            tx.commit().map_err(sql("committing a batch"))?;
-            Ok(staged)
-        })();
+                let changes = match capture.as_mut() {
+                    Some(capture) => capture.drain(&tx)?,
+                    None => None,
+                };
+                tx.commit().map_err(sql("committing a batch"))?;
+                Ok((staged, changes))
+            })();
         match staged {
-            Ok(staged) => {
+            Ok((staged, changes)) => {
+                if let (Some(capture), Some(changes)) = (capture.as_mut(), changes) {
+                    capture.publish(changes);
+                }
                 for (slot, (cursor, events_seen, seen)) in slots.iter_mut().zip(staged) {
                     slot.cursor = cursor;
                     slot.events_seen = events_seen;
@@ -362,9 +396,11 @@ impl ProjectionRunner {
         config: RunnerConfig,
     ) -> Result<ProjectionRunner, ProjectionError> {
         let path: PathBuf = db_path.to_path_buf();
-        let state = tokio::task::spawn_blocking(move || RunnerState::open(&path, projections))
-            .await
-            .map_err(|e| ProjectionError::Task(e.to_string()))??;
+        let replica = config.replica.clone();
+        let state =
+            tokio::task::spawn_blocking(move || RunnerState::open(&path, projections, replica))
+                .await
+                .map_err(|e| ProjectionError::Task(e.to_string()))??;
         let (progress_tx, progress_rx) = watch::channel(Progress {
             cursor: state.min_cursor(),
             ..Progress::default()
@@ -554,6 +590,7 @@ pub async fn rebuild(
             cursor: Cursor::start(),
             events_seen: 0,
         }],
+        capture: None,
     });
     let mut read_cursor = Cursor::start();
     let mut page = log.read_all(&read_cursor, REBUILD_PAGE).await?;
@@ -576,7 +613,9 @@ pub async fn rebuild(
         page = next?;
     }
     tokio::task::spawn_blocking(move || {
-        let RunnerState { conn, mut slots } = *state;
+        let RunnerState {
+            conn, mut slots, ..
+        } = *state;
         for slot in &mut slots {
             slot.projection.load(&conn)?;
         }

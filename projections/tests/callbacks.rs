@@ -46,6 +46,7 @@ impl Fixture {
             RunnerConfig {
                 max_batch: 4096,
                 retry_backoff: Duration::from_millis(20),
+                ..RunnerConfig::default()
             },
         )
         .await

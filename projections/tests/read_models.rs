@@ -27,6 +27,7 @@ fn fast() -> RunnerConfig {
     RunnerConfig {
         max_batch: 4096,
         retry_backoff: Duration::from_millis(20),
+        ..RunnerConfig::default()
     }
 }
 

@@ -32,6 +32,8 @@ pub struct NodeOptions {
     pub roles: Option<String>,
     /// Kafka bootstrap servers (default `DIALTONE_KAFKA_BROKERS`, else 127.0.0.1:9092).
     pub brokers: Option<String>,
+    /// `read_models = …` (`--read-models`): a `postgres://…` URL shares them there.
+    pub read_models: Option<String>,
 }
 
 impl Default for NodeOptions {
@@ -45,6 +47,7 @@ impl Default for NodeOptions {
             account: None,
             roles: None,
             brokers: None,
+            read_models: None,
         }
     }
 }
@@ -127,6 +130,7 @@ impl Dialtone {
             account,
             roles,
             brokers,
+            read_models,
         } = options;
         let data_dir = tempfile::tempdir().unwrap();
         let sip_port = crate::free_sip_port();
@@ -144,12 +148,13 @@ impl Dialtone {
             topic_prefix.unwrap_or_else(|| format!("e2e-{:04x}{:04x}", rand_u16(), rand_u16()));
         let config = format!(
             "data_dir = {data:?}\nlog = {log:?}\nsip_addr = \"127.0.0.1:{sip_port}\"\nhttp_addr = \"127.0.0.1:{http_port}\"\n\
-             rtp_ports = \"{rtp_low}-{rtp_high}\"\npublic_ip = \"127.0.0.1\"\nnode_id = {node_id:?}\nroles = {roles:?}\n\
+             rtp_ports = \"{rtp_low}-{rtp_high}\"\npublic_ip = \"127.0.0.1\"\nnode_id = {node_id:?}\nroles = {roles:?}\nread_models = {read_models:?}\n\
              [kafka]\ntopic_prefix = {topic_prefix:?}\npartitions = 2\n\
              [media]\n# Tests listen for Dialtone's RTP where the SDP says, while sipp sends from elsewhere.\nsymmetric_rtp = false\n{extra_toml}\n",
             data = data_dir.path().join("data"),
             rtp_high = rtp_low + 99,
             roles = roles.unwrap_or_else(|| "all".to_owned()),
+            read_models = read_models.unwrap_or_else(|| "sqlite".to_owned()),
         );
         let config_path = data_dir.path().join("dialtone.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -285,6 +290,11 @@ impl Dialtone {
             .env("RUST_LOG", "warn")
             .output()
             .expect("run the dialtone CLI")
+    }
+
+    /// The node's own read-model database (`<data dir>/readmodels.db`).
+    pub fn read_models_path(&self) -> PathBuf {
+        self.data_dir.path().join("data").join("readmodels.db")
     }
 
     /// The server's log so far.

@@ -5,12 +5,14 @@
 pub mod app;
 pub mod dialtone;
 pub mod kamailio;
+pub mod postgres;
 pub mod rtp;
 pub mod sipp;
 
 pub use app::{AppRequest, TwimlApp};
 pub use dialtone::{Backend, Dialtone, NodeOptions};
 pub use kamailio::Kamailio;
+pub use postgres::Postgres;
 pub use rtp::RtpSink;
 pub use sipp::{Sipp, SippRun};
 

@@ -232,6 +232,11 @@ impl Projection for CallbacksProjection {
         "callbacks"
     }
 
+    fn replicated(&self) -> bool {
+        // The outbox is the delivering node's work queue, not a read model anyone queries.
+        false
+    }
+
     fn version(&self) -> u32 {
         // 2: recording status callbacks; outbox rows numbered over all of a call's callbacks.
         // 3: conference status callbacks.

@@ -63,7 +63,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use dialtone_events::{EventLog, Position};
 use dialtone_projections::{
-    AccountDirectory, NumberDirectory, RateTable, ReadModels, RunnerHandle,
+    AccountDirectory, NumberDirectory, RateTable, ReadModels, ReplicaStatus, RunnerHandle,
 };
 use dialtone_streams::EventHub;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -119,6 +119,9 @@ pub struct ApiState {
     /// Serialises number provisioning on this node, so two requests for the same number
     /// cannot both pass the availability check.
     number_writes: Arc<tokio::sync::Mutex<()>>,
+    /// The shipper of the read models to PostgreSQL, when this node runs one: `/healthz`
+    /// fails while it cannot reach the database.
+    pub read_model_replica: Option<tokio::sync::watch::Receiver<ReplicaStatus>>,
 }
 
 impl ApiState {
@@ -149,6 +152,7 @@ impl ApiState {
             roles: Arc::from("all"),
             node_secret: None,
             number_writes: Arc::new(tokio::sync::Mutex::new(())),
+            read_model_replica: None,
         }
     }
 
@@ -195,6 +199,15 @@ impl ApiState {
 
     pub fn with_stream_heartbeat(mut self, interval: Duration) -> ApiState {
         self.stream_heartbeat = interval;
+        self
+    }
+
+    /// Reports the PostgreSQL read-model replica on `/healthz`.
+    pub fn with_read_model_replica(
+        mut self,
+        status: tokio::sync::watch::Receiver<ReplicaStatus>,
+    ) -> ApiState {
+        self.read_model_replica = Some(status);
         self
     }
 

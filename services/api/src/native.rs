@@ -91,13 +91,42 @@ pub(crate) async fn healthz(State(state): State<ApiState>) -> Response {
         progress.events,
         progress.cursor.to_json()
     );
-    let failure = match (log, progress.stopped) {
-        (Err(error), _) => Some(error),
-        (Ok(()), true) => Some(format!(
+    let replica = state
+        .read_model_replica
+        .as_ref()
+        .map(|r| r.borrow().clone());
+    let mut details = details;
+    if let Some(replica) = &replica {
+        details.push_str(&format!(
+            "read models: postgres ({}), holds {} (current: {}), {} batches, {} copies\n",
+            if replica.connected {
+                "connected"
+            } else {
+                "unreachable"
+            },
+            if replica.held.is_empty() {
+                "no projections".to_owned()
+            } else {
+                replica.held.join(",")
+            },
+            replica.synced.join(","),
+            replica.batches,
+            replica.copies,
+        ));
+    }
+    let failure = match (log, progress.stopped, replica) {
+        (Err(error), _, _) => Some(error),
+        (Ok(()), true, _) => Some(format!(
             "projections stopped: {}",
             progress.last_error.unwrap_or_default()
         )),
-        (Ok(()), false) => None,
+        (Ok(()), false, Some(replica)) if !replica.connected => Some(format!(
+            "read-model database unreachable: {}",
+            replica
+                .last_error
+                .unwrap_or_else(|| "not connected yet".to_owned())
+        )),
+        (Ok(()), false, _) => None,
     };
     match failure {
         Some(failure) => (

@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// calls), `api`, `callbacks` (Event Streams sinks), `projector`, or `all` (default).
     #[arg(long, env = "DIALTONE_ROLES")]
     pub roles: Option<String>,
+    /// Read models: `sqlite` (embedded, default: each node's own) or
+    /// `postgres://USER@HOST:PORT/DB` (projector nodes also write them into this shared
+    /// PostgreSQL database, for billing teams' SQL; see docs/read-models.md).
+    #[arg(long, env = "DIALTONE_READ_MODELS")]
+    pub read_models: Option<String>,
 }
 
 /// The effective configuration.
@@ -62,6 +67,8 @@ pub struct Config {
     pub node_id: String,
     /// Role groups of this process (see `--roles`).
     pub roles: String,
+    /// `sqlite` or a `postgres://…` URL (see `--read-models`).
+    pub read_models: String,
     pub billing: BillingSettings,
     pub webhooks: WebhookSettings,
     pub media: MediaSettings,
@@ -230,6 +237,7 @@ impl Default for Config {
             public_url: None,
             node_id: "node-1".into(),
             roles: "all".into(),
+            read_models: "sqlite".into(),
             billing: BillingSettings::default(),
             webhooks: WebhookSettings::default(),
             media: MediaSettings::default(),
@@ -291,6 +299,8 @@ pub enum ConfigError {
     },
     #[error("invalid RTP port range {0:?}: expected LOW-HIGH with 1024 <= LOW < HIGH")]
     RtpPorts(String),
+    #[error("invalid --read-models {0:?}: expected `sqlite` or `postgres://USER@HOST:PORT/DB`")]
+    ReadModels(String),
     #[error("invalid --log {0:?}: expected `sqlite` or `kafka://HOST:PORT[,HOST:PORT…]`")]
     Log(String),
     #[error("invalid trunks: {0}")]
@@ -331,6 +341,7 @@ impl Config {
             public_url,
             node_id,
             roles,
+            read_models,
         } = args.clone();
         if let Some(v) = data_dir {
             config.data_dir = v;
@@ -359,7 +370,11 @@ impl Config {
         if let Some(v) = roles {
             config.roles = v;
         }
+        if let Some(v) = read_models {
+            config.read_models = v;
+        }
         config.roles()?;
+        config.shared_read_models()?;
         config.rtp_port_range()?;
         config.log_backend()?;
         config.rates_micros()?;
@@ -398,6 +413,23 @@ impl Config {
                 brokers: brokers.to_owned(),
             }),
             _ => Err(ConfigError::Log(self.log.clone())),
+        }
+    }
+
+    /// The PostgreSQL database the read models are shared in, if any (`None`: embedded
+    /// SQLite only).
+    pub fn shared_read_models(&self) -> Result<Option<&str>, ConfigError> {
+        let url = self.read_models.trim();
+        if url.eq_ignore_ascii_case("sqlite") {
+            return Ok(None);
+        }
+        let is_postgres = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme));
+        if is_postgres {
+            Ok(Some(url))
+        } else {
+            Err(ConfigError::ReadModels(self.read_models.clone()))
         }
     }
 
@@ -493,6 +525,23 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(matches!(Config::load(&args), Err(ConfigError::Log(_))));
+        let args = ServeArgs {
+            read_models: Some("mysql://x".into()),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(
+            Config::load(&args),
+            Err(ConfigError::ReadModels(_))
+        ));
+        let args = ServeArgs {
+            read_models: Some("postgres://dialtone@127.0.0.1:5432/dialtone".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            Config::load(&args).unwrap().shared_read_models().unwrap(),
+            Some("postgres://dialtone@127.0.0.1:5432/dialtone")
+        );
+        assert_eq!(Config::default().shared_read_models().unwrap(), None);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "sip_adr = \"x\"\n").unwrap();

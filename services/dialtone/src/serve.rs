@@ -17,8 +17,8 @@ use dialtone_events::sqlite::SqliteLog;
 use dialtone_events::EventLog;
 use dialtone_media::runtime::{MediaConfig, MediaRuntime};
 use dialtone_projections::{
-    create_account, standard_projections, AccountDirectory, NumberDirectory, ProjectionRunner,
-    ReadModels, RunnerConfig,
+    create_account, replica_channel, standard_projections, AccountDirectory, NumberDirectory,
+    ProjectionRunner, ReadModels, ReplicaConfig, ReplicaShipper, RunnerConfig,
 };
 use dialtone_sip::endpoint::{EndpointConfig, SipEndpoint};
 use dialtone_streams::sinks::{RetryPolicy, SinkDeliverer, SinkDelivererConfig};
@@ -36,6 +36,9 @@ use crate::roles::liveness::{Liveness, LivenessConfig};
 use crate::roles::node::Node;
 use crate::roles::pacing::Pacer;
 use crate::roles::registry::CallRegistry;
+
+/// Committed batches that may wait for the PostgreSQL shipper; past that it copies.
+const REPLICA_BUFFER: usize = 1024;
 
 /// Opens the configured event log.
 pub async fn open_log(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn EventLog>> {
@@ -78,14 +81,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let accounts = AccountDirectory::default();
     let numbers = NumberDirectory::default();
     let rates = config.rate_table()?;
-    let runner = ProjectionRunner::start(
-        log.clone(),
-        &data.read_models(),
-        standard_projections(&accounts, &numbers, rates.clone()),
-        RunnerConfig::default(),
-    )
-    .await
-    .context("starting the projections")?;
+    let projections = standard_projections(&accounts, &numbers, rates.clone());
+    let mut runner_config = RunnerConfig::default();
+    // Shared read models: a projector also writes its rows into PostgreSQL.
+    let replica_feed = match config.shared_read_models()? {
+        Some(url) if roles.projector => {
+            let (capture, feed) = replica_channel(&projections, REPLICA_BUFFER);
+            runner_config.replica = Some(capture);
+            Some((url.to_owned(), feed))
+        }
+        _ => None,
+    };
+    let runner =
+        ProjectionRunner::start(log.clone(), &data.read_models(), projections, runner_config)
+            .await
+            .context("starting the projections")?;
+    let replica = replica_feed.map(|(url, feed)| {
+        tracing::info!("sharing the read models in PostgreSQL");
+        ReplicaShipper::start(
+            ReplicaConfig::new(url, config.node_id.clone(), &data.read_models()),
+            feed,
+        )
+    });
     runner
         .catch_up(log.as_ref())
         .await
@@ -187,6 +204,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .with_stream_heartbeat(Duration::from_secs_f64(
         config.streams.heartbeat_seconds.clamp(0.05, 3600.0),
     ));
+    let state = match &replica {
+        Some(replica) => state.with_read_model_replica(replica.status()),
+        None => state,
+    };
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding the HTTP API on {}", config.http_addr))?;
@@ -236,6 +257,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         sinks.shutdown().await;
     }
     runner.shutdown().await;
+    if let Some(replica) = replica {
+        // After the runner: its last batches are in the channel; the shipper writes what
+        // it has, and a batch it misses is copied by whichever node takes over.
+        let _ = tokio::time::timeout(Duration::from_secs(5), replica.shutdown()).await;
+    }
     drop(log);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

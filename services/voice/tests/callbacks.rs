@@ -228,6 +228,7 @@ impl Env {
             RunnerConfig {
                 max_batch: 4096,
                 retry_backoff: Duration::from_millis(20),
+                ..RunnerConfig::default()
             },
         )
         .await
