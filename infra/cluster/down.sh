@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops the local cluster infra/cluster/up.sh started in DIR: Kamailio, the nodes (SIGTERM:
-# they drain their calls), then the broker. Leaves DIR (logs, read models) in place.
+# they drain their calls), then PostgreSQL and the broker. Leaves DIR (logs, read models) in place.
 set -uo pipefail
 
 DIR="${1:?usage: infra/cluster/down.sh DIR}"
@@ -25,6 +25,15 @@ for node in voice-1 voice-2 api-1; do
   stop_pid_file "$DIR/$node/pid" "$node" &
 done
 wait
+if [[ -f "$DIR/postgres/data/postmaster.pid" ]]; then
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  echo "down.sh: stopping PostgreSQL" >&2
+  if (($(id -u) == 0)); then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/postgres/data" -m fast -w stop >&2
+  else
+    "$PG_BIN/pg_ctl" -D "$DIR/postgres/data" -m fast -w stop >&2
+  fi
+fi
 if [[ -d "$DIR/broker" ]]; then
   DIALTONE_BROKER_DIR="$DIR/broker" "$ROOT/infra/kafka.sh" stop >&2
 fi

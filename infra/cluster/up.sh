@@ -6,9 +6,12 @@
 #   127.0.0.4        voice-2  (the same)
 #   127.0.0.5:8080   api-1    (--roles api,projector,callbacks: REST API, console, streams)
 #   127.0.0.6:9092   the Kafka-compatible broker (Tansu, memory storage) holding the log
+#   127.0.0.7:5432   PostgreSQL (initdb in DIR/postgres): the shared read models api-1
+#                    writes (database `dialtone`, user `dialtone`, trust on loopback)
 #
 # Returns once every part is healthy and prints, as NAME=value lines:
-#   SIP=127.0.0.2:5060  API=http://127.0.0.5:8080  KAFKA=127.0.0.6:9092  AC=AC…  TOKEN=…
+#   SIP=127.0.0.2:5060  API=http://127.0.0.5:8080  PG=postgres://dialtone@127.0.0.7:5432/dialtone
+#   KAFKA=127.0.0.6:9092  AC=AC…  TOKEN=…
 #
 #   infra/cluster/up.sh DIR      DIR must be new or empty (the broker keeps the log in
 #                                memory: a cluster does not outlive down.sh)
@@ -24,11 +27,15 @@ NET="${CLUSTER_NET:-127.0.0}"
 KAMAILIO_ADDR="$NET.2:5060"
 KAFKA_ADDR="$NET.6:9092"
 API_HOST="$NET.5"
+PG_HOST="$NET.7"
+PG_URL="postgres://dialtone@$PG_HOST:5432/dialtone"
 
 say() { printf 'up.sh: %s\n' "$*" >&2; }
 die() { printf 'up.sh: error: %s\n' "$*" >&2; exit 1; }
 command -v kamailio >/dev/null || die "kamailio is required (apt install kamailio)"
 command -v curl >/dev/null || die "curl is required (apt install curl)"
+PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+[[ -x "$PG_BIN/postgres" ]] || die "PostgreSQL is required (apt install postgresql)"
 
 if [[ -d "$DIR" && -n "$(ls -A "$DIR" 2>/dev/null)" ]]; then
   die "$DIR is not empty: stop that cluster with infra/cluster/down.sh $DIR and remove it, or use another DIR"
@@ -54,19 +61,36 @@ trap 'status=$?; if ((status != 0)); then say "start failed; stopping what start
 say "starting the broker at $KAFKA_ADDR"
 DIALTONE_BROKER_DIR="$DIR/broker" DIALTONE_KAFKA_ADDR="$KAFKA_ADDR" "$ROOT/infra/kafka.sh" start >&2
 
+# --- the shared read models ----------------------------------------------------------------
+# PostgreSQL refuses to run as root: as root, its files and process belong to `postgres`.
+as_pg() { if (($(id -u) == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
+mkdir -p "$DIR/postgres"
+if (($(id -u) == 0)); then
+  chown postgres: "$DIR/postgres"
+  as_pg test -x "$DIR/postgres" || die "the postgres user cannot reach $DIR (make its parents world-executable)"
+fi
+say "starting PostgreSQL at $PG_HOST:5432"
+as_pg "$PG_BIN/initdb" -D "$DIR/postgres/data" -U dialtone --auth=trust -E UTF8 --locale=C >"$DIR/postgres/initdb.log" 2>&1 \
+  || { tail -n 20 "$DIR/postgres/initdb.log" >&2; die "initdb failed"; }
+as_pg "$PG_BIN/pg_ctl" -D "$DIR/postgres/data" -l "$DIR/postgres/postgres.log" -w -t 60 \
+  -o "-c listen_addresses=$PG_HOST -p 5432 -c unix_socket_directories=''" start >&2 \
+  || { tail -n 20 "$DIR/postgres/postgres.log" >&2; die "PostgreSQL did not start"; }
+"$PG_BIN/psql" -q -h "$PG_HOST" -p 5432 -U dialtone -d postgres -v ON_ERROR_STOP=1 -c "CREATE DATABASE dialtone" >&2
+
 # --- the nodes --------------------------------------------------------------------------
 # One secret for the whole cluster: tokens and signatures verify on every node.
 python3 -c 'import secrets; print(secrets.token_hex(32))' >"$DIR/secret"
 chmod 600 "$DIR/secret"
 export DIALTONE_SECRET="$(cat "$DIR/secret")"
 
-# write_config NAME HOST ROLES RTP_LOW
+# write_config NAME HOST ROLES RTP_LOW [READ_MODELS]
 write_config() {
-  local name=$1 host=$2 roles=$3 rtp_low=$4
+  local name=$1 host=$2 roles=$3 rtp_low=$4 read_models=${5:-sqlite}
   mkdir -p "$DIR/$name"
   cat >"$DIR/$name/dialtone.toml" <<TOML
 node_id = "$name"
 roles = "$roles"
+read_models = "$read_models"
 data_dir = "$DIR/$name/data"
 log = "kafka://$KAFKA_ADDR"
 sip_addr = "$host:5060"
@@ -100,7 +124,7 @@ wait_healthy() { # NAME HOST
   die "$name is not healthy after 60 s"
 }
 
-write_config api-1 "$API_HOST" "api,projector,callbacks" 40000
+write_config api-1 "$API_HOST" "api,projector,callbacks" 40000 "$PG_URL"
 write_config voice-1 "$NET.3" "edge,voice,media" 41000
 write_config voice-2 "$NET.4" "edge,voice,media" 42000
 
@@ -165,6 +189,7 @@ TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["auth_to
 {
   echo "SIP=$KAMAILIO_ADDR"
   echo "API=http://$API_HOST:8080"
+  echo "PG=$PG_URL"
   echo "KAFKA=$KAFKA_ADDR"
   echo "AC=$AC"
   echo "TOKEN=$TOKEN"

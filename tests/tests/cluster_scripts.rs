@@ -17,7 +17,7 @@ fn script(name: &str) -> PathBuf {
 fn pid_in(pid_file: &std::path::Path) -> u32 {
     std::fs::read_to_string(pid_file)
         .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .and_then(|pid| pid.lines().next()?.trim().parse::<u32>().ok())
         .unwrap_or_else(|| panic!("no pid in {}", pid_file.display()))
 }
 
@@ -37,6 +37,12 @@ impl Drop for Down {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_starts_a_cluster_that_takes_calls_and_down_stops_it() {
     let dir = tempfile::tempdir().unwrap();
+    // PostgreSQL runs as the `postgres` user when the tests run as root: it must reach DIR.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let state = dir.path().join("cluster");
     let up = tokio::task::spawn_blocking({
         let state = state.clone();
@@ -61,7 +67,7 @@ async fn up_starts_a_cluster_that_takes_calls_and_down_stops_it() {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    for name in ["SIP", "API", "KAFKA", "AC", "TOKEN"] {
+    for name in ["SIP", "API", "PG", "KAFKA", "AC", "TOKEN"] {
         assert!(printed.contains_key(name), "no {name} in {printed:?}");
     }
     let (api, ac, token) = (&printed["API"], &printed["AC"], &printed["TOKEN"]);
@@ -135,6 +141,28 @@ async fn up_starts_a_cluster_that_takes_calls_and_down_stops_it() {
         (calls.len() == 20 && calls.iter().all(|c| c["status"] == "completed")).then_some(calls)
     })
     .await;
+    // The billing team's database holds the same calls, billed.
+    let (pg, connection) = tokio_postgres::connect(&printed["PG"], tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the cluster's PostgreSQL");
+    tokio::spawn(connection);
+    let shared = eventually(30, "the 20 calls in PostgreSQL", || async {
+        let row = pg
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'completed'), \
+                 (SELECT COALESCE(SUM(count), 0)::bigint FROM usage_daily \
+                  WHERE category = 'calls-inbound') FROM calls",
+                &[],
+            )
+            .await
+            .ok()?;
+        let (calls, billed): (i64, i64) = (row.get(0), row.get(1));
+        (calls == 20 && billed == 20).then_some(calls)
+    })
+    .await;
+    assert_eq!(shared, 20);
+    drop(pg);
+
     let mut owners = std::collections::BTreeSet::new();
     for call in &calls {
         let events: Vec<Value> = http
@@ -163,6 +191,7 @@ async fn up_starts_a_cluster_that_takes_calls_and_down_stops_it() {
         "voice-2/pid",
         "api-1/pid",
         "broker/tansu.pid",
+        "postgres/data/postmaster.pid",
     ]
     .into_iter()
     .map(|file| (file, pid_in(&state.join(file))))
