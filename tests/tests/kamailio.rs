@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use dialtone_tests::{eventually, Dialtone, Kamailio, NodeOptions, RtpSink, Sipp, TwimlApp};
+use dialtone_tests::{
+    eventually, Dialtone, Kamailio, NodeOptions, Postgres, RtpSink, Sipp, TwimlApp,
+};
 
 const NUMBER: &str = "+14155550177";
 const LIVENESS: &str = "[cluster]\nheartbeat_ms = 300\nlease_ms = 1500\n";
@@ -19,9 +21,10 @@ struct Cluster {
     _app: TwimlApp,
 }
 
-async fn cluster(name: &str) -> Cluster {
+async fn cluster(name: &str, read_models: Option<String>) -> Cluster {
     let node = |id: &str, first| NodeOptions {
         extra_toml: LIVENESS.to_owned(),
+        read_models: read_models.clone(),
         ..NodeOptions::member(name, id, first)
     };
     let a = Dialtone::start_node(node("voice-a", None)).await;
@@ -81,7 +84,7 @@ async fn owner(node: &Dialtone, sid: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_through_kamailio_spread_over_both_nodes_and_in_dialog_requests_reach_the_owner() {
-    let c = cluster("kamailio-spread").await;
+    let c = cluster("kamailio-spread", None).await;
 
     // 200 calls; each caller hangs up with a BYE that must pass Kamailio to the owner.
     let rtp = RtpSink::start();
@@ -140,7 +143,9 @@ async fn calls_through_kamailio_spread_over_both_nodes_and_in_dialog_requests_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voice_node_killed_mid_load_leaves_no_call_unfinished_and_gets_no_new_calls() {
-    let mut c = cluster("kamailio-kill").await;
+    // Both nodes also project, sharing the read models in PostgreSQL.
+    let postgres = Postgres::start();
+    let mut c = cluster("kamailio-kill", Some(postgres.url())).await;
 
     // 40 calls of 6 s each; voice-b dies while they are up.
     let rtp = RtpSink::start();
@@ -222,6 +227,39 @@ async fn a_voice_node_killed_mid_load_leaves_no_call_unfinished_and_gets_no_new_
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+
+    // And PostgreSQL's usage, written by both nodes until one died, then by the survivor
+    // alone, is the same to the micro-unit.
+    let client = postgres.client().await;
+    let local = |path: std::path::PathBuf| {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row(
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(minutes), 0), \
+             COALESCE(SUM(price_micros), 0), COUNT(*) FROM usage_daily",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    };
+    let recomputed: (i64, i64, i64, i64) = local(c.a.read_models_path());
+    assert!(recomputed.2 > 0, "{recomputed:?}");
+    eventually(
+        30,
+        "PostgreSQL's usage to equal the recomputed usage",
+        || async {
+            let row = client
+                .query_one(
+                    "SELECT COALESCE(SUM(count), 0)::bigint, COALESCE(SUM(minutes), 0)::bigint, \
+                 COALESCE(SUM(price_micros), 0)::bigint, COUNT(*) FROM usage_daily",
+                    &[],
+                )
+                .await
+                .ok()?;
+            let shared: (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+            (shared == recomputed).then_some(())
+        },
+    )
+    .await;
 
     // The dead node no longer answers probes: new calls all go to voice-a, and succeed.
     let before = counter(&c.a, "dialtone_calls_completed_total").await;
