@@ -78,6 +78,23 @@ fn column<'a>(
     })
 }
 
+/// `(v1, v2, …)` of `columns` for each row.
+fn tuples(
+    schema: &TableSchema,
+    rows: &[&Map<String, Value>],
+    columns: &[&str],
+) -> Result<Vec<String>, RenderError> {
+    rows.iter()
+        .map(|row| {
+            let literals = columns
+                .iter()
+                .map(|c| literal(&schema.name, column(schema, row, c)?))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(format!("({})", literals.join(", ")))
+        })
+        .collect()
+}
+
 /// Rows per multi-row statement.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -99,15 +116,9 @@ pub fn upsert_rows<'a>(
     } else {
         format!("DO UPDATE SET {}", non_key.join(", "))
     };
+    let columns: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut values = Vec::with_capacity(chunk.len());
-        for row in chunk {
-            let mut literals = Vec::with_capacity(schema.columns.len());
-            for c in &schema.columns {
-                literals.push(literal(&schema.name, column(schema, row, &c.name)?)?);
-            }
-            values.push(format!("({})", literals.join(", ")));
-        }
+        let values = tuples(schema, chunk, &columns)?;
         out.push_str(&format!(
             "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) {};\n",
             schema.quoted_name(),
@@ -127,15 +138,9 @@ pub fn delete_rows<'a>(
 ) -> Result<String, RenderError> {
     let keys: Vec<&Map<String, Value>> = keys.into_iter().collect();
     let mut out = String::new();
+    let key_columns: Vec<&str> = schema.primary_key.iter().map(String::as_str).collect();
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for key in chunk {
-            let mut literals = Vec::with_capacity(schema.primary_key.len());
-            for c in &schema.primary_key {
-                literals.push(literal(&schema.name, column(schema, key, c)?)?);
-            }
-            tuples.push(format!("({})", literals.join(", ")));
-        }
+        let tuples = tuples(schema, chunk, &key_columns)?;
         out.push_str(&format!(
             "DELETE FROM {} WHERE ({}) IN ({});\n",
             schema.quoted_name(),
