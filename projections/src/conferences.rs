@@ -50,9 +50,11 @@ CREATE TABLE IF NOT EXISTS conferences (
     reason_conference_ended    TEXT,
     call_sid_ending_conference TEXT,
     date_created               TEXT NOT NULL,
-    date_updated               TEXT NOT NULL
+    date_updated               TEXT NOT NULL,
+    owner_node                 TEXT
 );
 CREATE INDEX IF NOT EXISTS conferences_by_account ON conferences (account_sid, date_created, sid);
+CREATE INDEX IF NOT EXISTS conferences_by_name ON conferences (account_sid, friendly_name, status);
 CREATE TABLE IF NOT EXISTS conference_participants (
     conference_sid            TEXT    NOT NULL,
     call_sid                  TEXT    NOT NULL,
@@ -138,6 +140,25 @@ pub fn get_conference(
     .transpose()
 }
 
+/// The node holding the account's open room `friendly_name` (not `completed`), newest
+/// first; `Some(None)` for a room whose events name no owner, `None` when no room is open.
+pub fn open_room_owner(
+    conn: &Connection,
+    account_sid: &str,
+    friendly_name: &str,
+) -> Result<Option<Option<String>>, ProjectionError> {
+    conn.prepare_cached(
+        "SELECT owner_node FROM conferences
+         WHERE account_sid = ?1 AND friendly_name = ?2 AND status != 'completed'
+         ORDER BY date_created DESC, sid DESC LIMIT 1",
+    )
+    .and_then(|mut s| {
+        s.query_row([account_sid, friendly_name], |r| r.get(0))
+            .optional()
+    })
+    .map_err(sql("finding a conference's owner"))
+}
+
 /// Filters of the Conferences list.
 #[derive(Debug, Clone, Default)]
 pub struct ConferenceFilter {
@@ -220,8 +241,8 @@ impl Projection for ConferencesProjection {
     }
 
     fn version(&self) -> u32 {
-        // 2: participants on hold.
-        2
+        // 2: participants on hold. 3: the room's owning node.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -254,10 +275,16 @@ impl Projection for ConferencesProjection {
         match decode(recorded) {
             Some(Payload::ConferenceStarted(started)) => execute(
                 "INSERT INTO conferences (sid, account_sid, friendly_name, status, date_created,
-                    date_updated)
-                 VALUES (?1, ?2, ?3, 'init', ?4, ?4)
+                    date_updated, owner_node)
+                 VALUES (?1, ?2, ?3, 'init', ?4, ?4, ?5)
                  ON CONFLICT (sid) DO NOTHING",
-                params![conference, event.accountsid, started.friendly_name, time],
+                params![
+                    conference,
+                    event.accountsid,
+                    started.friendly_name,
+                    time,
+                    started.owner_node
+                ],
                 "opening a conference",
             ),
             Some(Payload::ParticipantJoined(joined)) => {

@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     last_heartbeat TEXT    NOT NULL,
     lease_ms       INTEGER NOT NULL,
     stopped        INTEGER NOT NULL,
-    roles          TEXT    NOT NULL DEFAULT ''
+    roles          TEXT    NOT NULL DEFAULT '',
+    sip            TEXT
 );
 ";
 
@@ -30,6 +31,8 @@ pub struct NodeRow {
     pub stopped: bool,
     /// Its role groups, as its last heartbeat named them.
     pub roles: Vec<String>,
+    /// Where it takes SIP (`host:port`), for a voice node.
+    pub sip: Option<String>,
 }
 
 impl NodeRow {
@@ -44,7 +47,9 @@ impl NodeRow {
     }
 }
 
-type RawNode = (String, String, String, u64, bool, String);
+type RawNode = (String, String, String, u64, bool, String, Option<String>);
+
+const COLUMNS: &str = "node_id, instance, last_heartbeat, lease_ms, stopped, roles, sip";
 
 fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawNode> {
     Ok((
@@ -54,11 +59,12 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawNode> {
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
+        r.get(6)?,
     ))
 }
 
 fn to_row(raw: RawNode) -> Result<NodeRow, ProjectionError> {
-    let (node_id, instance, last, lease_ms, stopped, roles) = raw;
+    let (node_id, instance, last, lease_ms, stopped, roles, sip) = raw;
     Ok(NodeRow {
         node_id,
         instance,
@@ -70,25 +76,22 @@ fn to_row(raw: RawNode) -> Result<NodeRow, ProjectionError> {
             .filter(|r| !r.is_empty())
             .map(str::to_owned)
             .collect(),
+        sip,
     })
 }
 
 pub fn get_node(conn: &Connection, node_id: &str) -> Result<Option<NodeRow>, ProjectionError> {
-    conn.prepare_cached(
-        "SELECT node_id, instance, last_heartbeat, lease_ms, stopped, roles FROM nodes WHERE node_id = ?1",
-    )
-    .and_then(|mut s| s.query_row([node_id], read).optional())
-    .map_err(sql("reading a node"))?
-    .map(to_row)
-    .transpose()
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM nodes WHERE node_id = ?1"))
+        .and_then(|mut s| s.query_row([node_id], read).optional())
+        .map_err(sql("reading a node"))?
+        .map(to_row)
+        .transpose()
 }
 
 /// Every node known, by id.
 pub fn list_nodes(conn: &Connection) -> Result<Vec<NodeRow>, ProjectionError> {
     let raw = conn
-        .prepare_cached(
-            "SELECT node_id, instance, last_heartbeat, lease_ms, stopped, roles FROM nodes ORDER BY node_id",
-        )
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM nodes ORDER BY node_id"))
         .and_then(|mut s| s.query_map([], read)?.collect::<Result<Vec<_>, _>>())
         .map_err(sql("listing nodes"))?;
     raw.into_iter().map(to_row).collect()
@@ -110,7 +113,8 @@ impl Projection for NodesProjection {
     }
 
     fn version(&self) -> u32 {
-        2
+        // 3: voice nodes' SIP addresses.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -134,11 +138,12 @@ impl Projection for NodesProjection {
         match decode(recorded) {
             Some(Payload::NodeHeartbeat(beat)) => {
                 tx.prepare_cached(
-                    "INSERT INTO nodes (node_id, instance, last_heartbeat, lease_ms, stopped, roles)
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5)
+                    "INSERT INTO nodes (node_id, instance, last_heartbeat, lease_ms, stopped, roles,
+                        sip)
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
                      ON CONFLICT (node_id) DO UPDATE SET instance = excluded.instance,
                         last_heartbeat = excluded.last_heartbeat, lease_ms = excluded.lease_ms,
-                        stopped = 0, roles = excluded.roles
+                        stopped = 0, roles = excluded.roles, sip = excluded.sip
                      WHERE excluded.last_heartbeat >= nodes.last_heartbeat",
                 )
                 .and_then(|mut s| {
@@ -147,7 +152,8 @@ impl Projection for NodesProjection {
                         beat.instance,
                         time,
                         beat.lease_ms,
-                        beat.roles.join(",")
+                        beat.roles.join(","),
+                        beat.sip
                     ])
                 })
                 .map_err(sql("recording a heartbeat"))?;

@@ -669,6 +669,11 @@ pub struct RatePublished {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConferenceStarted {
     pub friendly_name: String,
+    /// The node that holds the room (mixes its audio): participants whose calls live on
+    /// other nodes join it through a SIP link to this node. Absent in events of before
+    /// rooms spanned nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_node: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,10 @@ pub struct NodeHeartbeat {
     /// live node with `voice`. Absent in heartbeats of before roles existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Where a voice node takes SIP (`host:port`): other nodes link their callers to the
+    /// conference rooms it holds there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip: Option<String>,
 }
 
 /// The node shut down cleanly: nothing of it needs recovering.

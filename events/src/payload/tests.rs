@@ -295,6 +295,7 @@ fn samples() -> Vec<Payload> {
         .into(),
         ConferenceStarted {
             friendly_name: "room".into(),
+            owner_node: Some("node-1".into()),
         }
         .into(),
         ParticipantJoined {
@@ -387,6 +388,7 @@ fn samples() -> Vec<Payload> {
             instance: "0193".into(),
             lease_ms: 10_000,
             roles: vec!["voice".into()],
+            sip: Some("10.0.0.7:5060".into()),
         }
         .into(),
         NodeStopped {

@@ -575,6 +575,7 @@ async fn conferences_participants_and_their_recordings_per_account() {
             (
                 ConferenceStarted {
                     friendly_name: "standup".into(),
+                    owner_node: None,
                 }
                 .into(),
                 at(0),

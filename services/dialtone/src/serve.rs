@@ -127,6 +127,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         runner.handle(),
         &config.node_id,
         roles.names().into_iter().map(str::to_owned).collect(),
+        // Where other nodes link their callers to the rooms this node holds.
+        roles.voice.then(|| room_link_address(&config)).flatten(),
         LivenessConfig {
             heartbeat: Duration::from_millis(config.cluster.heartbeat_ms.max(100)),
             lease: Duration::from_millis(
@@ -267,6 +269,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where other nodes reach this node's SIP endpoint (for room links): its listen address,
+/// or the advertised IP when it listens on every interface.
+fn room_link_address(config: &Config) -> Option<String> {
+    let addr = config.sip_addr;
+    if addr.port() == 0 {
+        return None;
+    }
+    let ip = if addr.ip().is_unspecified() {
+        config.advertised_ip()
+    } else {
+        addr.ip()
+    };
+    Some(std::net::SocketAddr::new(ip, addr.port()).to_string())
+}
+
 /// The voice role group: what takes, places and runs calls on this node.
 struct Voice {
     node: Arc<Node>,
@@ -357,8 +374,9 @@ async fn start_voice(
         recordings_dir: data.recordings(),
         registry: registry.clone(),
         trunks: config.trunks.clone(),
-        conferences: Conferences::default(),
+        conferences: Conferences::new(&config.node_id),
         pacer: Pacer::new(config.outbound.calls_per_second),
+        read_models: ReadModels::new(data.read_models()),
     });
     let edge = Arc::new(Edge {
         node: node.clone(),

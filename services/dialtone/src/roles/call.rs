@@ -12,7 +12,7 @@ use dialtone_events::payload::{
     CallAnswered, CallCompleted, CallStatus, DtmfReceived, DtmfSource, Payload, RecordingCompleted,
     RecordingStarted,
 };
-use dialtone_events::sid::{AccountSid, CallSid, RecordingSid};
+use dialtone_events::sid::{AccountSid, CallSid};
 use dialtone_events::{ExpectedVersion, NewEvent};
 use dialtone_media::outcome::MediaOutcome;
 use dialtone_media::playout::CommandId as MediaCommandId;
@@ -29,9 +29,13 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::roles::dial::{DialRun, Signal};
+pub(crate) use crate::roles::codecs::{codec_name, media_codec};
+use crate::roles::dial::DialRun;
+pub(crate) use crate::roles::node::recording_url;
 use crate::roles::node::Node;
 use crate::roles::registry::CallControl;
+use crate::roles::room::RoomRun;
+use crate::roles::signal::Signal;
 
 /// Everything a call task needs, prepared by the edge (inbound) or the originator
 /// (REST outbound, already answered).
@@ -114,6 +118,8 @@ pub(crate) struct CallTask {
     unanswered_end: Option<(CallStatus, u16)>,
     /// The `<Dial>` in progress, if any.
     pub(crate) dial: Option<DialRun>,
+    /// The conference this call is in (through a `<Dial><Conference>`), if any.
+    pub(crate) room: Option<RoomRun>,
     /// Child legs and whispers report here.
     pub(crate) signals_tx: mpsc::UnboundedSender<Signal>,
 }
@@ -158,6 +164,7 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         ended_by: None,
         unanswered_end: None,
         dial: None,
+        room: None,
         signals_tx,
     };
     if let Some((media_id, started)) = call_recording {
@@ -195,7 +202,7 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
                         queue.extend(task.on_whisper_fetched(&child, request_id, result).await);
                     }
                     Ok((FetchFor::Wait, request_id, result)) => {
-                        crate::roles::dial::on_wait_fetched(&mut task, request_id, result);
+                        crate::roles::room::on_wait_fetched(&mut task, request_id, result);
                     }
                     Err(error) => tracing::error!(call = %task.sid, %error, "webhook task failed"),
                 }
@@ -558,15 +565,7 @@ impl CallTask {
 
     /// `path` relative to the data dir, as recording events store it.
     pub(crate) fn relative_path(&self, path: &std::path::Path) -> String {
-        let root = self
-            .node
-            .recordings_dir
-            .parent()
-            .unwrap_or(&self.node.recordings_dir);
-        path.strip_prefix(root)
-            .unwrap_or(path)
-            .to_string_lossy()
-            .into_owned()
+        self.node.relative_path(path)
     }
 
     fn media_done(
@@ -578,7 +577,7 @@ impl CallTask {
         match self.media_commands.remove(&media_id) {
             Some(command_id) => self.interpreter.on_media_done(command_id, done, now),
             None => {
-                crate::roles::dial::wait_media_done(self, media_id, done);
+                crate::roles::room::wait_media_done(self, media_id, done);
                 Vec::new()
             }
         }
@@ -697,23 +696,22 @@ impl CallTask {
             }
             CallControl::ConferenceEnded => self.conference_ended(now).await,
             CallControl::ConferenceStarted => {
-                crate::roles::dial::conference_started(self);
+                crate::roles::room::conference_started(self);
                 Vec::new()
             }
             CallControl::ConferenceUpdate { muted, hold, reply } => {
-                let updated = crate::roles::dial::conference_update(self, muted, hold).await;
-                let _ = reply.send(updated);
+                crate::roles::room::conference_update(self, muted, hold, reply).await;
                 Vec::new()
             }
             CallControl::ConferenceKick { reply } => {
-                let in_room = crate::roles::dial::in_conference(self);
+                let in_room = crate::roles::room::in_conference(self);
                 // Answered once the leave is logged, so the API's answer reflects it.
                 let actions = self.conference_ended(now).await;
                 let _ = reply.send(in_room);
                 actions
             }
             CallControl::ConferenceEnd { reply } => {
-                let _ = reply.send(crate::roles::dial::end_conference(self).await);
+                crate::roles::room::end_conference(self, reply).await;
                 Vec::new()
             }
         }
@@ -803,7 +801,12 @@ impl CallTask {
     }
 
     async fn on_signal(&mut self, signal: Signal) -> Vec<Action> {
-        crate::roles::dial::on_signal(self, signal).await
+        match signal {
+            Signal::LinkPlaced { .. } | Signal::Link { .. } => {
+                crate::roles::room::on_link_signal(self, signal).await
+            }
+            leg => crate::roles::dial::on_signal(self, leg).await,
+        }
     }
 
     async fn on_whisper_fetched(
@@ -832,7 +835,7 @@ impl CallTask {
     }
 
     async fn conference_ended(&mut self, _now: Instant) -> Vec<Action> {
-        crate::roles::dial::conference_ended(self).await
+        crate::roles::room::conference_ended(self).await
     }
 
     async fn abandon_dial(&mut self) {
@@ -949,14 +952,6 @@ pub(crate) fn runtime_command(
     })
 }
 
-/// Twilio's `RecordingUrl`.
-pub(crate) fn recording_url(api_base_url: &str, account: &str, recording: &RecordingSid) -> String {
-    format!(
-        "{}/2010-04-01/Accounts/{account}/Recordings/{recording}",
-        api_base_url.trim_end_matches('/')
-    )
-}
-
 /// Whole seconds of an answered call: rounded to the nearest second, at least one (Twilio
 /// rounds sub-second calls up to one second).
 pub fn duration_seconds(answered_ms: u64) -> u64 {
@@ -964,20 +959,6 @@ pub fn duration_seconds(answered_ms: u64) -> u64 {
         0
     } else {
         ((answered_ms + 500) / 1000).max(1)
-    }
-}
-
-pub(crate) fn media_codec(codec: dialtone_sip::sdp::Codec) -> dialtone_media::codec::Codec {
-    match codec {
-        dialtone_sip::sdp::Codec::Pcmu => dialtone_media::codec::Codec::Pcmu,
-        dialtone_sip::sdp::Codec::Pcma => dialtone_media::codec::Codec::Pcma,
-    }
-}
-
-pub(crate) fn codec_name(codec: dialtone_sip::sdp::Codec) -> &'static str {
-    match codec {
-        dialtone_sip::sdp::Codec::Pcmu => "PCMU",
-        dialtone_sip::sdp::Codec::Pcma => "PCMA",
     }
 }
 

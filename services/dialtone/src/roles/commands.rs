@@ -165,6 +165,20 @@ pub async fn send(
             _ => None,
         })
         .ok_or_else(|| CommandError::Refused(INVALID_STATE.to_owned()))?;
+    send_to(log, account, call, &owner, action, wait).await
+}
+
+/// Sends `action` for `call` to node `owner` (which holds the call, or its seat in a room)
+/// and waits for its answer.
+pub async fn send_to(
+    log: &dyn EventLog,
+    account: &str,
+    call: &CallSid,
+    owner: &str,
+    action: CallControlAction,
+    wait: Duration,
+) -> Result<(), CommandError> {
+    let owner = owner.to_owned();
     let command = CommandSid::generate();
     let request = CallControlRequested {
         call_sid: call.clone(),

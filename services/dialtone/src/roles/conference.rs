@@ -64,6 +64,8 @@ const CONFERENCE_SOURCE: &str = "Conference";
 /// Rooms by `AC…/name`. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Conferences {
+    /// This node, which holds these rooms (named in their `conference.started`).
+    node_id: Arc<str>,
     rooms: Arc<Mutex<HashMap<String, Room>>>,
     /// Held from deciding a join's or leave's events until they are appended, so that a
     /// room's stream records them in the order they happened (two leaves racing must not
@@ -91,6 +93,23 @@ pub enum JoinError {
 }
 
 impl Conferences {
+    /// The rooms node `node_id` holds.
+    pub fn new(node_id: &str) -> Conferences {
+        Conferences {
+            node_id: Arc::from(node_id),
+            ..Conferences::default()
+        }
+    }
+
+    /// Whether this node holds `account`'s room `name` now.
+    pub fn is_open(&self, account: &str, name: &str) -> bool {
+        let key = format!("{account}/{name}");
+        self.rooms
+            .lock()
+            .map(|rooms| rooms.contains_key(&key))
+            .unwrap_or(false)
+    }
+
     /// Joins `call` (of `account`) to room `name`; appends `conference.started` for a new
     /// room and `participant.joined`. Returns the membership and whether the caller has to
     /// wait (alone, or the room not started yet); those already waiting are told when the
@@ -119,6 +138,7 @@ impl Conferences {
                 let sid = ConferenceSid::generate();
                 events.push(Payload::from(ConferenceStarted {
                     friendly_name: name.to_owned(),
+                    owner_node: Some(self.node_id.to_string()).filter(|n| !n.is_empty()),
                 }));
                 Room {
                     sid,

@@ -1,6 +1,7 @@
 //! `<Dial>` on the parent call's task: placing the child legs (in parallel or one after the
 //! other), racing them, running a whisper program on the answering leg, bridging its audio,
-//! recording the bridge, conferences, and ending it all. Child legs are calls of their own
+//! recording the bridge, and ending it all (a `<Conference>` is [`crate::roles::room`]'s).
+//! Child legs are calls of their own
 //! (`CA…` streams with `parent_call_sid`), written by this task.
 
 use std::collections::{HashMap, VecDeque};
@@ -13,7 +14,6 @@ use dialtone_events::sid::{CallSid, RecordingSid};
 use dialtone_events::{ExpectedVersion, NewEvent};
 use dialtone_media::bridge::{BridgeHandle, BridgeOptions, BridgeRecording, RecordingChannels};
 use dialtone_media::call_recording::{CallRecordingOptions, RecordingTrack as SessionTrack};
-use dialtone_media::conference::ParticipantOptions;
 use dialtone_media::outcome::MediaOutcome;
 use dialtone_media::playout::CommandId as MediaCommandId;
 use dialtone_media::runtime::{MediaCommand as MediaRuntimeCommand, MediaSession};
@@ -24,36 +24,16 @@ use dialtone_voice::interpreter::dial::{
     DialRecording, WhisperResult,
 };
 use dialtone_voice::interpreter::{Action, CommandId, Interpreter, MediaDone};
-use dialtone_voice::twiml::{DialConference, Trim};
+use dialtone_voice::twiml::Trim;
 use dialtone_voice::webhook::{requested_payload, responded_payload, FetchResult};
 use time::OffsetDateTime;
 
 use crate::roles::call::{
-    codec_name, completed_answered, completed_unanswered, media_codec, runtime_command, CallTask,
-    FetchFor,
+    codec_name, completed_answered, completed_unanswered, media_codec, CallTask, FetchFor,
 };
-use crate::roles::conference::{Membership, RoomRecording, RoomRequests};
 use crate::roles::legs::{self, LegTarget};
-
-/// What child legs report to their parent's task.
-pub enum Signal {
-    /// The INVITE went out (or could not).
-    Placed {
-        dial_id: DialId,
-        child: CallSid,
-        result: Result<CallHandle, String>,
-    },
-    ChildSip {
-        dial_id: DialId,
-        child: CallSid,
-        event: CallEvent,
-    },
-    ChildMedia {
-        dial_id: DialId,
-        child: CallSid,
-        outcome: MediaOutcome,
-    },
-}
+use crate::roles::side_program::play_side_command;
+use crate::roles::signal::Signal;
 
 struct ChildLeg {
     party: DialParty,
@@ -71,17 +51,6 @@ struct WhisperRun {
     child: CallSid,
     interpreter: Interpreter,
     commands: HashMap<MediaCommandId, CommandId>,
-}
-
-/// The conference `waitUrl` program, played to a participant while it waits alone (or for
-/// the moderator). It runs like a whisper program (its end does not hang up) on the
-/// caller's own media, and starts again when it ends, until the conference starts.
-struct WaitRun {
-    interpreter: Interpreter,
-    commands: HashMap<MediaCommandId, CommandId>,
-    url: String,
-    method: dialtone_events::payload::HttpMethod,
-    started: Instant,
 }
 
 /// The recording of a dial (it belongs to the parent call).
@@ -109,8 +78,6 @@ pub struct DialRun {
     ending: bool,
     /// The dial's end, held back until the bridge recording is written.
     awaiting_recording: Option<DialEvent>,
-    conference: Option<(Membership, Instant)>,
-    wait: Option<WaitRun>,
     failures: Vec<CallStatus>,
 }
 
@@ -128,8 +95,6 @@ impl DialRun {
             whisper: None,
             ending: false,
             awaiting_recording: None,
-            conference: None,
-            wait: None,
             failures: Vec::new(),
         }
     }
@@ -213,7 +178,7 @@ fn completed(child: Option<CallSid>, status: DialCallStatus, duration_s: u64) ->
 pub async fn start(task: &mut CallTask, dial_id: DialId, plan: DialPlan) -> Vec<Action> {
     if let DialDestination::Conference(conference) = &plan.destination {
         let conference = (**conference).clone();
-        return join_conference(task, dial_id, plan, conference).await;
+        return crate::roles::room::join(task, dial_id, conference).await;
     }
     let parties = plan.parties().to_vec();
     if parties.is_empty() {
@@ -395,6 +360,8 @@ pub async fn on_signal(task: &mut CallTask, signal: Signal) -> Vec<Action> {
         Signal::Placed { dial_id, child, .. }
         | Signal::ChildSip { dial_id, child, .. }
         | Signal::ChildMedia { dial_id, child, .. } => (*dial_id, child.clone()),
+        // The room's link (see `call.rs`, which hands those to the room).
+        Signal::LinkPlaced { .. } | Signal::Link { .. } => return Vec::new(),
     };
     let current = task
         .dial
@@ -488,6 +455,7 @@ pub async fn on_signal(task: &mut CallTask, signal: Signal) -> Vec<Action> {
             };
             run_whisper(task, actions).await
         }
+        Signal::LinkPlaced { .. } | Signal::Link { .. } => Vec::new(),
     }
 }
 
@@ -969,6 +937,9 @@ fn recording_started(
 
 /// Ends the dial (hangupOnStar, timeLimit, caller hangup, REST redirect): the caller stays.
 pub async fn end_dial(task: &mut CallTask, dial_id: DialId, reason: DialEndReason) -> Vec<Action> {
+    if crate::roles::room::is_dial(task, dial_id) {
+        return crate::roles::room::leave(task).await;
+    }
     let Some(run) = task.dial.as_mut().filter(|d| d.id == dial_id) else {
         return Vec::new();
     };
@@ -979,9 +950,6 @@ pub async fn end_dial(task: &mut CallTask, dial_id: DialId, reason: DialEndReaso
         if let Some(media) = &task.media {
             media.stop_playback();
         }
-    }
-    if run.conference.is_some() {
-        return leave_conference(task).await;
     }
     let mut live = 0;
     for leg in run.legs.values_mut().filter(|l| !l.ended) {
@@ -998,14 +966,12 @@ pub async fn end_dial(task: &mut CallTask, dial_id: DialId, reason: DialEndReaso
 /// The call is ending with a dial still running: hang up and close every child leg and
 /// write their `call.completed` (their own SIP reports will not be read any more).
 pub async fn abandon(task: &mut CallTask) {
+    if task.room.is_some() {
+        let _ = crate::roles::room::leave(task).await;
+    }
     let Some(mut run) = task.dial.take() else {
         return;
     };
-    if run.conference.is_some() {
-        task.dial = Some(run);
-        let _ = leave_conference(task).await;
-        return;
-    }
     drop(run.bridge.take());
     let mut endings = Vec::new();
     for (sid, leg) in run.legs.iter_mut().filter(|(_, l)| !l.ended) {
@@ -1021,373 +987,5 @@ pub async fn abandon(task: &mut CallTask) {
     }
     for (sid, completed) in endings {
         append_child(task, &sid, ExpectedVersion::Any, vec![completed.into()]).await;
-    }
-}
-
-async fn join_conference(
-    task: &mut CallTask,
-    dial_id: DialId,
-    plan: DialPlan,
-    conference: DialConference,
-) -> Vec<Action> {
-    let now = Instant::now();
-    let Some(media) = task.media.as_ref() else {
-        return task.interpreter.on_dial_event(
-            dial_id,
-            completed(None, DialCallStatus::Failed, 0),
-            now,
-        );
-    };
-    let beep = conference.beep.to_ascii_lowercase();
-    let options = ParticipantOptions {
-        muted: conference.muted,
-        beep_on_enter: matches!(beep.as_str(), "true" | "onenter"),
-        beep_on_exit: matches!(beep.as_str(), "true" | "onexit"),
-        start_conference_on_enter: conference.start_conference_on_enter,
-        max_participants: Some(conference.max_participants.clamp(2, 250) as usize),
-    };
-    let joined = task
-        .node
-        .conferences
-        .join(
-            &task.node.log,
-            &task.node.registry,
-            &task.node.media,
-            task.account.as_str(),
-            &conference.name,
-            &task.sid,
-            media,
-            options,
-            conference.end_conference_on_exit,
-            room_requests(task, &conference),
-        )
-        .await;
-    match joined {
-        Ok((membership, waiting)) => {
-            let mut run = DialRun::new(dial_id, plan);
-            run.conference = Some((membership, now));
-            task.dial = Some(run);
-            if waiting {
-                start_wait(task, conference.wait_url.as_deref(), conference.wait_method);
-            }
-            Vec::new()
-        }
-        Err(error) => {
-            tracing::info!(call = %task.sid, room = %conference.name, %error, "cannot join the conference");
-            task.interpreter
-                .on_dial_event(dial_id, completed(None, DialCallStatus::Failed, 0), now)
-        }
-    }
-}
-
-/// What this participant's `<Conference>` asks of the room: status callbacks, recording.
-fn room_requests(task: &CallTask, conference: &DialConference) -> RoomRequests {
-    let recording = (conference.record == "record-from-start").then(|| {
-        let sid = RecordingSid::generate();
-        let path = task.node.recordings_dir.join(format!("{sid}.wav"));
-        RoomRecording {
-            relative_path: task.relative_path(&path),
-            url: crate::roles::call::recording_url(
-                &task.node.interpreter.api_base_url,
-                task.account.as_str(),
-                &sid,
-            ),
-            path,
-            sid,
-            trim_silence: conference.trim == Trim::TrimSilence,
-            status_callback: conference.recording_status_callback.clone(),
-            status_callback_method: conference.recording_status_callback_method,
-            status_callback_events: conference.recording_status_callback_event.clone(),
-        }
-    });
-    RoomRequests {
-        status_callback: conference.status_callback.clone(),
-        status_callback_method: conference.status_callback_method,
-        status_callback_events: conference.status_callback_event.clone(),
-        recording,
-    }
-}
-
-async fn leave_conference(task: &mut CallTask) -> Vec<Action> {
-    let Some(mut run) = task.dial.take() else {
-        return Vec::new();
-    };
-    let Some((membership, joined)) = run.conference.take() else {
-        return Vec::new();
-    };
-    task.node
-        .conferences
-        .leave(
-            task.node.log.as_ref(),
-            &task.node.registry,
-            task.account.as_str(),
-            &task.sid,
-            membership,
-        )
-        .await;
-    let duration_s = joined.elapsed().as_secs();
-    task.interpreter.on_dial_event(
-        run.id,
-        completed(None, DialCallStatus::Answered, duration_s),
-        Instant::now(),
-    )
-}
-
-/// `Ok` when the call is in a conference now, else `invalid-state`.
-pub fn in_conference(task: &CallTask) -> Result<(), String> {
-    match task.dial.as_ref().and_then(|d| d.conference.as_ref()) {
-        Some(_) => Ok(()),
-        None => Err(crate::roles::commands::INVALID_STATE.to_owned()),
-    }
-}
-
-/// REST participant update: mutes or unmutes the call in its conference, puts it on hold
-/// (it hears the built-in hold music) or takes it off.
-pub async fn conference_update(
-    task: &mut CallTask,
-    muted: Option<bool>,
-    held: Option<bool>,
-) -> Result<(), String> {
-    let Some((membership, _)) = task.dial.as_mut().and_then(|d| d.conference.as_mut()) else {
-        return Err(crate::roles::commands::INVALID_STATE.to_owned());
-    };
-    let was_held = membership.held;
-    task.node
-        .conferences
-        .update_participant(
-            task.node.log.as_ref(),
-            task.account.as_str(),
-            &task.sid,
-            membership,
-            muted,
-            held,
-        )
-        .await;
-    if let (Some(held), Some(media)) = (held.filter(|h| *h != was_held), task.media.as_ref()) {
-        if held {
-            media.play(MediaRuntimeCommand::HoldMusic);
-        } else {
-            media.stop_playback();
-        }
-    }
-    Ok(())
-}
-
-/// REST conference update `Status=completed`: ends the call's conference for everyone
-/// (this call included: it is told like the others and leaves).
-pub async fn end_conference(task: &mut CallTask) -> Result<(), String> {
-    in_conference(task)?;
-    let Some((membership, _)) = task.dial.as_ref().and_then(|d| d.conference.as_ref()) else {
-        return Err(crate::roles::commands::INVALID_STATE.to_owned());
-    };
-    task.node
-        .conferences
-        .end(
-            task.node.log.as_ref(),
-            &task.node.registry,
-            task.account.as_str(),
-            &membership.key,
-        )
-        .await;
-    Ok(())
-}
-
-/// Another participant with `endConferenceOnExit` left: this call leaves too.
-pub async fn conference_ended(task: &mut CallTask) -> Vec<Action> {
-    if task.dial.as_ref().is_some_and(|d| d.conference.is_some()) {
-        leave_conference(task).await
-    } else {
-        Vec::new()
-    }
-}
-
-/// Plays a media command of a side program (a whisper on the callee, the conference wait
-/// music on the caller) on `media`; when it cannot run, returns the program's next actions.
-fn play_side_command(
-    node: &crate::roles::node::Node,
-    account: &str,
-    media: Option<&MediaSession>,
-    interpreter: &mut Interpreter,
-    commands: &mut HashMap<MediaCommandId, CommandId>,
-    command_id: CommandId,
-    command: dialtone_voice::interpreter::MediaCommand,
-) -> Vec<Action> {
-    let now = Instant::now();
-    let converted = runtime_command(
-        command,
-        &node.recordings_dir,
-        &node.interpreter.api_base_url,
-        account,
-    );
-    match (media, converted) {
-        (Some(media), Ok((command, _))) => {
-            commands.insert(media.play(command), command_id);
-            Vec::new()
-        }
-        (_, Err(done)) => interpreter.on_media_done(command_id, done, now),
-        (None, Ok(_)) => interpreter.on_media_done(command_id, MediaDone::Interrupted, now),
-    }
-}
-
-/// Audio files are played as they are; anything else is TwiML.
-fn is_audio_url(url: &str) -> bool {
-    let path = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or(url)
-        .to_ascii_lowercase();
-    [".mp3", ".wav", ".wave", ".ul", ".ulaw", ".au", ".aiff"]
-        .iter()
-        .any(|ext| path.ends_with(ext))
-}
-
-/// Starts the `waitUrl` program for a participant waiting in a conference: without a
-/// `waitUrl`, the built-in hold music (Twilio plays its own); `waitUrl=""` is silence.
-fn start_wait(
-    task: &mut CallTask,
-    url: Option<&str>,
-    method: dialtone_events::payload::HttpMethod,
-) {
-    let Some(url) = url else {
-        if let Some(media) = &task.media {
-            media.play(MediaRuntimeCommand::HoldMusic);
-        }
-        return;
-    };
-    if url.is_empty() {
-        return;
-    }
-    let url = url.to_owned();
-    if is_audio_url(&url) {
-        if let Some(media) = &task.media {
-            media.play(MediaRuntimeCommand::Play { url, loops: 0 });
-        }
-        return;
-    }
-    let mut context = task.interpreter.context().clone();
-    context.application = dialtone_events::payload::CallApplication {
-        url: Some(url.clone()),
-        method,
-        ..Default::default()
-    };
-    context.call_status = CallStatus::InProgress;
-    let mut interpreter = Interpreter::whisper(context, task.node.interpreter.clone());
-    let now = Instant::now();
-    let first = interpreter.start(now);
-    if let Some(run) = task.dial.as_mut() {
-        run.wait = Some(WaitRun {
-            interpreter,
-            commands: HashMap::new(),
-            url,
-            method,
-            started: now,
-        });
-    }
-    run_wait(task, first);
-}
-
-/// Carries out the wait program's actions on the caller's own media; its events go to the
-/// caller's stream.
-pub fn run_wait(task: &mut CallTask, mut actions: Vec<Action>) {
-    while !actions.is_empty() {
-        let mut more = Vec::new();
-        for action in actions {
-            let Some(wait) = task.dial.as_mut().and_then(|d| d.wait.as_mut()) else {
-                return;
-            };
-            match action {
-                Action::Fetch {
-                    request_id,
-                    request,
-                } => {
-                    task.push_event(requested_payload(&request, request_id, 1));
-                    let session = task.webhooks.clone();
-                    task.fetches.spawn(async move {
-                        let result = session.fetch(&request).await;
-                        (FetchFor::Wait, request_id, result)
-                    });
-                }
-                Action::Media {
-                    command_id,
-                    command,
-                } => {
-                    more.extend(play_side_command(
-                        &task.node,
-                        task.account.as_str(),
-                        task.media.as_ref(),
-                        &mut wait.interpreter,
-                        &mut wait.commands,
-                        command_id,
-                        command,
-                    ));
-                }
-                Action::StopMedia { .. } => {
-                    if let Some(media) = &task.media {
-                        media.stop_playback();
-                    }
-                }
-                Action::Emit(payload) => task.push_event(payload),
-                Action::Completed => {
-                    let connect = wait.interpreter.whisper_result() == Some(WhisperResult::Connect);
-                    // Loop the program while waiting, unless it ended at once (nothing to
-                    // play) or hung up: then wait in silence.
-                    let again =
-                        connect && wait.started.elapsed() >= std::time::Duration::from_secs(1);
-                    let (url, method) = (wait.url.clone(), wait.method);
-                    if let Some(run) = task.dial.as_mut() {
-                        run.wait = None;
-                    }
-                    if again {
-                        start_wait(task, Some(&url), method);
-                    }
-                    return;
-                }
-                // Answer is moot, Hangup/Reject end the waiting music, Dial is not allowed.
-                _ => {}
-            }
-        }
-        actions = more;
-    }
-}
-
-/// A media outcome of the wait program, if it was one of its commands.
-pub fn wait_media_done(task: &mut CallTask, media_id: MediaCommandId, done: MediaDone) -> bool {
-    let Some(wait) = task.dial.as_mut().and_then(|d| d.wait.as_mut()) else {
-        return false;
-    };
-    let Some(command) = wait.commands.remove(&media_id) else {
-        return false;
-    };
-    let actions = wait
-        .interpreter
-        .on_media_done(command, done, Instant::now());
-    run_wait(task, actions);
-    true
-}
-
-/// A wait program's webhook answered.
-pub fn on_wait_fetched(task: &mut CallTask, request_id: u32, result: FetchResult) {
-    task.push_event(responded_payload(request_id, &result));
-    let Some(wait) = task.dial.as_mut().and_then(|d| d.wait.as_mut()) else {
-        return;
-    };
-    let actions = wait
-        .interpreter
-        .on_fetched(request_id, result, Instant::now());
-    run_wait(task, actions);
-}
-
-/// The conference this caller waits in has started (someone else joined): stop the waiting
-/// music.
-pub fn conference_started(task: &mut CallTask) {
-    let Some(run) = task.dial.as_mut() else {
-        return;
-    };
-    run.wait = None;
-    if run.conference.is_some() {
-        if let Some(media) = &task.media {
-            // Also ends the hold music or a plain audio waitUrl, which have no program.
-            media.stop_playback();
-        }
     }
 }

@@ -39,6 +39,11 @@ impl Edge {
     async fn accept(&self, incoming: IncomingCall) {
         let invited_at = Instant::now();
         metrics::counter!("dialtone_sip_invites_total").increment(1);
+        // Another node seating its caller in a conference room this node holds.
+        if crate::roles::room_link::is_link(&incoming) {
+            crate::roles::room_link::accept(self.node.clone(), incoming).await;
+            return;
+        }
         let dialed = dialed_number(&incoming);
         let Some(route) = dialed.as_deref().and_then(|n| self.node.numbers.lookup(n)) else {
             tracing::info!(to = %incoming.request_uri, from = %incoming.from.uri, "no such number: 404");

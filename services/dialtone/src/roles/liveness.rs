@@ -161,6 +161,7 @@ impl Liveness {
         projections: RunnerHandle,
         node_id: &str,
         roles: Vec<String>,
+        sip: Option<String>,
         config: LivenessConfig,
     ) -> anyhow::Result<Liveness> {
         let instance = uuid::Uuid::now_v7().to_string();
@@ -210,6 +211,7 @@ impl Liveness {
                 instance,
                 lease_ms: config.lease.as_millis() as u64,
                 roles,
+                sip,
             },
             tasks: Vec::new(),
         };

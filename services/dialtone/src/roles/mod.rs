@@ -1,6 +1,7 @@
 //! The roles `dialtone serve` runs, and how they are wired together.
 
 pub mod call;
+pub mod codecs;
 pub mod commands;
 pub mod conference;
 pub mod controller;
@@ -12,3 +13,7 @@ pub mod node;
 pub mod outbound;
 pub mod pacing;
 pub mod registry;
+pub mod room;
+pub mod room_link;
+pub mod side_program;
+pub mod signal;

@@ -5,9 +5,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use dialtone_events::sid::RecordingSid;
 use dialtone_events::EventLog;
 use dialtone_media::runtime::MediaRuntime;
-use dialtone_projections::{AccountDirectory, NumberDirectory};
+use dialtone_projections::{AccountDirectory, NumberDirectory, ReadModels};
 use dialtone_sip::endpoint::SipEndpoint;
 use dialtone_sip::trunk::TrunksConfig;
 use dialtone_voice::interpreter::InterpreterConfig;
@@ -34,6 +35,8 @@ pub struct Node {
     pub conferences: Conferences,
     /// Per-account pacing of REST-originated calls.
     pub pacer: Pacer,
+    /// This node's read models (which nodes are alive, which rooms are open where).
+    pub read_models: ReadModels,
 }
 
 impl Node {
@@ -43,4 +46,21 @@ impl Node {
         let entry = self.accounts.get(account)?;
         Some(self.webhooks.session(entry.auth_token(&self.secret)))
     }
+
+    /// `path` relative to the data dir, as recording events store it.
+    pub fn relative_path(&self, path: &std::path::Path) -> String {
+        let root = self.recordings_dir.parent().unwrap_or(&self.recordings_dir);
+        path.strip_prefix(root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// Twilio's `RecordingUrl`.
+pub fn recording_url(api_base_url: &str, account: &str, recording: &RecordingSid) -> String {
+    format!(
+        "{}/2010-04-01/Accounts/{account}/Recordings/{recording}",
+        api_base_url.trim_end_matches('/')
+    )
 }
