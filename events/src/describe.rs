@@ -170,6 +170,10 @@ pub fn summary(event: &Event) -> String {
             p.config.voice_url.as_deref().unwrap_or("(no voice URL)")
         ),
         Payload::NumberReleased(p) => p.phone_number,
+        Payload::NumberStocked(p) => format!(
+            "{} ({} {}) in stock",
+            p.phone_number, p.iso_country, p.number_type
+        ),
         Payload::AccountCreated(p) => format!("{:?}", p.friendly_name),
         Payload::AccountTokenRotated(_) => "auth token rotated".to_owned(),
         Payload::AccountUpdated(p) => format!(

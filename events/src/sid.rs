@@ -165,6 +165,19 @@ impl NodeSid {
     }
 }
 
+impl PhoneNumberSid {
+    /// The inventory stream of the number `e164` (what the operator says of it):
+    /// `PN` and the first 32 hex digits of SHA-256(`inventory:` + number), so any process
+    /// finds it from the number alone. Purchases are streams of their own.
+    pub fn of_inventory(e164: &str) -> PhoneNumberSid {
+        use sha2::{Digest, Sha256};
+        PhoneNumberSid(format!(
+            "PN{}",
+            &hex::encode(Sha256::digest(format!("inventory:{e164}").as_bytes()))[..32]
+        ))
+    }
+}
+
 impl SinkDeliveriesSid {
     /// The stream of `sink`'s deliveries: `DD` and the sink's 32 hex digits.
     pub fn of(sink: &SinkSid) -> SinkDeliveriesSid {

@@ -44,6 +44,7 @@ pub mod callbacks;
 pub mod calls;
 pub mod conferences;
 pub mod db;
+pub mod inventory;
 pub mod nodes;
 pub mod numbers;
 pub mod paging;

@@ -304,15 +304,18 @@ impl Projection for NumbersProjection {
     }
 
     fn version(&self) -> u32 {
-        2
+        // 3: the inventory.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["numbers"]
+        &["numbers", "number_inventory"]
     }
 
     fn init(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
-        tx.execute_batch(SCHEMA).map_err(sql("creating numbers"))
+        tx.execute_batch(SCHEMA).map_err(sql("creating numbers"))?;
+        tx.execute_batch(crate::inventory::SCHEMA)
+            .map_err(sql("creating the number inventory"))
     }
 
     fn wants(&self, event_type: &str) -> bool {
@@ -393,11 +396,15 @@ impl Projection for NumbersProjection {
                 })
                 .map_err(sql("updating a number"))?;
             }
+            Some(Payload::NumberStocked(stocked)) => {
+                return crate::inventory::stock(tx, &stocked, event.time);
+            }
             Some(Payload::NumberReleased(_)) => {
                 if let Some(record) = get_number(tx, &event.subject)? {
                     tx.prepare_cached("DELETE FROM numbers WHERE sid = ?1")
                         .and_then(|mut s| s.execute([&event.subject]))
                         .map_err(sql("releasing a number"))?;
+                    crate::inventory::released(tx, &record.config.phone_number, event.time)?;
                     self.staged.push(Staged::Remove(record.config.phone_number));
                 }
                 return Ok(());

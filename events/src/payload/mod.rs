@@ -536,6 +536,27 @@ pub struct NumberReleased {
     pub phone_number: String,
 }
 
+/// The operator put a number its carriers assigned into the inventory that accounts buy
+/// from (or changed what it says of one), on the number's inventory stream
+/// ([`crate::sid::PhoneNumberSid::of_inventory`]). Written by the operator (no account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberStocked {
+    /// E.164.
+    pub phone_number: String,
+    /// ISO 3166-1 alpha-2, uppercase.
+    pub iso_country: String,
+    /// `local`, `toll-free` or `mobile`.
+    pub number_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<String>,
+    pub voice: bool,
+    pub sms: bool,
+    /// The monthly rental, in micro-units of the billing currency.
+    pub monthly_price_micros: i64,
+}
+
 // ---------------------------------------------------------------------------------------
 // account family (stream `AC…`)
 
@@ -880,6 +901,7 @@ catalogue! {
     NumberProvisioned(NumberProvisioned) = "dialtone.number.provisioned";
     NumberUpdated(NumberUpdated) = "dialtone.number.updated";
     NumberReleased(NumberReleased) = "dialtone.number.released";
+    NumberStocked(NumberStocked) = "dialtone.number.stocked";
     AccountCreated(AccountCreated) = "dialtone.account.created";
     AccountTokenRotated(AccountTokenRotated) = "dialtone.account.token.rotated";
     AccountUpdated(AccountUpdated) = "dialtone.account.updated";

@@ -233,6 +233,17 @@ fn samples() -> Vec<Payload> {
             phone_number: "+14155550100".into(),
         }
         .into(),
+        NumberStocked {
+            phone_number: "+14155550100".into(),
+            iso_country: "US".into(),
+            number_type: "local".into(),
+            region: Some("CA".into()),
+            locality: Some("San Francisco".into()),
+            voice: true,
+            sms: false,
+            monthly_price_micros: 1_150_000,
+        }
+        .into(),
         AccountCreated {
             friendly_name: "Acme".into(),
             owner_account_sid: Some("AC0123456789abcdef0123456789abcdef".into()),

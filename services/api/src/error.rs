@@ -35,6 +35,8 @@ pub mod codes {
     pub const INVALID_PHONE_NUMBER: u32 = 21421;
     /// Phone number not available (already provisioned).
     pub const NUMBER_UNAVAILABLE: u32 = 21422;
+    /// No phone numbers found in the area code.
+    pub const NO_NUMBERS_IN_AREA_CODE: u32 = 21452;
 }
 
 /// An API error rendered as Twilio's JSON error body.

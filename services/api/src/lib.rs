@@ -35,6 +35,7 @@ mod accounts;
 mod applications;
 mod as_of;
 mod auth;
+mod available_numbers;
 mod calls;
 mod calls_write;
 mod conferences;
@@ -72,6 +73,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::Authenticated;
+pub use available_numbers::operator_token;
 pub use control::{
     CallAction, CallController, ControlError, CreateCall, ParticipantAction, UpdateCall,
 };
@@ -119,9 +121,29 @@ pub struct ApiState {
     /// Serialises number provisioning on this node, so two requests for the same number
     /// cannot both pass the availability check.
     number_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Which numbers accounts may buy.
+    pub number_policy: NumberPolicy,
     /// The shipper of the read models to PostgreSQL, when this node runs one: `/healthz`
     /// fails while it cannot reach the database.
     pub read_model_replica: Option<tokio::sync::watch::Receiver<ReplicaStatus>>,
+}
+
+/// Which numbers accounts may buy, and when a released one is sold again.
+#[derive(Debug, Clone, Copy)]
+pub struct NumberPolicy {
+    /// Only numbers of the inventory (else any E.164 number too).
+    pub inventory_only: bool,
+    /// How long a released inventory number ages.
+    pub release_aging: time::Duration,
+}
+
+impl Default for NumberPolicy {
+    fn default() -> NumberPolicy {
+        NumberPolicy {
+            inventory_only: false,
+            release_aging: time::Duration::days(30),
+        }
+    }
 }
 
 impl ApiState {
@@ -152,8 +174,14 @@ impl ApiState {
             roles: Arc::from("all"),
             node_secret: None,
             number_writes: Arc::new(tokio::sync::Mutex::new(())),
+            number_policy: NumberPolicy::default(),
             read_model_replica: None,
         }
+    }
+
+    pub fn with_number_policy(mut self, policy: NumberPolicy) -> ApiState {
+        self.number_policy = policy;
+        self
     }
 
     pub fn with_metrics(mut self, handle: PrometheusHandle) -> ApiState {
@@ -271,6 +299,8 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             applications::delete
         ))
         .routes(routes!(numbers::list, numbers::create))
+        .routes(routes!(available_numbers::search))
+        .routes(routes!(available_numbers::import))
         .routes(routes!(numbers::fetch, numbers::update, numbers::release))
         .routes(routes!(calls::list, calls_write::create))
         .routes(routes!(calls::fetch, calls_write::update))

@@ -12,6 +12,7 @@ use axum::Json;
 use dialtone_events::payload::{NumberConfig, NumberProvisioned, NumberReleased, NumberUpdated};
 use dialtone_events::sid::PhoneNumberSid;
 use dialtone_events::{ExpectedVersion, LogError, NewEvent, Payload};
+use dialtone_projections::inventory;
 use dialtone_projections::numbers::{
     self, format_national, normalize_e164, NumberFilter, NumberRecord,
 };
@@ -214,6 +215,79 @@ pub(crate) async fn list(
     )))
 }
 
+/// The number a create buys: `PhoneNumber` (from the inventory when it is stocked there;
+/// any number when the operator allows it), else the first available number of the
+/// inventory in `AreaCode`.
+async fn chosen_number(state: &ApiState, params: &Params) -> Result<String, ApiError> {
+    let policy = state.number_policy;
+    let now = OffsetDateTime::now_utc();
+    if let Some(raw) = params.non_empty("PhoneNumber") {
+        let phone_number = normalize_e164(raw).map_err(|e| {
+            ApiError::bad_request(
+                codes::INVALID_PHONE_NUMBER,
+                format!("PhoneNumber is invalid: {e}"),
+            )
+        })?;
+        let lookup = phone_number.clone();
+        let entry = state
+            .read_models
+            .read(move |c| inventory::inventory_entry(c, &lookup))
+            .await?;
+        let unavailable = |why: &str| {
+            ApiError::bad_request(
+                codes::NUMBER_UNAVAILABLE,
+                format!("PhoneNumber {phone_number} is not available{why}"),
+            )
+        };
+        return match entry {
+            Some(entry) if entry.available(now, policy.release_aging) => Ok(phone_number),
+            Some(entry) if !entry.held => Err(unavailable(" (it was released recently)")),
+            Some(_) => Err(unavailable("")),
+            None if policy.inventory_only => Err(unavailable(" (it is not in the inventory)")),
+            None => Ok(phone_number),
+        };
+    }
+    let Some(area) = params.non_empty("AreaCode") else {
+        return Err(ApiError::invalid("A PhoneNumber or an AreaCode is required"));
+    };
+    let area = crate::available_numbers::area_code(area)?;
+    let search = inventory::InventorySearch {
+        iso_country: "US".to_owned(),
+        number_type: "local".to_owned(),
+        area_code: Some(area.clone()),
+        contains: None,
+        in_region: None,
+        in_locality: None,
+        sms_enabled: None,
+        voice_enabled: None,
+        limit: 1,
+        now,
+        aging: policy.release_aging,
+    };
+    let mut found = state
+        .read_models
+        .read(move |c| {
+            let mut found = inventory::search_available(c, &search)?;
+            if found.is_empty() {
+                // Canada shares the plan.
+                let canada = inventory::InventorySearch {
+                    iso_country: "CA".to_owned(),
+                    ..search
+                };
+                found = inventory::search_available(c, &canada)?;
+            }
+            Ok(found)
+        })
+        .await?;
+    match found.pop() {
+        Some(row) => Ok(row.phone_number),
+        None => Err(ApiError::bad_request(
+            codes::NO_NUMBERS_IN_AREA_CODE,
+            format!("No phone numbers found in area code {area}"),
+        )),
+    }
+}
+
 #[utoipa::path(
     operation_id = "numbers_create",
     post,
@@ -237,15 +311,8 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(&body);
-    let raw_number = params.non_empty("PhoneNumber").ok_or_else(|| {
-        ApiError::invalid("A PhoneNumber is required (AreaCode search is not supported)")
-    })?;
-    let phone_number = normalize_e164(raw_number).map_err(|e| {
-        ApiError::bad_request(
-            codes::INVALID_PHONE_NUMBER,
-            format!("PhoneNumber is invalid: {e}"),
-        )
-    })?;
+    let _serialised = state.number_writes.lock().await;
+    let phone_number = chosen_number(&state, &params).await?;
     let mut config = NumberConfig {
         friendly_name: format_national(&phone_number),
         phone_number,
@@ -259,7 +326,6 @@ pub(crate) async fn create(
     };
     apply_params(&mut config, &params, &auth)?;
 
-    let _serialised = state.number_writes.lock().await;
     let unavailable = || {
         ApiError::bad_request(
             codes::NUMBER_UNAVAILABLE,

@@ -238,6 +238,17 @@ async fn the_document_is_valid_every_operation_is_routed_and_responses_match_it(
         .await;
     assert_eq!(rates.status(), 201);
 
+    // One number in the inventory, for the search's answer.
+    let inventory = dialtone_projections::inventory::parse_inventory_csv(
+        "number,country,type,region,locality,voice,sms,monthly_price\n\
+         +14155550177,US,local,CA,San Francisco,true,false,1.15\n",
+    )
+    .unwrap();
+    dialtone_projections::inventory::stock_numbers(server.log.as_ref(), &inventory.rows, |_| {})
+        .await
+        .unwrap();
+    server.runner.catch_up(server.log.as_ref()).await.unwrap();
+
     let doc: Value = serde_json::from_str(&dialtone_api::openapi_document()).unwrap();
     let served = server.send("get", "/openapi.json", &[], false).await;
     assert_eq!(served.status(), 200);
@@ -269,6 +280,7 @@ async fn the_document_is_valid_every_operation_is_routed_and_responses_match_it(
             )
             .replace("{call_sid}", call.as_ref())
             .replace("{period}", "Daily.json")
+            .replace("{country_code}/{number_type}", "US/Local.json")
             .replace("{file}", "RE00000000000000000000000000000000.wav")
             .replace("/console/calls/{sid}", &format!("/console/calls/{call}"))
             .replace(
@@ -328,6 +340,20 @@ async fn the_document_is_valid_every_operation_is_routed_and_responses_match_it(
     // (method, template, path, form, authenticated)
     type Request<'a> = (&'a str, String, String, Vec<(&'a str, &'a str)>, bool);
     let requests: Vec<Request> = vec![
+        (
+            "get",
+            format!("{account_path}/AvailablePhoneNumbers/{{country_code}}/{{number_type}}"),
+            format!("/2010-04-01/Accounts/{ac}/AvailablePhoneNumbers/US/Local.json?AreaCode=415"),
+            vec![],
+            true,
+        ),
+        (
+            "get",
+            format!("{account_path}/AvailablePhoneNumbers/{{country_code}}/{{number_type}}"),
+            format!("/2010-04-01/Accounts/{ac}/AvailablePhoneNumbers/ZZ/Local.json"),
+            vec![],
+            true,
+        ),
         (
             "get",
             format!("{account_path}/Calls.json"),

@@ -77,6 +77,8 @@ pub struct Config {
     /// `<Number>` dials and REST calls to numbers go).
     pub trunks: dialtone_sip::trunk::TrunksConfig,
     pub outbound: OutboundSettings,
+    /// The number inventory accounts buy from.
+    pub numbers: NumbersSettings,
     /// The live event stream API.
     pub streams: StreamsSettings,
     /// Webhook sinks (Event Streams).
@@ -173,6 +175,27 @@ pub struct OutboundSettings {
     pub calls_per_second: f64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NumbersSettings {
+    /// Accounts may buy only numbers of the inventory (`dialtone numbers import`), as on a
+    /// platform selling numbers to customers. Off (the default), any E.164 number may be
+    /// provisioned too, as on a private PBX; inventory numbers are still searched and sold
+    /// from the inventory.
+    pub inventory_only: bool,
+    /// Days a released number of the inventory ages before it is sold again.
+    pub release_aging_days: u32,
+}
+
+impl Default for NumbersSettings {
+    fn default() -> NumbersSettings {
+        NumbersSettings {
+            inventory_only: false,
+            release_aging_days: 30,
+        }
+    }
+}
+
 impl Default for OutboundSettings {
     fn default() -> OutboundSettings {
         OutboundSettings {
@@ -244,6 +267,7 @@ impl Default for Config {
             sip: SipSettings::default(),
             trunks: dialtone_sip::trunk::TrunksConfig::default(),
             outbound: OutboundSettings::default(),
+            numbers: NumbersSettings::default(),
             streams: StreamsSettings::default(),
             sinks: SinksSettings::default(),
             cluster: ClusterSettings::default(),

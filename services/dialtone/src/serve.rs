@@ -203,6 +203,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .with_event_hub(hub.clone())
     .with_roles(&roles.to_string())
     .with_node_secret(secret.clone())
+    .with_number_policy(dialtone_api::NumberPolicy {
+        inventory_only: config.numbers.inventory_only,
+        release_aging: time::Duration::days(i64::from(config.numbers.release_aging_days)),
+    })
     .with_stream_heartbeat(Duration::from_secs_f64(
         config.streams.heartbeat_seconds.clamp(0.05, 3600.0),
     ));

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BasicAuth),
     tags(
         (name = "IncomingPhoneNumbers", description = "Numbers and the application each points at"),
+        (name = "AvailablePhoneNumbers", description = "The number inventory: searching it, and loading it (operator)"),
         (name = "Calls", description = "Calls: list, fetch (also AsOf), create, live control"),
         (name = "Recordings", description = "Recordings and their audio"),
         (name = "Conferences", description = "Conferences and their participants"),
@@ -42,6 +43,11 @@ impl Modify for BasicAuth {
         components.add_security_scheme(
             "accountSid_authToken",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+        // Operator endpoints: `Authorization: Bearer <dialtone numbers operator-token>`.
+        components.add_security_scheme(
+            "operatorToken",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
 }

@@ -149,6 +149,41 @@ pub struct IncomingPhoneNumberList {
     pub page: PageMembers,
 }
 
+/// Capabilities of an available number (Twilio spells SMS and MMS in capitals here).
+#[derive(Serialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct AvailableCapabilities {
+    pub voice: bool,
+    pub SMS: bool,
+    pub MMS: bool,
+    pub fax: bool,
+}
+
+/// A number of the inventory that no account holds.
+#[derive(Serialize, ToSchema)]
+pub struct AvailablePhoneNumber {
+    pub address_requirements: String,
+    pub beta: bool,
+    pub capabilities: AvailableCapabilities,
+    pub friendly_name: String,
+    pub iso_country: String,
+    pub lata: Option<String>,
+    pub latitude: Option<String>,
+    pub locality: Option<String>,
+    pub longitude: Option<String>,
+    pub phone_number: String,
+    pub postal_code: Option<String>,
+    pub rate_center: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AvailablePhoneNumberList {
+    pub available_phone_numbers: Vec<AvailablePhoneNumber>,
+    #[serde(flatten)]
+    pub page: PageMembers,
+}
+
 /// A recording (`RE…`) of a call or a conference.
 #[derive(Serialize, ToSchema)]
 pub struct Recording {

@@ -7,6 +7,7 @@ mod bench_streams;
 mod billing;
 mod calls;
 mod events;
+mod numbers;
 mod rebuild;
 mod source;
 
@@ -54,9 +55,29 @@ pub enum Command {
     /// Rate tables, re-rating and reconciliation.
     #[command(subcommand)]
     Billing(billing::BillingCommand),
+    /// The number inventory accounts buy from.
+    #[command(subcommand)]
+    Numbers(NumbersCommand),
     /// Benchmarks that print their figures and the machine they ran on.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NumbersCommand {
+    /// Stock numbers from a CSV file (header `number,country,type,region,locality,voice,sms,
+    /// monthly_price`; type local/toll-free/mobile, voice/sms true/false, the price a decimal
+    /// in the billing currency). Good rows load; bad ones are reported with their line (exit 1).
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        log: source::LogArgs,
+    },
+    /// Print the bearer token of the operator endpoints (`POST /v1/PhoneNumberInventory`).
+    OperatorToken {
+        #[command(flatten)]
+        log: source::LogArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +167,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => calls::history(&call_sid, json, &log).await,
         Command::Events(EventsCommand::Tail(args)) => events::tail(args).await,
         Command::Billing(command) => billing::run(command).await,
+        Command::Numbers(NumbersCommand::Import { file, log }) => {
+            numbers::import(&file, &log).await
+        }
+        Command::Numbers(NumbersCommand::OperatorToken { log }) => numbers::operator_token(&log),
         Command::Rebuild { log, projection } => rebuild::run(&log, projection).await,
         Command::Bench(BenchCommand::Log(args)) => bench::log(args).await,
         Command::Bench(BenchCommand::Media(args)) => bench::media(args).await,
