@@ -170,6 +170,19 @@ pub fn summary(event: &Event) -> String {
             p.config.voice_url.as_deref().unwrap_or("(no voice URL)")
         ),
         Payload::NumberReleased(p) => p.phone_number,
+        Payload::AccountCredited(p) => format!(
+            "{} {}{}",
+            crate::describe::micros(p.amount_micros),
+            p.currency,
+            p.reference
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        Payload::AccountBillingPlanSet(p) => match p.credit_limit_micros {
+            Some(limit) => format!("{}, credit limit {}", p.plan, crate::describe::micros(limit)),
+            None => p.plan,
+        },
         Payload::NumberStocked(p) => format!(
             "{} ({} {}) in stock",
             p.phone_number, p.iso_country, p.number_type
@@ -261,4 +274,18 @@ pub fn summary(event: &Event) -> String {
         ),
         Payload::Unknown { data, .. } => quoted(&data.to_string(), 80),
     }
+}
+
+/// Micro-units as a decimal (`1150000` → `1.15`).
+fn micros(value: i64) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let magnitude = value.unsigned_abs();
+    let fraction = format!("{:06}", magnitude % 1_000_000);
+    let fraction = fraction.trim_end_matches('0');
+    let fraction = if fraction.len() < 2 {
+        format!("{fraction:0<2}")
+    } else {
+        fraction.to_owned()
+    };
+    format!("{sign}{}.{fraction}", magnitude / 1_000_000)
 }

@@ -75,6 +75,16 @@ CREATE TABLE IF NOT EXISTS events (
 const SELECT_COLUMNS: &str =
     "position, stream, sequence, id, type, source, time, accountsid, prevhash, data";
 
+/// A `UNIQUE` constraint failed: a row the writer thought free exists.
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
 fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> LogError {
     move |source| LogError::Sqlite { context, source }
 }
@@ -719,6 +729,71 @@ impl Writer {
         Ok(head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned())))
     }
 
+    /// Plans and inserts a batch in one transaction: its outcomes, and the stream heads it
+    /// leaves.
+    #[allow(clippy::type_complexity)]
+    fn try_commit(
+        &mut self,
+        batch: &[AppendRequest],
+    ) -> Result<(Vec<Planned>, HashMap<String, (u64, String)>), LogError> {
+        let mut pending: HashMap<String, (u64, String)> = HashMap::new();
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sql("beginning a batch"))?;
+        let mut planned = Vec::with_capacity(batch.len());
+        for request in batch {
+            let (mut sequence, mut prevhash) = self.head(&request.stream, &pending)?;
+            if !request.expected.admits(sequence) {
+                planned.push(Planned::Rejected(LogError::VersionConflict {
+                    stream: request.stream.clone(),
+                    expected: request.expected,
+                    actual: sequence,
+                }));
+                continue;
+            }
+            let first_sequence = sequence + 1;
+            let mut positions = Vec::with_capacity(request.events.len());
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (stream, sequence, id, type, source, time, accountsid, prevhash, hash, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(sql("preparing an insert"))?;
+            for prepared in &request.events {
+                sequence += 1;
+                let hash = chain_hash(&prevhash, sequence, &prepared.content_hash);
+                insert
+                    .execute(params![
+                        request.stream,
+                        sequence,
+                        prepared.id,
+                        prepared.event_type,
+                        self.source,
+                        prepared.time,
+                        prepared.accountsid,
+                        prevhash,
+                        hash,
+                        prepared.data.get(),
+                    ])
+                    .map_err(sql("inserting an event"))?;
+                positions.push(Position {
+                    partition: PARTITION.to_owned(),
+                    offset: tx.last_insert_rowid() as u64,
+                });
+                prevhash = hash;
+            }
+            pending.insert(request.stream.clone(), (sequence, prevhash.clone()));
+            planned.push(Planned::Accepted(Appended {
+                first_sequence,
+                last_sequence: sequence,
+                positions,
+            }));
+        }
+        tx.commit().map_err(sql("committing a batch"))?;
+        Ok((planned, pending))
+    }
+
     fn commit_batch(&mut self, batch: Vec<AppendRequest>) {
         if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
             for request in batch {
@@ -731,67 +806,16 @@ impl Writer {
         self.inflight
             .started
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let mut pending: HashMap<String, (u64, String)> = HashMap::new();
-        let result = (|| -> Result<Vec<Planned>, LogError> {
-            let tx = self
-                .conn
-                .unchecked_transaction()
-                .map_err(sql("beginning a batch"))?;
-            let mut planned = Vec::with_capacity(batch.len());
-            for request in &batch {
-                let (mut sequence, mut prevhash) = self.head(&request.stream, &pending)?;
-                if !request.expected.admits(sequence) {
-                    planned.push(Planned::Rejected(LogError::VersionConflict {
-                        stream: request.stream.clone(),
-                        expected: request.expected,
-                        actual: sequence,
-                    }));
-                    continue;
-                }
-                let first_sequence = sequence + 1;
-                let mut positions = Vec::with_capacity(request.events.len());
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT INTO events (stream, sequence, id, type, source, time, accountsid, prevhash, hash, data)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    )
-                    .map_err(sql("preparing an insert"))?;
-                for prepared in &request.events {
-                    sequence += 1;
-                    let hash = chain_hash(&prevhash, sequence, &prepared.content_hash);
-                    insert
-                        .execute(params![
-                            request.stream,
-                            sequence,
-                            prepared.id,
-                            prepared.event_type,
-                            self.source,
-                            prepared.time,
-                            prepared.accountsid,
-                            prevhash,
-                            hash,
-                            prepared.data.get(),
-                        ])
-                        .map_err(sql("inserting an event"))?;
-                    positions.push(Position {
-                        partition: PARTITION.to_owned(),
-                        offset: tx.last_insert_rowid() as u64,
-                    });
-                    prevhash = hash;
-                }
-                pending.insert(request.stream.clone(), (sequence, prevhash.clone()));
-                planned.push(Planned::Accepted(Appended {
-                    first_sequence,
-                    last_sequence: sequence,
-                    positions,
-                }));
-            }
-            tx.commit().map_err(sql("committing a batch"))?;
-            Ok(planned)
-        })();
-
+        let mut result = self.try_commit(&batch);
+        if matches!(&result, Err(LogError::Sqlite { source, .. }) if is_unique_violation(source)) {
+            // Another process (a CLI command beside the server) appended to a stream whose
+            // head this writer had cached: forget the cached heads and plan the batch again.
+            tracing::debug!("a stream head changed under the writer; retrying the batch");
+            self.heads.clear();
+            result = self.try_commit(&batch);
+        }
         match result {
-            Ok(planned) => {
+            Ok((planned, pending)) => {
                 if self.heads.len() + pending.len() > HEAD_CACHE_LIMIT {
                     self.heads.clear();
                 }

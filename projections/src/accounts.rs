@@ -626,6 +626,11 @@ impl Projection for AccountsProjection {
                     .map_err(sql("deleting an application"))?;
                 bump_version(tx, &event.subject, event.sequence)?;
             }
+            // Billing facts on the account's stream (the billing projection keeps them): the
+            // stream's version moves on all the same.
+            Some(Payload::AccountCredited(_)) | Some(Payload::AccountBillingPlanSet(_)) => {
+                bump_version(tx, &event.subject, event.sequence)?;
+            }
             Some(Payload::ApiKeyDeleted(key)) => {
                 tx.prepare_cached("DELETE FROM api_keys WHERE sid = ?1 AND account_sid = ?2")
                     .and_then(|mut s| s.execute(params![key.key_sid, event.subject]))

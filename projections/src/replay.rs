@@ -233,6 +233,8 @@ pub async fn billing_as_of(
         |r| {
             probe.wants(&r.event.event_type)
                 && (r.event.event_type.starts_with("dialtone.rate.")
+                    // Heartbeats move the log's clock (rentals fall due by it).
+                    || r.event.event_type.starts_with("dialtone.node.")
                     || account.as_deref().is_none_or(|a| a == r.event.accountsid))
         },
         |page| replay.apply(&page),

@@ -310,6 +310,7 @@ async fn numbers_provision_update_release_and_survive_restart() {
             a.as_str(),
             NumberProvisioned {
                 config: number_config("+14155550199", "https://app.example/voice"),
+                monthly_price_micros: None,
             },
         )],
     )
@@ -329,6 +330,7 @@ async fn numbers_provision_update_release_and_survive_restart() {
             b.as_str(),
             NumberProvisioned {
                 config: number_config("+14155550199", "https://evil.example/"),
+                monthly_price_micros: None,
             },
         )],
     )
@@ -1042,6 +1044,7 @@ async fn rebuilding_from_the_log_gives_identical_rows() {
                 account.as_str(),
                 NumberProvisioned {
                     config: number_config("+14155550199", "https://a/"),
+                    monthly_price_micros: None,
                 },
             ),
             NewEvent::new(

@@ -522,6 +522,10 @@ pub struct NumberConfig {
 pub struct NumberProvisioned {
     #[serde(flatten)]
     pub config: NumberConfig,
+    /// The monthly rental of an inventory number at its purchase (micro-units of the
+    /// billing currency): charged now and each month until the number is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_price_micros: Option<i64>,
 }
 
 /// The whole new configuration (not a diff), so a reader needs only the latest event.
@@ -587,6 +591,29 @@ pub struct AccountUpdated {
     /// `active`, `suspended` or `closed` (closed is final).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+}
+
+/// The operator recorded a payment or a credit for the account (`dialtone billing credit`,
+/// `POST /v1/Accounts/{AC}/Credits`); a negative amount takes money back. Its balance is
+/// the sum of these less its charges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountCredited {
+    pub amount_micros: i64,
+    /// ISO 4217, uppercase: the account's billing currency.
+    pub currency: String,
+    /// The operator's reference (a payment id, an invoice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// How the account pays: `prepaid` (calls need a positive balance and end when it runs
+/// out) or `postpaid` (billed later; with a credit limit, calls need the balance above
+/// minus it). Accounts without one are postpaid without a limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountBillingPlanSet {
+    pub plan: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_limit_micros: Option<i64>,
 }
 
 /// An API key of the account (`SK…`). Its secret was shown once, at creation; the log keeps
@@ -905,6 +932,8 @@ catalogue! {
     AccountCreated(AccountCreated) = "dialtone.account.created";
     AccountTokenRotated(AccountTokenRotated) = "dialtone.account.token.rotated";
     AccountUpdated(AccountUpdated) = "dialtone.account.updated";
+    AccountCredited(AccountCredited) = "dialtone.account.credited";
+    AccountBillingPlanSet(AccountBillingPlanSet) = "dialtone.account.billing_plan.set";
     ApiKeyCreated(ApiKeyCreated) = "dialtone.account.key.created";
     ApiKeyUpdated(ApiKeyUpdated) = "dialtone.account.key.updated";
     ApiKeyDeleted(ApiKeyDeleted) = "dialtone.account.key.deleted";

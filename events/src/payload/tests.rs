@@ -223,6 +223,7 @@ fn samples() -> Vec<Payload> {
         MediaStop { reason: None }.into(),
         NumberProvisioned {
             config: number_config(),
+            monthly_price_micros: None,
         }
         .into(),
         NumberUpdated {
@@ -254,6 +255,17 @@ fn samples() -> Vec<Payload> {
         AccountTokenRotated {
             token_sha256: "cd".repeat(32),
             token_salt: "s2".into(),
+        }
+        .into(),
+        AccountCredited {
+            amount_micros: 10_000_000,
+            currency: "USD".into(),
+            reference: Some("invoice 7".into()),
+        }
+        .into(),
+        AccountBillingPlanSet {
+            plan: "postpaid".into(),
+            credit_limit_micros: Some(50_000_000),
         }
         .into(),
         AccountUpdated {

@@ -10,6 +10,7 @@
 //! configured table changes what a rebuild produces for calls rated with it; publish rates
 //! as `dialtone.rate.published` events to keep history reproducible.
 
+pub mod balance;
 pub mod rating;
 pub mod store;
 pub mod usage;
@@ -67,6 +68,9 @@ pub struct BillingProjection {
     /// Usage of this batch: (count, minutes, price micros) per key; a re-priced leg adds a
     /// negative increment to its old row.
     usage: BTreeMap<UsageKey, (i64, i64, i64)>,
+    /// When the next number rental falls due: `None` until read, `Some(None)` when nothing
+    /// is rented.
+    next_rental: Option<Option<OffsetDateTime>>,
 }
 
 impl BillingProjection {
@@ -77,7 +81,47 @@ impl BillingProjection {
             legs: Vec::new(),
             index: HashMap::new(),
             usage: BTreeMap::new(),
+            next_rental: None,
         }
+    }
+
+    /// Adds `price` to the batch's usage of `category` (one item, no minutes).
+    fn add_item(&mut self, account: &str, category: &str, at: OffsetDateTime, price: i64) {
+        let usage = self
+            .usage
+            .entry((
+                account.to_owned(),
+                category.to_owned(),
+                at.date(),
+                self.config.currency.clone(),
+            ))
+            .or_default();
+        usage.0 += 1;
+        usage.2 = usage.2.saturating_add(price);
+    }
+
+    /// Charges the rental months due by the log's clock `now`.
+    fn charge_rentals(&mut self, now: OffsetDateTime, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        if self.next_rental.is_none() {
+            self.next_rental = Some(balance::next_due(tx)?);
+        }
+        if self.next_rental.flatten().is_none_or(|due| due > now) {
+            return Ok(());
+        }
+        for mut rental in balance::due_rentals(tx, now)? {
+            while rental.next_charge_at <= now {
+                self.add_item(
+                    &rental.account_sid,
+                    balance::PHONE_NUMBERS,
+                    rental.next_charge_at,
+                    rental.monthly_price_micros,
+                );
+                rental.next_charge_at = balance::next_month(rental.next_charge_at);
+            }
+            balance::rent(tx, &rental)?;
+        }
+        self.next_rental = Some(balance::next_due(tx)?);
+        Ok(())
     }
 
     fn published(&mut self, tx: &Connection) -> Result<&[PublishedRates], ProjectionError> {
@@ -297,6 +341,55 @@ impl BillingProjection {
         self.index.clear();
         self.usage.clear();
     }
+
+    /// The account and money events (no call involved).
+    fn apply_money(
+        &mut self,
+        recorded: &RecordedEvent,
+        payload: Payload,
+        tx: &Transaction<'_>,
+    ) -> Result<(), ProjectionError> {
+        let event = &recorded.event;
+        let currency = self.config.currency.clone();
+        match payload {
+            Payload::NumberProvisioned(provisioned) => {
+                let Some(price) = provisioned.monthly_price_micros.filter(|p| *p > 0) else {
+                    return Ok(());
+                };
+                // The first month now, the next ones by the log's clock.
+                self.add_item(&event.accountsid, balance::PHONE_NUMBERS, event.time, price);
+                balance::rent(
+                    tx,
+                    &balance::Rental {
+                        number_sid: event.subject.clone(),
+                        account_sid: event.accountsid.clone(),
+                        phone_number: provisioned.config.phone_number,
+                        monthly_price_micros: price,
+                        next_charge_at: balance::next_month(event.time),
+                    },
+                )?;
+                self.next_rental = None;
+            }
+            Payload::NumberReleased(_) => {
+                balance::end_rental(tx, &event.subject)?;
+                self.next_rental = None;
+            }
+            Payload::AccountCredited(credited) => {
+                balance::credit(tx, &event.subject, credited.amount_micros, &credited.currency)?;
+            }
+            Payload::AccountBillingPlanSet(plan) => {
+                balance::set_plan(
+                    tx,
+                    &event.subject,
+                    &plan.plan,
+                    plan.credit_limit_micros,
+                    &currency,
+                )?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 const BILLING_TYPES: &[&str] = &[
@@ -305,6 +398,12 @@ const BILLING_TYPES: &[&str] = &[
     "dialtone.call.rejected",
     "dialtone.call.completed",
     "dialtone.rate.published",
+    "dialtone.number.provisioned",
+    "dialtone.number.released",
+    "dialtone.account.credited",
+    "dialtone.account.billing_plan.set",
+    // The log's clock, for rentals falling due while nothing else happens.
+    "dialtone.node.heartbeat",
 ];
 
 impl Projection for BillingProjection {
@@ -314,16 +413,24 @@ impl Projection for BillingProjection {
 
     fn version(&self) -> u32 {
         // 2: destinations on legs, account and prefix prices on rate tables; 3: tables
-        // published after a leg ended do not price it.
-        3
+        // published after a leg ended do not price it; 4: balances and number rentals.
+        4
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["billing_rates", "billing_legs", "usage_daily"]
+        &[
+            "billing_rates",
+            "billing_legs",
+            "usage_daily",
+            "account_balances",
+            "number_rentals",
+        ]
     }
 
     fn init(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
-        tx.execute_batch(SCHEMA).map_err(sql("creating billing"))
+        tx.execute_batch(SCHEMA).map_err(sql("creating billing"))?;
+        tx.execute_batch(balance::SCHEMA)
+            .map_err(sql("creating balances"))
     }
 
     fn wants(&self, event_type: &str) -> bool {
@@ -336,7 +443,17 @@ impl Projection for BillingProjection {
         tx: &Transaction<'_>,
     ) -> Result<(), ProjectionError> {
         let event = &recorded.event;
+        self.charge_rentals(event.time, tx)?;
+        if event.event_type == "dialtone.node.heartbeat" {
+            return Ok(());
+        }
         match decode(recorded) {
+            Some(
+                payload @ (Payload::NumberProvisioned(_)
+                | Payload::NumberReleased(_)
+                | Payload::AccountCredited(_)
+                | Payload::AccountBillingPlanSet(_)),
+            ) => self.apply_money(recorded, payload, tx)?,
             Some(Payload::CallInitiated(initiated)) => {
                 let known = self.leg(tx, &event.subject)?.is_some();
                 if !known {
@@ -403,6 +520,14 @@ impl Projection for BillingProjection {
                         price_micros = price_micros + excluded.price_micros",
                 )
                 .map_err(sql("adding usage"))?;
+            let mut charges: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+            for ((account, _, _, currency), (_, _, price)) in &self.usage {
+                let charged = charges.entry(account).or_insert((0, currency));
+                charged.0 = charged.0.saturating_add(*price);
+            }
+            for (account, (price, currency)) in charges.into_iter().filter(|(_, (p, _))| *p != 0) {
+                balance::charge(tx, account, price, currency)?;
+            }
             for ((account, category, day, currency), (count, minutes, price)) in &self.usage {
                 upsert
                     .execute(params![
@@ -429,6 +554,7 @@ impl Projection for BillingProjection {
 
     fn after_rollback(&mut self) {
         self.published = None;
+        self.next_rental = None;
         self.clear();
     }
 }

@@ -182,7 +182,7 @@ pub fn operator_token(node_secret: &[u8]) -> String {
 }
 
 /// Checks `Authorization: Bearer <operator token>` in constant time.
-fn authorize_operator(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize_operator(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(secret) = state.node_secret.as_ref() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

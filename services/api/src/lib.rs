@@ -36,6 +36,7 @@ mod applications;
 mod as_of;
 mod auth;
 mod available_numbers;
+mod balance;
 mod calls;
 mod calls_write;
 mod conferences;
@@ -74,6 +75,7 @@ use utoipa_axum::routes;
 
 pub use auth::Authenticated;
 pub use available_numbers::operator_token;
+pub use balance::{minor_digits, parse_amount};
 pub use control::{
     CallAction, CallController, ControlError, CreateCall, ParticipantAction, UpdateCall,
 };
@@ -320,6 +322,9 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             conferences::delete_participant
         ))
         .routes(routes!(conferences::list_recordings))
+        .routes(routes!(balance::fetch))
+        .routes(routes!(balance::credit))
+        .routes(routes!(balance::plan))
         .routes(routes!(usage::all_time))
         .routes(routes!(usage::all_time_csv))
         .routes(routes!(usage::by_period))

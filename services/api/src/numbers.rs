@@ -215,10 +215,13 @@ pub(crate) async fn list(
     )))
 }
 
-/// The number a create buys: `PhoneNumber` (from the inventory when it is stocked there;
-/// any number when the operator allows it), else the first available number of the
-/// inventory in `AreaCode`.
-async fn chosen_number(state: &ApiState, params: &Params) -> Result<String, ApiError> {
+/// The number a create buys, and its monthly rental when it comes from the inventory:
+/// `PhoneNumber` (from the inventory when it is stocked there; any number when the operator
+/// allows it), else the first available number of the inventory in `AreaCode`.
+async fn chosen_number(
+    state: &ApiState,
+    params: &Params,
+) -> Result<(String, Option<i64>), ApiError> {
     let policy = state.number_policy;
     let now = OffsetDateTime::now_utc();
     if let Some(raw) = params.non_empty("PhoneNumber") {
@@ -240,11 +243,13 @@ async fn chosen_number(state: &ApiState, params: &Params) -> Result<String, ApiE
             )
         };
         return match entry {
-            Some(entry) if entry.available(now, policy.release_aging) => Ok(phone_number),
+            Some(entry) if entry.available(now, policy.release_aging) => {
+                Ok((phone_number, Some(entry.monthly_price_micros)))
+            }
             Some(entry) if !entry.held => Err(unavailable(" (it was released recently)")),
             Some(_) => Err(unavailable("")),
             None if policy.inventory_only => Err(unavailable(" (it is not in the inventory)")),
-            None => Ok(phone_number),
+            None => Ok((phone_number, None)),
         };
     }
     let Some(area) = params.non_empty("AreaCode") else {
@@ -280,7 +285,7 @@ async fn chosen_number(state: &ApiState, params: &Params) -> Result<String, ApiE
         })
         .await?;
     match found.pop() {
-        Some(row) => Ok(row.phone_number),
+        Some(row) => Ok((row.phone_number, Some(row.monthly_price_micros))),
         None => Err(ApiError::bad_request(
             codes::NO_NUMBERS_IN_AREA_CODE,
             format!("No phone numbers found in area code {area}"),
@@ -312,7 +317,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(&body);
     let _serialised = state.number_writes.lock().await;
-    let phone_number = chosen_number(&state, &params).await?;
+    let (phone_number, monthly_price_micros) = chosen_number(&state, &params).await?;
     let mut config = NumberConfig {
         friendly_name: format_national(&phone_number),
         phone_number,
@@ -350,6 +355,7 @@ pub(crate) async fn create(
                 auth.sid(),
                 NumberProvisioned {
                     config: config.clone(),
+                    monthly_price_micros,
                 },
             )],
         )

@@ -381,6 +381,7 @@ async fn start_voice(
         conferences: Conferences::new(&config.node_id),
         pacer: Pacer::new(config.outbound.calls_per_second),
         read_models: ReadModels::new(data.read_models()),
+        rates: Arc::new(config.rate_table()?),
     });
     let edge = Arc::new(Edge {
         node: node.clone(),

@@ -184,6 +184,36 @@ pub struct AvailablePhoneNumberList {
     pub page: PageMembers,
 }
 
+/// Twilio's Balance: the operator's credits less the account's charges.
+#[derive(Serialize, ToSchema)]
+pub struct Balance {
+    pub account_sid: String,
+    /// A decimal string (`"9.99150"`), negative when the account owes.
+    pub balance: String,
+    pub currency: String,
+}
+
+/// `POST /v1/Accounts/{AC}/Credits`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreditForm {
+    /// An exact decimal in the account's currency (at most its minor digits); negative
+    /// takes money back.
+    pub amount: String,
+    /// The operator's reference (a payment id).
+    pub reference: Option<String>,
+}
+
+/// `POST /v1/Accounts/{AC}/BillingPlan`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct BillingPlanForm {
+    /// `prepaid` or `postpaid`.
+    pub plan: String,
+    /// Postpaid: how far below zero the balance may go (an exact decimal).
+    pub credit_limit: Option<String>,
+}
+
 /// A recording (`RE…`) of a call or a conference.
 #[derive(Serialize, ToSchema)]
 pub struct Recording {
@@ -443,8 +473,12 @@ pub struct RateTableList {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct NumberForm {
-    /// E.164 (create only; required there).
+    /// E.164 (create only): a number of the inventory (or any number, unless the operator
+    /// sells only the inventory). Create needs it or `AreaCode`.
     pub phone_number: Option<String>,
+    /// Create only: the first available inventory number of this NANP area code (21452
+    /// when there is none).
+    pub area_code: Option<String>,
     pub friendly_name: Option<String>,
     pub voice_url: Option<String>,
     /// `GET` or `POST`.

@@ -15,6 +15,7 @@ use dialtone_projections::billing::{
     format_micros, list_legs, load_published, parse_currency, rate_price, rerate_leg, usage_rows,
     BillingLeg, RateTable, UsageRow, LEG_BILLED,
 };
+use dialtone_projections::billing::balance::PHONE_NUMBERS;
 use dialtone_projections::replay::{billing_as_of, Until};
 use serde::Deserialize;
 use serde_json::json;
@@ -104,6 +105,10 @@ pub enum BillingCommand {
     /// Proves that usage equals the sum of the per-call charges derived from the events, to
     /// the micro-unit. Exits 1 naming the first call (or usage row) that differs.
     Reconcile(ReconcileArgs),
+    /// Record a payment or credit for an account (its balance goes up by AMOUNT).
+    Credit(super::balance::CreditArgs),
+    /// How an account pays: --prepaid, or --postpaid [--credit-limit AMOUNT].
+    Plan(super::balance::PlanArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -167,6 +172,8 @@ pub async fn run(command: BillingCommand) -> anyhow::Result<ExitCode> {
         BillingCommand::Rates(RatesCommand::List { log }) => list(&log).await,
         BillingCommand::Rerate(args) => rerate(args).await,
         BillingCommand::Reconcile(args) => reconcile(args).await,
+        BillingCommand::Credit(args) => super::balance::credit(args).await,
+        BillingCommand::Plan(args) => super::balance::plan(args).await,
     }
 }
 
@@ -445,6 +452,23 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
             entry.0 += 1;
             entry.1 += c.minutes;
             entry.2 += c.price_micros;
+        }
+    }
+    // Number rentals are not calls: the replay's own rental usage is what they must equal.
+    let mut replayed_accounts: std::collections::BTreeSet<&str> =
+        derived.iter().map(|l| l.account_sid.as_str()).collect();
+    replayed_accounts.extend(usage.iter().map(|u| u.account_sid.as_str()));
+    for account in replayed_accounts {
+        for row in usage_rows(replay.connection(), account, Date::MIN, Date::MAX)?
+            .into_iter()
+            .filter(|r| r.category == PHONE_NUMBERS)
+        {
+            let entry = sums
+                .entry((row.account_sid, row.category, row.day, row.currency))
+                .or_default();
+            entry.0 += row.count;
+            entry.1 += row.minutes;
+            entry.2 += row.price_micros;
         }
     }
     let stored_usage: UsageSums = usage

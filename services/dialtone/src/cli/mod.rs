@@ -2,6 +2,7 @@
 
 mod accounts;
 mod audit;
+mod balance;
 mod bench;
 mod bench_streams;
 mod billing;

@@ -59,6 +59,8 @@ pub struct CallSetup {
     /// A recording of the whole call already started (REST `Record=true`): its media id and
     /// the `recording.started` to write.
     pub call_recording: Option<(MediaCommandId, RecordingStarted)>,
+    /// The longest the call may last once answered (what the account can pay for).
+    pub max_duration: Option<std::time::Duration>,
 }
 
 /// Who ended the call, in `call.completed` terms.
@@ -122,6 +124,8 @@ pub(crate) struct CallTask {
     pub(crate) room: Option<RoomRun>,
     /// Child legs and whispers report here.
     pub(crate) signals_tx: mpsc::UnboundedSender<Signal>,
+    /// The longest the call may last once answered (the account's rated limit).
+    max_duration: Option<std::time::Duration>,
 }
 
 /// Runs the call until its program completes and `call.completed` is written.
@@ -141,6 +145,7 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         mut control,
         invited_at,
         call_recording,
+        max_duration,
     } = setup;
     let mut media_outcomes = media.outcomes();
     let (signals_tx, mut signals) = mpsc::unbounded_channel();
@@ -166,6 +171,7 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         dial: None,
         room: None,
         signals_tx,
+        max_duration,
     };
     if let Some((media_id, started)) = call_recording {
         task.recordings.insert(media_id, started);
@@ -181,6 +187,7 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
         let timeout = [
             task.interpreter.poll_timeout(),
             task.dial.as_ref().and_then(DialRun::poll_timeout),
+            task.paid_until(),
         ]
         .into_iter()
         .flatten()
@@ -218,6 +225,11 @@ pub async fn run(setup: CallSetup, first_actions: Vec<Action>) {
             }
             _ = sleep => {
                 let now = Instant::now();
+                if task.paid_until().is_some_and(|until| until <= now) {
+                    tracing::info!(call = %task.sid, "the account's balance is used up: hanging up");
+                    metrics::counter!("dialtone_calls_cut_off_total").increment(1);
+                    queue.extend(task.on_control(CallControl::Hangup).await);
+                }
                 queue.extend(task.interpreter.on_timer(now));
                 queue.extend(task.on_dial_timer(now).await);
             }
@@ -244,6 +256,13 @@ async fn recv_outcome(
 }
 
 impl CallTask {
+    /// When the answered call has used up what its account can pay (while it is up).
+    fn paid_until(&self) -> Option<Instant> {
+        let (answered, _) = self.answered?;
+        let limit = self.max_duration?;
+        (!self.sip_gone).then_some(answered + limit)
+    }
+
     pub(crate) fn event(&self, payload: impl Into<Payload>) -> NewEvent {
         NewEvent::new(self.account.as_str(), payload)
     }

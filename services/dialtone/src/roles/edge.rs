@@ -80,6 +80,25 @@ impl Edge {
             let _ = incoming.call.reject(403, None).await;
             return;
         }
+        // A prepaid account with no money left (or a postpaid one at its credit limit)
+        // takes no calls; others get what they can pay for.
+        let allowance = crate::roles::allowance::of_call(
+            node,
+            &route.account_sid,
+            Direction::Inbound,
+            &dialed,
+        )
+        .await;
+        if allowance == crate::roles::allowance::Allowance::Exhausted {
+            tracing::info!(number = %dialed, account = %route.account_sid, "the account has no balance left: 403");
+            metrics::counter!("dialtone_calls_rejected_total", "reason" => "no-balance")
+                .increment(1);
+            let _ = incoming
+                .call
+                .reject(403, Some("Insufficient Funds".to_owned()))
+                .await;
+            return;
+        }
         let (Some(webhooks), Ok(account)) = (
             node.webhook_session(&route.account_sid),
             AccountSid::parse(&route.account_sid),
@@ -214,6 +233,7 @@ impl Edge {
             control,
             invited_at,
             call_recording: None,
+            max_duration: allowance.limit(),
         };
         call::run(setup, first_actions).await;
     }

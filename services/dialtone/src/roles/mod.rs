@@ -1,5 +1,6 @@
 //! The roles `dialtone serve` runs, and how they are wired together.
 
+pub mod allowance;
 pub mod call;
 pub mod codecs;
 pub mod commands;

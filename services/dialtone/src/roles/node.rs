@@ -35,8 +35,11 @@ pub struct Node {
     pub conferences: Conferences,
     /// Per-account pacing of REST-originated calls.
     pub pacer: Pacer,
-    /// This node's read models (which nodes are alive, which rooms are open where).
+    /// This node's read models (which nodes are alive, which rooms are open where,
+    /// balances).
     pub read_models: ReadModels,
+    /// The configured prices (published tables are in the read models).
+    pub rates: Arc<dialtone_projections::billing::RateTable>,
 }
 
 impl Node {

@@ -171,6 +171,19 @@ async fn run(
             return;
         }
     }
+    // What the account can pay for: nothing left fails the call before it rings.
+    let allowance = crate::roles::allowance::of_call(
+        &node,
+        account.as_str(),
+        Direction::OutboundApi,
+        &request.to,
+    )
+    .await;
+    if allowance == crate::roles::allowance::Allowance::Exhausted {
+        tracing::info!(call = %sid, "the account has no balance left: the call fails");
+        give_up(&node, &account, &sid, CallStatus::Failed, 402, "dialtone").await;
+        return;
+    }
     let invited_at = Instant::now();
     let media = match node.media.open_session() {
         Ok(media) => media,
@@ -330,6 +343,7 @@ async fn run(
         control,
         invited_at,
         call_recording,
+        max_duration: allowance.limit(),
     };
     call::run(setup, first).await;
 }
