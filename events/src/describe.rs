@@ -180,7 +180,11 @@ pub fn summary(event: &Event) -> String {
                 .unwrap_or_default()
         ),
         Payload::AccountBillingPlanSet(p) => match p.credit_limit_micros {
-            Some(limit) => format!("{}, credit limit {}", p.plan, crate::describe::micros(limit)),
+            Some(limit) => format!(
+                "{}, credit limit {}",
+                p.plan,
+                crate::describe::micros(limit)
+            ),
             None => p.plan,
         },
         Payload::NumberStocked(p) => format!(

@@ -34,16 +34,39 @@ async fn appends_from_another_process_do_not_break_the_writers_cached_heads() {
         )]
     };
     let stream = "AC0123";
-    server.append(stream, ExpectedVersion::Any, update()).await.unwrap();
-    command.append(stream, ExpectedVersion::Any, update()).await.unwrap();
-    let third = server.append(stream, ExpectedVersion::Any, update()).await.unwrap();
+    server
+        .append(stream, ExpectedVersion::Any, update())
+        .await
+        .unwrap();
+    command
+        .append(stream, ExpectedVersion::Any, update())
+        .await
+        .unwrap();
+    let third = server
+        .append(stream, ExpectedVersion::Any, update())
+        .await
+        .unwrap();
     assert_eq!(third.first_sequence, 3);
     // A version check made against the stale head is refused, not slipped in.
-    command.append(stream, ExpectedVersion::Any, update()).await.unwrap();
-    let stale = server.append(stream, ExpectedVersion::Exact(3), update()).await;
-    assert!(matches!(stale, Err(dialtone_events::LogError::VersionConflict { .. })), "{stale:?}");
+    command
+        .append(stream, ExpectedVersion::Any, update())
+        .await
+        .unwrap();
+    let stale = server
+        .append(stream, ExpectedVersion::Exact(3), update())
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(dialtone_events::LogError::VersionConflict { .. })
+        ),
+        "{stale:?}"
+    );
     let events = server.read_stream(stream, 1).await.unwrap();
     assert_eq!(events.len(), 4);
     let report = server.verify(|_| {}).unwrap();
-    assert!(matches!(report, dialtone_events::audit::VerifyReport::Ok { .. }), "{report:?}");
+    assert!(
+        matches!(report, dialtone_events::audit::VerifyReport::Ok { .. }),
+        "{report:?}"
+    );
 }

@@ -200,7 +200,10 @@ pub fn search_available(
         conditions.push("i.phone_number LIKE ?".to_owned());
         values.push(Value::Text(format!("+1{area}%")));
     }
-    for (column, value) in [("region", &search.in_region), ("locality", &search.in_locality)] {
+    for (column, value) in [
+        ("region", &search.in_region),
+        ("locality", &search.in_locality),
+    ] {
         if let Some(value) = value {
             conditions.push(format!("i.{column} = ? COLLATE NOCASE"));
             values.push(Value::Text(value.clone()));
@@ -375,8 +378,7 @@ fn flag(value: &str, column: &str) -> Result<bool, String> {
 fn stocked_row(fields: &[String], columns: &[usize; 8]) -> Result<NumberStocked, String> {
     let get = |i: usize| fields.get(columns[i]).map(|f| f.trim()).unwrap_or("");
     let optional = |i: usize| Some(get(i).to_owned()).filter(|v| !v.is_empty());
-    let phone_number =
-        normalize_e164(get(0)).map_err(|e| format!("number {:?}: {e}", get(0)))?;
+    let phone_number = normalize_e164(get(0)).map_err(|e| format!("number {:?}: {e}", get(0)))?;
     let iso_country = get(1).to_ascii_uppercase();
     if iso_country.len() != 2 || !iso_country.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(format!(
@@ -522,7 +524,11 @@ mod tests {
             .collect();
         assert_eq!(
             numbers,
-            [(2, "+14155550100"), (3, "+12125550101"), (4, "+18005550102")]
+            [
+                (2, "+14155550100"),
+                (3, "+12125550101"),
+                (4, "+18005550102")
+            ]
         );
         let second = &file.rows[1].1;
         assert_eq!(second.iso_country, "US");

@@ -79,7 +79,10 @@ async fn the_operator_stocks_numbers_and_accounts_buy_them() {
 
     // Only inventory numbers can be bought here; by area code, the first free one.
     let (status, body) = dialtone
-        .post("IncomingPhoneNumbers.json", &[("PhoneNumber", "+15105550100")])
+        .post(
+            "IncomingPhoneNumbers.json",
+            &[("PhoneNumber", "+15105550100")],
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], 21422, "{body}");

@@ -101,7 +101,11 @@ impl BillingProjection {
     }
 
     /// Charges the rental months due by the log's clock `now`.
-    fn charge_rentals(&mut self, now: OffsetDateTime, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+    fn charge_rentals(
+        &mut self,
+        now: OffsetDateTime,
+        tx: &Transaction<'_>,
+    ) -> Result<(), ProjectionError> {
         if self.next_rental.is_none() {
             self.next_rental = Some(balance::next_due(tx)?);
         }
@@ -375,7 +379,12 @@ impl BillingProjection {
                 self.next_rental = None;
             }
             Payload::AccountCredited(credited) => {
-                balance::credit(tx, &event.subject, credited.amount_micros, &credited.currency)?;
+                balance::credit(
+                    tx,
+                    &event.subject,
+                    credited.amount_micros,
+                    &credited.currency,
+                )?;
             }
             Payload::AccountBillingPlanSet(plan) => {
                 balance::set_plan(

@@ -55,7 +55,11 @@ pub(crate) fn available_json(row: &InventoryRow) -> Value {
 }
 
 fn flag(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
-    match params.non_empty(name).map(str::to_ascii_lowercase).as_deref() {
+    match params
+        .non_empty(name)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
@@ -152,7 +156,12 @@ pub(crate) async fn search(
     };
     let (stocked, found) = state
         .read_models
-        .read(move |c| Ok((stocks_country(c, &search.iso_country)?, search_available(c, &search)?)))
+        .read(move |c| {
+            Ok((
+                stocks_country(c, &search.iso_country)?,
+                search_available(c, &search)?,
+            ))
+        })
         .await?;
     if !stocked {
         return Err(ApiError::not_found(&path));

@@ -253,7 +253,9 @@ async fn chosen_number(
         };
     }
     let Some(area) = params.non_empty("AreaCode") else {
-        return Err(ApiError::invalid("A PhoneNumber or an AreaCode is required"));
+        return Err(ApiError::invalid(
+            "A PhoneNumber or an AreaCode is required",
+        ));
     };
     let area = crate::available_numbers::area_code(area)?;
     let search = inventory::InventorySearch {

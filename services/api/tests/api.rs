@@ -6,8 +6,8 @@ mod support;
 use dialtone_events::sid::CallSid;
 use reqwest::StatusCode;
 use serde_json::Value;
-use time::OffsetDateTime;
 use support::{assert_twilio_error, Account, Server};
+use time::OffsetDateTime;
 
 #[tokio::test]
 async fn bad_credentials_get_401_with_twilio_body() {

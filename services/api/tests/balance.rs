@@ -4,9 +4,7 @@
 
 mod support;
 
-use dialtone_events::payload::{
-    AccountCredited, NodeHeartbeat, RatePrice, RatePublished,
-};
+use dialtone_events::payload::{AccountCredited, NodeHeartbeat, RatePrice, RatePublished};
 use dialtone_events::sid::{NodeSid, RateSid};
 use dialtone_events::{ExpectedVersion, NewEvent};
 use dialtone_projections::inventory::{parse_inventory_csv, stock_numbers};
@@ -21,7 +19,11 @@ async fn append_at(s: &Server, stream: &str, event: NewEvent) {
         .append(stream, ExpectedVersion::Any, vec![event])
         .await
         .unwrap();
-    s.runner.handle().wait_for(&appended.positions).await.unwrap();
+    s.runner
+        .handle()
+        .wait_for(&appended.positions)
+        .await
+        .unwrap();
 }
 
 /// A heartbeat at `at`: the log's clock moving on with nothing else happening.
@@ -33,7 +35,12 @@ async fn tick(s: &Server, at: OffsetDateTime) {
         roles: vec![],
         sip: None,
     };
-    append_at(s, NodeSid::of("node-1").as_str(), NewEvent::new("", beat).at(at)).await;
+    append_at(
+        s,
+        NodeSid::of("node-1").as_str(),
+        NewEvent::new("", beat).at(at),
+    )
+    .await;
 }
 
 async fn balance(s: &Server) -> Value {
@@ -68,7 +75,9 @@ async fn the_balance_is_credits_less_calls_and_rentals() {
          +14155550160,US,local,CA,San Francisco,true,true,1.15\n",
     )
     .unwrap();
-    stock_numbers(s.log.as_ref(), &file.rows, |_| {}).await.unwrap();
+    stock_numbers(s.log.as_ref(), &file.rows, |_| {})
+        .await
+        .unwrap();
     let rates = RatePublished {
         effective_from: t0 - time::Duration::hours(1),
         currency: "USD".into(),
@@ -135,7 +144,10 @@ async fn the_balance_is_credits_less_calls_and_rentals() {
     // Released, the number costs nothing more.
     let sid = number["sid"].as_str().unwrap();
     let status = s
-        .delete(&s.a, &s.url(&s.a, &format!("IncomingPhoneNumbers/{sid}.json")))
+        .delete(
+            &s.a,
+            &s.url(&s.a, &format!("IncomingPhoneNumbers/{sid}.json")),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     tick(&s, bought + time::Duration::days(70)).await;

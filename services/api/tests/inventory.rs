@@ -60,9 +60,15 @@ async fn available_numbers_are_searched_with_twilios_filters() {
             numbers(&body)
         }
     };
-    assert_eq!(found("US/Local.json?Contains=*0101").await, ["+14155550101"]);
+    assert_eq!(
+        found("US/Local.json?Contains=*0101").await,
+        ["+14155550101"]
+    );
     // Letters are keypad digits: JKL = 555.
-    assert_eq!(found("US/Local.json?Contains=212JKL").await, ["+12125550102"]);
+    assert_eq!(
+        found("US/Local.json?Contains=212JKL").await,
+        ["+12125550102"]
+    );
     assert_eq!(found("US/Local.json?InRegion=NY").await, ["+12125550102"]);
     assert_eq!(
         found("US/Local.json?InLocality=san%20francisco&SmsEnabled=false").await,
@@ -78,7 +84,12 @@ async fn available_numbers_are_searched_with_twilios_filters() {
     assert_twilio_error(&body, 20404, 404);
     let (status, _) = s.get(&s.a, &search("US/Landline.json")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    for bad in ["Contains=5", "Contains=55-01", "AreaCode=41", "SmsEnabled=maybe"] {
+    for bad in [
+        "Contains=5",
+        "Contains=55-01",
+        "AreaCode=41",
+        "SmsEnabled=maybe",
+    ] {
         let (status, body) = s.get(&s.a, &search(&format!("US/Local.json?{bad}"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_twilio_error(&body, 20001, 400);
@@ -124,7 +135,10 @@ async fn numbers_are_bought_from_the_inventory_and_age_after_release() {
     // Released, the number ages (30 days by default) before anyone can buy it again.
     let sid = number["sid"].as_str().unwrap();
     let status = s
-        .delete(&s.a, &s.url(&s.a, &format!("IncomingPhoneNumbers/{sid}.json")))
+        .delete(
+            &s.a,
+            &s.url(&s.a, &format!("IncomingPhoneNumbers/{sid}.json")),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, body) = s

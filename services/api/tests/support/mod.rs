@@ -111,7 +111,12 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn post(&self, who: &Account, url: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    pub async fn post(
+        &self,
+        who: &Account,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let response = self
             .client
             .post(url)
@@ -225,4 +230,3 @@ pub fn assert_twilio_error(body: &Value, code: u64, status: u64) {
         format!("https://www.twilio.com/docs/errors/{code}")
     );
 }
-

@@ -86,10 +86,7 @@ pub async fn credit(args: CreditArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.prepaid || args.postpaid,
-        "say --prepaid or --postpaid"
-    );
+    anyhow::ensure!(args.prepaid || args.postpaid, "say --prepaid or --postpaid");
     let source = args.log.open().await?;
     let currency = source.config.billing.currency.to_ascii_uppercase();
     let credit_limit_micros = args

@@ -11,11 +11,11 @@ use dialtone_events::envelope::{format_time, parse_time};
 use dialtone_events::payload::{RatePrice, RatePublished};
 use dialtone_events::sid::{AccountSid, RateSid};
 use dialtone_events::{ExpectedVersion, NewEvent};
+use dialtone_projections::billing::balance::PHONE_NUMBERS;
 use dialtone_projections::billing::{
     format_micros, list_legs, load_published, parse_currency, rate_price, rerate_leg, usage_rows,
     BillingLeg, RateTable, UsageRow, LEG_BILLED,
 };
-use dialtone_projections::billing::balance::PHONE_NUMBERS;
 use dialtone_projections::replay::{billing_as_of, Until};
 use serde::Deserialize;
 use serde_json::json;

@@ -17,8 +17,8 @@ use super::source::LogArgs;
 pub async fn import(file: &Path, args: &LogArgs) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let parsed = parse_inventory_csv(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let parsed =
+        parse_inventory_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     for (line, error) in &parsed.refused {
         eprintln!("{}:{line}: {error}", file.display());
     }

@@ -82,13 +82,9 @@ impl Edge {
         }
         // A prepaid account with no money left (or a postpaid one at its credit limit)
         // takes no calls; others get what they can pay for.
-        let allowance = crate::roles::allowance::of_call(
-            node,
-            &route.account_sid,
-            Direction::Inbound,
-            &dialed,
-        )
-        .await;
+        let allowance =
+            crate::roles::allowance::of_call(node, &route.account_sid, Direction::Inbound, &dialed)
+                .await;
         if allowance == crate::roles::allowance::Allowance::Exhausted {
             tracing::info!(number = %dialed, account = %route.account_sid, "the account has no balance left: 403");
             metrics::counter!("dialtone_calls_rejected_total", "reason" => "no-balance")
