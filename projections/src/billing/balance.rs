@@ -134,34 +134,34 @@ fn ensure(tx: &Transaction<'_>, account_sid: &str, currency: &str) -> Result<(),
     .map_err(sql("opening a balance"))
 }
 
-pub(super) fn credit(
-    tx: &Transaction<'_>,
-    account_sid: &str,
-    amount_micros: i64,
-    currency: &str,
-) -> Result<(), ProjectionError> {
-    ensure(tx, account_sid, currency)?;
-    tx.prepare_cached(
-        "UPDATE account_balances SET credits_micros = credits_micros + ?2 WHERE account_sid = ?1",
-    )
-    .and_then(|mut s| s.execute(params![account_sid, amount_micros]))
-    .map(|_| ())
-    .map_err(sql("crediting an account"))
+/// Which running total a money event moves.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Total {
+    Credits,
+    Charges,
 }
 
-pub(super) fn charge(
+/// Adds `amount_micros` to the account's credits or charges.
+pub(super) fn add(
     tx: &Transaction<'_>,
     account_sid: &str,
+    total: Total,
     amount_micros: i64,
     currency: &str,
 ) -> Result<(), ProjectionError> {
     ensure(tx, account_sid, currency)?;
-    tx.prepare_cached(
-        "UPDATE account_balances SET charges_micros = charges_micros + ?2 WHERE account_sid = ?1",
-    )
-    .and_then(|mut s| s.execute(params![account_sid, amount_micros]))
-    .map(|_| ())
-    .map_err(sql("charging an account"))
+    let query = match total {
+        Total::Credits => {
+            "UPDATE account_balances SET credits_micros = credits_micros + ?2 WHERE account_sid = ?1"
+        }
+        Total::Charges => {
+            "UPDATE account_balances SET charges_micros = charges_micros + ?2 WHERE account_sid = ?1"
+        }
+    };
+    tx.prepare_cached(query)
+        .and_then(|mut s| s.execute(params![account_sid, amount_micros]))
+        .map(|_| ())
+        .map_err(sql("adding to a balance"))
 }
 
 pub(super) fn set_plan(

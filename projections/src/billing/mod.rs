@@ -379,9 +379,10 @@ impl BillingProjection {
                 self.next_rental = None;
             }
             Payload::AccountCredited(credited) => {
-                balance::credit(
+                balance::add(
                     tx,
                     &event.subject,
+                    balance::Total::Credits,
                     credited.amount_micros,
                     &credited.currency,
                 )?;
@@ -535,7 +536,7 @@ impl Projection for BillingProjection {
                 charged.0 = charged.0.saturating_add(*price);
             }
             for (account, (price, currency)) in charges.into_iter().filter(|(_, (p, _))| *p != 0) {
-                balance::charge(tx, account, price, currency)?;
+                balance::add(tx, account, balance::Total::Charges, price, currency)?;
             }
             for ((account, category, day, currency), (count, minutes, price)) in &self.usage {
                 upsert

@@ -87,12 +87,20 @@ pub(crate) async fn fetch(
     Ok(Json(balance_json(&read_balance(&state, auth.sid()).await?)))
 }
 
-/// The account an operator request names, or 404.
-fn known_account(state: &ApiState, account: &str) -> Result<(), ApiError> {
-    match state.accounts.get(account) {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found(&format!("/v1/Accounts/{account}"))),
+/// An operator request about `account`: authorized, for a known account (else 404); its
+/// form and the account's currency.
+async fn operator_request(
+    state: &ApiState,
+    account: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Params, String), ApiError> {
+    authorize_operator(state, headers)?;
+    if state.accounts.get(account).is_none() {
+        return Err(ApiError::not_found(&format!("/v1/Accounts/{account}")));
     }
+    let currency = read_balance(state, account).await?.currency;
+    Ok((Params::parse(body), currency))
 }
 
 async fn append_and_read(
@@ -137,10 +145,7 @@ pub(crate) async fn credit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize_operator(&state, &headers)?;
-    known_account(&state, &account)?;
-    let params = Params::parse(&body);
-    let currency = read_balance(&state, &account).await?.currency;
+    let (params, currency) = operator_request(&state, &account, &headers, &body).await?;
     let amount = params
         .non_empty("Amount")
         .ok_or_else(|| ApiError::invalid("An Amount is required"))?;
@@ -176,10 +181,7 @@ pub(crate) async fn plan(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize_operator(&state, &headers)?;
-    known_account(&state, &account)?;
-    let params = Params::parse(&body);
-    let currency = read_balance(&state, &account).await?.currency;
+    let (params, currency) = operator_request(&state, &account, &headers, &body).await?;
     let plan = match params.non_empty("Plan") {
         Some(PREPAID) => PREPAID,
         Some(POSTPAID) => POSTPAID,
