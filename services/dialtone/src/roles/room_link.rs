@@ -34,6 +34,8 @@ pub const ROOM_USER: &str = "room";
 pub const ROOM_HEADER: &str = "X-Dialtone-Room";
 /// How old a link request may be: a captured INVITE cannot be replayed later.
 const MAX_AGE: Duration = Duration::from_secs(60);
+/// How often a seat checks that its caller's call still lives.
+const CALL_CHECK: Duration = Duration::from_secs(5);
 /// What the signature covers besides the request.
 const SIGNED_URL: &str = "dialtone://room-link";
 
@@ -319,8 +321,19 @@ pub async fn accept(node: Arc<Node>, incoming: IncomingCall) {
     }
     // A kick is answered once the leave is logged, so the API's answer reflects it.
     let mut kicked = None;
+    // The caller's node may die without a BYE: the log then ends its call (liveness), and
+    // the seat goes with it.
+    let mut watchdog = tokio::time::interval(CALL_CHECK);
+    watchdog.tick().await;
     loop {
         tokio::select! {
+            _ = watchdog.tick() => {
+                if caller_call_ended(&node, &request.account, &caller).await {
+                    tracing::info!(call = %caller, "the linked caller's call ended elsewhere; freeing its seat");
+                    let _ = call.hangup().await;
+                    break;
+                }
+            }
             event = events.recv() => match event {
                 None | Some(CallEvent::Terminated { .. }) => break,
                 Some(_) => {}
@@ -379,6 +392,17 @@ pub async fn accept(node: Arc<Node>, incoming: IncomingCall) {
     }
     node.registry.remove(&caller);
     media.close();
+}
+
+/// Whether the log says the caller's call is over (its node ended it, or another node did
+/// when it was lost).
+async fn caller_call_ended(node: &Node, account: &str, caller: &CallSid) -> bool {
+    let (account, sid) = (account.to_owned(), caller.to_string());
+    let call = node
+        .read_models
+        .read(move |c| dialtone_projections::calls::get_call(c, &account, &sid))
+        .await;
+    matches!(call, Ok(Some(record)) if record.call.status.is_final())
 }
 
 /// The waiting music of a link's caller, played here: an audio `waitUrl` as it is, the hold
