@@ -918,7 +918,7 @@ fn recording_started(
     channels: u16,
 ) -> RecordingStarted {
     RecordingStarted {
-        url: Some(crate::roles::call::recording_url(
+        url: Some(crate::roles::node::recording_url(
             &task.node.interpreter.api_base_url,
             task.account.as_str(),
             &recording.recording_sid,

@@ -10,6 +10,7 @@ pub mod dial;
 pub mod edge;
 pub mod legs;
 pub mod liveness;
+pub mod media_commands;
 pub mod node;
 pub mod outbound;
 pub mod pacing;

@@ -370,7 +370,7 @@ fn start_recording(
     match media.start_call_recording(options) {
         Ok(id) => {
             let started = RecordingStarted {
-                url: Some(call::recording_url(
+                url: Some(crate::roles::node::recording_url(
                     &node.interpreter.api_base_url,
                     account.as_str(),
                     &sid,

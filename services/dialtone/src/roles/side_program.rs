@@ -9,7 +9,7 @@ use dialtone_media::playout::CommandId as MediaCommandId;
 use dialtone_media::runtime::MediaSession;
 use dialtone_voice::interpreter::{Action, CommandId, Interpreter, MediaDone};
 
-use crate::roles::call::runtime_command;
+use crate::roles::media_commands::runtime_command;
 use crate::roles::node::Node;
 
 /// Plays a media command of a side program (a whisper on the callee, the conference wait
