@@ -95,6 +95,11 @@ fn parse(data: &[u8]) -> Option<RtpPacket> {
 }
 
 /// Root mean square of samples.
+/// The RMS of the loudest second (8,000 samples) of `pcm`: whether anyone was heard.
+pub fn loudest_second(pcm: &[i16]) -> f64 {
+    pcm.chunks(8000).map(rms).fold(0.0, f64::max)
+}
+
 pub fn rms(pcm: &[i16]) -> f64 {
     if pcm.is_empty() {
         return 0.0;

@@ -6,16 +6,12 @@
 use std::time::{Duration, SystemTime};
 
 use dialtone_media::codec::Codec;
-use dialtone_tests::rtp::rms;
+use dialtone_tests::rtp::loudest_second;
 use dialtone_tests::{eventually, Dialtone, NodeOptions, RtpSink, Sipp, TwimlApp};
 use serde_json::Value;
 
 const NUMBER: &str = "+14155550177";
 const LIVENESS: &str = "[cluster]\nheartbeat_ms = 300\nlease_ms = 1500\n";
-
-fn loudest_second(pcm: &[i16]) -> f64 {
-    pcm.chunks(8000).map(rms).fold(0.0, f64::max)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_callers_on_two_nodes_meet_in_one_room() {

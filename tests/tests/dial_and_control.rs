@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use dialtone_media::codec::Codec;
-use dialtone_tests::rtp::rms;
+use dialtone_tests::rtp::{loudest_second, rms};
 use dialtone_tests::{eventually, Backend, Dialtone, RtpSink, Sipp, TwimlApp};
 use serde_json::Value;
 
@@ -30,10 +30,6 @@ fn event_time(events: &[Value], event_type: &str) -> SystemTime {
         .unwrap_or_else(|| panic!("no {event_type}"));
     let time = dialtone_events::envelope::parse_time(event["time"].as_str().unwrap()).unwrap();
     SystemTime::from(time)
-}
-
-fn loudest_second(pcm: &[i16]) -> f64 {
-    pcm.chunks(8000).map(rms).fold(0.0, f64::max)
 }
 
 async fn parent_call(dialtone: &Dialtone) -> Value {
