@@ -140,6 +140,7 @@ CREATE TABLE IF NOT EXISTS numbers (
     status_callback        TEXT,
     status_callback_method TEXT NOT NULL,
     voice_application_sid  TEXT,
+    sms                    TEXT NOT NULL DEFAULT '{}',
     version                INTEGER NOT NULL,
     date_created           TEXT NOT NULL,
     date_updated           TEXT NOT NULL
@@ -150,7 +151,12 @@ CREATE INDEX IF NOT EXISTS numbers_by_account ON numbers (account_sid, date_crea
 const SELECT: &str =
     "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method,
     voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, version,
-    date_created, date_updated, voice_application_sid FROM numbers";
+    date_created, date_updated, voice_application_sid, sms FROM numbers";
+
+/// The SMS settings as the `sms` column holds them (JSON).
+fn sms_json(sms: &dialtone_events::payload::NumberSms) -> String {
+    serde_json::to_string(sms).unwrap_or_else(|_| "{}".to_owned())
+}
 
 fn method(value: String) -> HttpMethod {
     HttpMethod::parse(&value).unwrap_or_default()
@@ -171,6 +177,9 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(NumberRecord, String, 
                 status_callback: row.get(8)?,
                 status_callback_method: method(row.get(9)?),
                 voice_application_sid: row.get(13)?,
+                // Written by this projection from a typed value: unreadable only if the
+                // file was edited by hand, and then the number simply has no SMS settings.
+                sms: serde_json::from_str(&row.get::<_, String>(14)?).unwrap_or_default(),
             },
             version: row.get(10)?,
             date_created: OffsetDateTime::UNIX_EPOCH,
@@ -304,8 +313,8 @@ impl Projection for NumbersProjection {
     }
 
     fn version(&self) -> u32 {
-        // 3: the inventory.
-        3
+        // 3: the inventory. 4: the numbers' SMS settings.
+        4
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -345,8 +354,8 @@ impl Projection for NumbersProjection {
                     "INSERT INTO numbers (sid, account_sid, phone_number, friendly_name, voice_url,
                         voice_method, voice_fallback_url, voice_fallback_method, status_callback,
                         status_callback_method, version, date_created, date_updated,
-                        voice_application_sid)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)
+                        voice_application_sid, sms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)
                      ON CONFLICT (sid) DO NOTHING",
                 )
                 .and_then(|mut s| {
@@ -364,6 +373,7 @@ impl Projection for NumbersProjection {
                         event.sequence,
                         time,
                         config.voice_application_sid,
+                        sms_json(&config.sms),
                     ])
                 })
                 .map_err(sql("inserting a number"))?;
@@ -376,7 +386,7 @@ impl Projection for NumbersProjection {
                     "UPDATE numbers SET friendly_name = ?2, voice_url = ?3, voice_method = ?4,
                         voice_fallback_url = ?5, voice_fallback_method = ?6, status_callback = ?7,
                         status_callback_method = ?8, version = ?9, date_updated = ?10,
-                        voice_application_sid = ?11
+                        voice_application_sid = ?11, sms = ?12
                      WHERE sid = ?1",
                 )
                 .and_then(|mut s| {
@@ -392,6 +402,7 @@ impl Projection for NumbersProjection {
                         event.sequence,
                         time,
                         config.voice_application_sid,
+                        sms_json(&config.sms),
                     ])
                 })
                 .map_err(sql("updating a number"))?;

@@ -295,6 +295,7 @@ fn number_config(number: &str, url: &str) -> NumberConfig {
         status_callback: Some("https://app.example/status".into()),
         status_callback_method: HttpMethod::Get,
         voice_application_sid: None,
+        sms: Default::default(),
     }
 }
 

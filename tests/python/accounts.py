@@ -74,8 +74,16 @@ assert app.sid.startswith("AP") and app.voice_method == "GET", app
 assert [a.sid for a in main.applications.list(friendly_name="IVR")] == [app.sid]
 app = main.applications(app.sid).update(status_callback="https://ivr.example.com/status")
 assert app.status_callback == "https://ivr.example.com/status"
-line = main.incoming_phone_numbers.create(phone_number="+14155550430", voice_application_sid=app.sid)
+line = main.incoming_phone_numbers.create(
+    phone_number="+14155550430", voice_application_sid=app.sid, sms_application_sid=app.sid,
+    sms_url="https://ivr.example.com/sms", sms_method="GET")
 assert line.voice_application_sid == app.sid, line
+assert (line.sms_application_sid, line.sms_url, line.sms_method) == (
+    app.sid, "https://ivr.example.com/sms", "GET"), line
+fetched = main.incoming_phone_numbers(line.sid).fetch()
+assert fetched.sms_application_sid == app.sid and fetched.sms_url == "https://ivr.example.com/sms"
+refused(lambda: main.incoming_phone_numbers(line.sid).update(
+    sms_application_sid="AP00000000000000000000000000000000"), 400, 21218)
 refused(lambda: main.incoming_phone_numbers(line.sid).update(
     voice_application_sid="AP00000000000000000000000000000000"), 400, 21218)
 main.applications(app.sid).delete()

@@ -516,6 +516,26 @@ pub struct NumberConfig {
     /// callback are used instead of the number's own (Twilio's `VoiceApplicationSid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice_application_sid: Option<String>,
+    /// Where messages to the number go (Twilio's `SmsUrl`, …); absent in events of before
+    /// numbers had them.
+    #[serde(flatten, default)]
+    pub sms: NumberSms,
+}
+
+/// The messaging configuration of an incoming phone number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberSms {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_url: Option<String>,
+    #[serde(default)]
+    pub sms_method: HttpMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_fallback_url: Option<String>,
+    #[serde(default)]
+    pub sms_fallback_method: HttpMethod,
+    /// A TwiML Application (`AP…`) whose `SmsUrl` replaces the number's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_application_sid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

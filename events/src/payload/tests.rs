@@ -14,6 +14,13 @@ fn number_config() -> NumberConfig {
         status_callback: Some("https://app.example/status".into()),
         status_callback_method: HttpMethod::Post,
         voice_application_sid: None,
+        sms: NumberSms {
+            sms_url: Some("https://app.example/sms".into()),
+            sms_method: HttpMethod::Post,
+            sms_fallback_url: None,
+            sms_fallback_method: HttpMethod::Get,
+            sms_application_sid: Some("AP0123".into()),
+        },
     }
 }
 

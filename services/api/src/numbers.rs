@@ -60,11 +60,11 @@ pub(crate) fn number_json(record: &NumberRecord) -> Value {
         "origin": "hosted",
         "phone_number": config.phone_number,
         "sid": record.sid,
-        "sms_application_sid": "",
-        "sms_fallback_method": "POST",
-        "sms_fallback_url": "",
-        "sms_method": "POST",
-        "sms_url": "",
+        "sms_application_sid": config.sms.sms_application_sid.clone().unwrap_or_default(),
+        "sms_fallback_method": config.sms.sms_fallback_method.as_str(),
+        "sms_fallback_url": url(&config.sms.sms_fallback_url),
+        "sms_method": config.sms.sms_method.as_str(),
+        "sms_url": url(&config.sms.sms_url),
         "status": "in-use",
         "status_callback": url(&config.status_callback),
         "status_callback_method": config.status_callback_method.as_str(),
@@ -93,15 +93,21 @@ fn apply_params(
     params: &Params,
     auth: &Authenticated,
 ) -> Result<(), ApiError> {
-    if let Some(sid) = params.get("VoiceApplicationSid") {
-        config.voice_application_sid = if sid.is_empty() {
+    for (name, slot) in [
+        ("VoiceApplicationSid", &mut config.voice_application_sid),
+        ("SmsApplicationSid", &mut config.sms.sms_application_sid),
+    ] {
+        let Some(sid) = params.get(name) else {
+            continue;
+        };
+        *slot = if sid.is_empty() {
             None
         } else if auth.account.application(sid).is_some() {
             Some(sid.to_owned())
         } else {
             return Err(ApiError::bad_request(
                 codes::INVALID_APPLICATION,
-                format!("VoiceApplicationSid {sid} is not an application of this account"),
+                format!("{name} {sid} is not an application of this account"),
             ));
         };
     }
@@ -134,6 +140,18 @@ fn apply_params(
     }
     if let Some(method) = params.method("StatusCallbackMethod")? {
         config.status_callback_method = method;
+    }
+    if let Some(url) = params.url("SmsUrl")? {
+        config.sms.sms_url = url;
+    }
+    if let Some(method) = params.method("SmsMethod")? {
+        config.sms.sms_method = method;
+    }
+    if let Some(url) = params.url("SmsFallbackUrl")? {
+        config.sms.sms_fallback_url = url;
+    }
+    if let Some(method) = params.method("SmsFallbackMethod")? {
+        config.sms.sms_fallback_method = method;
     }
     Ok(())
 }
@@ -330,6 +348,7 @@ pub(crate) async fn create(
         status_callback: None,
         status_callback_method: Default::default(),
         voice_application_sid: None,
+        sms: Default::default(),
     };
     apply_params(&mut config, &params, &auth)?;
 

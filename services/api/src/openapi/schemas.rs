@@ -487,6 +487,15 @@ pub struct NumberForm {
     pub voice_fallback_method: Option<String>,
     pub status_callback: Option<String>,
     pub status_callback_method: Option<String>,
+    /// An `AP…` of the account whose voice URLs replace the number's.
+    pub voice_application_sid: Option<String>,
+    /// Where messages to the number go (stored; messaging itself is still to come).
+    pub sms_url: Option<String>,
+    pub sms_method: Option<String>,
+    pub sms_fallback_url: Option<String>,
+    pub sms_fallback_method: Option<String>,
+    /// An `AP…` of the account whose `SmsUrl` replaces the number's.
+    pub sms_application_sid: Option<String>,
 }
 
 /// `POST …/Calls.json`.
