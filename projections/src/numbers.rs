@@ -284,7 +284,7 @@ pub fn all_numbers(conn: &Connection) -> Result<Vec<NumberRecord>, ProjectionErr
 
 /// A directory change to make once the transaction commits.
 enum Staged {
-    Upsert(NumberRoute),
+    Upsert(Box<NumberRoute>),
     Remove(String),
 }
 
@@ -423,7 +423,7 @@ impl Projection for NumbersProjection {
             _ => return Ok(()),
         }
         if let Some(record) = get_number(tx, &event.subject)? {
-            self.staged.push(Staged::Upsert(record.route()));
+            self.staged.push(Staged::Upsert(Box::new(record.route())));
         }
         Ok(())
     }
@@ -442,7 +442,7 @@ impl Projection for NumbersProjection {
             for staged in self.staged.drain(..) {
                 match staged {
                     Staged::Upsert(route) => {
-                        map.insert(route.config.phone_number.clone(), Arc::new(route));
+                        map.insert(route.config.phone_number.clone(), Arc::from(route));
                     }
                     Staged::Remove(number) => {
                         map.remove(&number);
