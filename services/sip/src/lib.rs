@@ -17,6 +17,7 @@ pub mod dialog;
 pub mod endpoint;
 pub mod message;
 pub mod overload;
+pub mod registrar;
 pub mod sdp;
 mod timer;
 pub mod transaction;
