@@ -113,6 +113,9 @@ pub struct NumberRecord {
     pub config: NumberConfig,
     /// The `PN…` stream's version: the `ExpectedVersion` for the next write.
     pub version: u64,
+    /// It can receive messages: the inventory says so (numbers from outside the inventory
+    /// carry voice only).
+    pub sms_capable: bool,
     pub date_created: OffsetDateTime,
     pub date_updated: OffsetDateTime,
 }
@@ -151,7 +154,10 @@ CREATE INDEX IF NOT EXISTS numbers_by_account ON numbers (account_sid, date_crea
 const SELECT: &str =
     "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method,
     voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, version,
-    date_created, date_updated, voice_application_sid, sms FROM numbers";
+    date_created, date_updated, voice_application_sid, sms,
+    EXISTS (SELECT 1 FROM number_inventory i WHERE i.phone_number = numbers.phone_number
+        AND i.sms = 1)
+    FROM numbers";
 
 /// The SMS settings as the `sms` column holds them (JSON).
 fn sms_json(sms: &dialtone_events::payload::NumberSms) -> String {
@@ -182,6 +188,7 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(NumberRecord, String, 
                 sms: serde_json::from_str(&row.get::<_, String>(14)?).unwrap_or_default(),
             },
             version: row.get(10)?,
+            sms_capable: row.get(15)?,
             date_created: OffsetDateTime::UNIX_EPOCH,
             date_updated: OffsetDateTime::UNIX_EPOCH,
         },

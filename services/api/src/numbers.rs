@@ -49,7 +49,7 @@ pub(crate) fn number_json(record: &NumberRecord) -> Value {
         "api_version": API_VERSION,
         "beta": false,
         "bundle_sid": null,
-        "capabilities": {"fax": false, "mms": false, "sms": false, "voice": true},
+        "capabilities": {"fax": false, "mms": false, "sms": record.sms_capable, "voice": true},
         "date_created": rfc2822(record.date_created),
         "date_updated": rfc2822(record.date_updated),
         "emergency_address_sid": null,
@@ -411,6 +411,8 @@ pub(crate) async fn create(
             account_sid: auth.sid().to_owned(),
             config,
             version: 1,
+            // Known once the projections catch up (a GET shows it).
+            sms_capable: false,
             date_created: now,
             date_updated: now,
         }

@@ -111,6 +111,9 @@ async fn numbers_are_bought_from_the_inventory_and_age_after_release() {
     let (status, number) = buy(vec![("AreaCode", "415")], true).await;
     assert_eq!(status, StatusCode::CREATED, "{number}");
     assert_eq!(number["phone_number"], "+14155550100");
+    // The inventory says it takes messages too; a number from outside it carries voice only.
+    assert_eq!(number["capabilities"]["sms"], true, "{number}");
+    assert_eq!(number["capabilities"]["voice"], true);
     let (_, body) = s
         .get(
             &s.a,
@@ -128,6 +131,10 @@ async fn numbers_are_bought_from_the_inventory_and_age_after_release() {
     assert_twilio_error(&body, 21452, 400);
     let (status, number_b) = buy(vec![("PhoneNumber", "+14155550101")], false).await;
     assert_eq!(status, StatusCode::CREATED, "{number_b}");
+    assert_eq!(
+        number_b["capabilities"]["sms"], false,
+        "stocked with sms=false"
+    );
     let (status, body) = buy(vec![("AreaCode", "415")], false).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 21452, 400);
@@ -158,4 +165,5 @@ async fn numbers_are_bought_from_the_inventory_and_age_after_release() {
     // Numbers outside the inventory stay open unless the operator says otherwise.
     let (status, body) = buy(vec![("PhoneNumber", "+15105550199")], true).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["capabilities"]["sms"], false, "{body}");
 }
