@@ -1,5 +1,5 @@
 //! HTTP Basic authentication with `AccountSid:AuthToken` or `ApiKeySid:Secret`, and what
-//! the account's status admits.
+//! the account's status admits; the operator's bearer token for the operator endpoints.
 
 use std::sync::Arc;
 
@@ -111,6 +111,37 @@ fn is_account_resource(path: &str, sid: &str) -> bool {
         .strip_prefix("/2010-04-01/Accounts/")
         .unwrap_or_default();
     rest == sid || rest.strip_suffix(".json") == Some(sid)
+}
+
+/// The operator token: what `Authorization: Bearer …` must carry on operator endpoints
+/// (the number inventory, credits, billing plans). Derived from the cluster secret, so
+/// every node accepts the same one.
+pub fn operator_token(node_secret: &[u8]) -> String {
+    dialtone_projections::accounts::derive_auth_token(node_secret, "operator", "inventory")
+}
+
+/// Checks `Authorization: Bearer <operator token>` (in constant time): 401 otherwise, 503
+/// on a node without the secret.
+pub(crate) fn authorize_operator(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    use subtle::ConstantTimeEq;
+    let Some(secret) = state.node_secret.as_ref() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            crate::error::codes::UNAVAILABLE,
+            "operator endpoints need the node secret",
+        ));
+    };
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let expected = operator_token(secret);
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The number inventory at the API: `AvailablePhoneNumbers/{Country}/Local|TollFree|Mobile`
 //! searches the numbers no account holds (Twilio's filters), and the operator loads the
 //! inventory with `POST /v1/PhoneNumberInventory` (the CSV of `dialtone numbers import`),
-//! authenticated with the operator token (`dialtone numbers operator-token`).
+//! authenticated with the operator token (`dialtone numbers operator-token`, see
+//! [`crate::auth::authorize_operator`]).
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -17,7 +18,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::auth::Authenticated;
-use crate::error::{codes, ApiError};
+use crate::error::ApiError;
 use crate::params::Params;
 use crate::{ApiState, API_VERSION};
 
@@ -184,40 +185,6 @@ pub(crate) async fn search(
     })))
 }
 
-/// The operator token: what `Authorization: Bearer …` must carry on operator endpoints.
-/// Derived from the cluster secret, so every node accepts the same one.
-pub fn operator_token(node_secret: &[u8]) -> String {
-    dialtone_projections::accounts::derive_auth_token(node_secret, "operator", "inventory")
-}
-
-/// Checks `Authorization: Bearer <operator token>` in constant time.
-pub(crate) fn authorize_operator(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(secret) = state.node_secret.as_ref() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            codes::UNAVAILABLE,
-            "operator endpoints need the node secret",
-        ));
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let expected = operator_token(secret);
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
-
 #[utoipa::path(
     operation_id = "inventory_import",
     post,
@@ -237,7 +204,7 @@ pub(crate) async fn import(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize_operator(&state, &headers)?;
+    crate::auth::authorize_operator(&state, &headers)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::invalid("the inventory file must be UTF-8 CSV"))?;
     let file = parse_inventory_csv(text).map_err(ApiError::invalid)?;

@@ -15,8 +15,8 @@ use dialtone_projections::billing::balance::{balance_of, AccountBalance, POSTPAI
 use dialtone_projections::billing::format_micros;
 use serde_json::{json, Value};
 
+use crate::auth::authorize_operator;
 use crate::auth::Authenticated;
-use crate::available_numbers::authorize_operator;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::{ApiState, API_VERSION};

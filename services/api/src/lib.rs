@@ -73,8 +73,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use auth::operator_token;
 pub use auth::Authenticated;
-pub use available_numbers::operator_token;
 pub use balance::{minor_digits, parse_amount};
 pub use control::{
     CallAction, CallController, ControlError, CreateCall, ParticipantAction, UpdateCall,
